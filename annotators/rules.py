@@ -1,0 +1,224 @@
+"""The heuristic annotator's rules, as data: message cues and BEAM-specific diff signals."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from annotators.schema import BugType
+
+B = BugType
+
+
+def _re(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern, re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class MessageCue:
+    """A phrase in the commit message that names a kind of concurrency bug."""
+
+    name: str
+    bug_type: BugType
+    regex: re.Pattern[str]
+    weight: float  # how sure the phrase alone makes us (0..1)
+
+
+@dataclass(frozen=True)
+class DiffRule:
+    """A code change that is the fingerprint of a concurrency fix.
+
+    The rule fires on a file when `added` occurs in its added lines and `removed` (if any) in
+    its removed lines; `test_only` rules fire on test files only.
+    """
+
+    name: str
+    bug_type: BugType
+    added: re.Pattern[str] | None
+    removed: re.Pattern[str] | None
+    weight: float
+    fix_summary: str
+    events: tuple[str, ...]
+    why: str
+    test_only: bool = False
+
+
+MESSAGE_CUES: tuple[MessageCue, ...] = (
+    MessageCue("race", B.RACE_CONDITION,
+               _re(r"\b(?:data[ -])?rac(?:e|es|y|ing|iness)\b(?:[ -]?conditions?)?"), 0.9),
+    MessageCue("deadlock", B.DEADLOCK, _re(r"\bdead[ -]?lock(?:s|ed|ing)?\b"), 0.9),
+    MessageCue("livelock", B.LIVELOCK, _re(r"\blive[ -]?lock(?:s|ed|ing)?\b"), 0.9),
+    MessageCue("mailbox", B.MAILBOX_OVERFLOW,
+               _re(r"\b(?:mailbox|message[ _]queue(?:_len)?)\b.{0,40}\b(?:grow\w*|overflow\w*|"
+                   r"full|flood\w*|pil\w+ up|unbounded|build\w* up|back ?pressure)\b|"
+                   r"\b(?:grow\w*|overflow\w*|flood\w*|unbounded)\b.{0,30}\b(?:mailbox|message "
+                   r"queue)"), 0.85),
+    MessageCue("leak", B.RESOURCE_LEAK,
+               _re(r"\b(?:leak\w*|orphan\w*|zombie\w*|dangling)\b.{0,40}\b(?:process\w*|pids?|"
+                   r"monitors?|links?|timers?|ports?|sockets?|connections?|tasks?|messages?|"
+                   r"ets|tables?|refs?|references?|children|workers?|listeners?)\b|"
+                   r"\b(?:process\w*|pids?|monitors?|links?|timers?|ports?|sockets?|connections?|"
+                   r"tasks?|messages?|children|workers?)\b.{0,30}\b(?:leak\w*|orphan\w*)"), 0.8),
+    MessageCue("ordering", B.MESSAGE_ORDERING,
+               _re(r"\b(?:out[ -]of[ -]order|message order\w*|ordering of (?:messages|events)|"
+                   r"reorder\w*|arriv\w+ (?:before|after))\b"), 0.7),
+    MessageCue("exit_signal", B.EXIT_SIGNAL,
+               _re(r"\b(?:trap_exit|trapping exits?|exit signals?|EXIT messages?|:EXIT|"
+                   r"'EXIT'|DOWN messages?|linked process\w* (?:crash|exit|die)\w*)\b"), 0.75),
+    MessageCue("hang", B.DEADLOCK,
+               _re(r"\b(?:hangs?|hanging|hung|stuck|blocks? forever|never returns?|"
+                   r"wait\w* forever)\b"), 0.6),
+    MessageCue("flaky", B.RACE_CONDITION,
+               _re(r"\b(?:flak(?:y|ey|iness)|intermittent(?:ly)?|sporadic\w*|"
+                   r"non-?deterministic\w*|randomly fail\w*)\b"), 0.7),
+    MessageCue("concurrency", B.RACE_CONDITION,
+               _re(r"\b(?:concurrent(?:ly)?|concurrency|atomic(?:ally)?|non-?atomic|"
+                   r"synchroni[sz]\w*|unsynchroni[sz]ed|at the same time|simultaneous\w*)\b"),
+               0.6),
+    MessageCue("timeout", B.TIMEOUT, _re(r"\b(?:time[ -]?outs?|timed[ -]out)\b"), 0.45),
+)
+
+# Phrases that say the keyword is not a concurrency bug being fixed.
+NEGATIVE_CUES: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("docs_only", _re(r"^\s*(?:\[?docs?\]?[:(]|docs?\b|documentation\b|(?:update|improve|clarify|"
+                      r"fix|add)\s+(?:the\s+)?(?:docs?|documentation|typos?|readme|changelog|"
+                      r"examples?|comments?)\b|typo\b)")),
+    ("release", _re(r"^\s*(?:release|bump|prepare|update changelog|changelog|v?\d+\.\d+\.\d+)\b")),
+    ("reports_not_fixes", _re(r"\b(?:detect\w*|report\w*|diagnos\w*|better error|error message|"
+                              r"warn\w*|measure\w*|raise\w*|hide|hiding|show\w*|log\w*)\b"
+                              r".{0,40}\b(?:dead[ -]?locks?|races?|timeouts?)\b|\b(?:dead[ -]?lock|"
+                              r"race|timeout)s? (?:detection|reports?|errors?|messages?)\b")),
+    ("filesystem_timing", _re(r"\b(?:file ?system|mtime|timestamps?|granularity|clock|"
+                              r"file modification)\b")),
+    ("non_process_leak", _re(r"\bleak\w*\b.{0,30}\b(?:vars?|variables?|representation|"
+                             r"abstraction|implementation|memory|atoms?|info\w*|secrets?|"
+                             r"credentials?|bindings?|scope)\b|\b(?:vars?|variables?|bindings?)\b"
+                             r".{0,20}\bleak")),
+    ("timeout_tuning", _re(r"\b(?:increase|bump|raise|longer|larger|bigger|extend|tweak|adjust|"
+                           r"set)\w*\b.{0,30}\btime[ -]?outs?\b|\btime[ -]?outs?\b.{0,20}\b(?:to "
+                           r"infinity|increase\w*|bump\w*)")),
+    ("feature", _re(r"^\s*(?:add|adds|added|support|allow|introduce|implement|expose|deprecate|"
+                    r"optimi[sz]e|refactor|clean ?up|cleanup|simplify|rename|move|format|remove "
+                    r"unused|revert)\b")),
+)
+
+# Message words that make a fix intent explicit; a "feature" subject with them is a fix.
+FIX_INTENT = _re(r"\b(?:fix\w*|bug\w*|avoid\w*|prevent\w*|solve\w*|address\w*|handle\w*|"
+                 r"ensure\w*|workaround|regression|correct\w*|properly|do not|don't|no longer)\b")
+
+_ETS_READ = r"(?::ets\.|ets:)(?:lookup|member|insert)\b"
+_SLEEP = r"(?:Process\.sleep|:timer\.sleep|timer:sleep|\bsleep)\s*\("
+_SYNC = (r"(?:assert_receive|assert_received|refute_receive|:sys\.get_state|sys:get_state|"
+         r":sys\.get_status|sys:get_status|Process\.monitor|erlang:monitor|assert_down|"
+         r"wait_until|wait_for|eventually|receive\b|:erlang\.trace|sync\()")
+
+DIFF_RULES: tuple[DiffRule, ...] = (
+    DiffRule(
+        "ets_check_then_act", B.RACE_CONDITION,
+        _re(r"(?::ets\.|ets:)(?:insert_new|update_counter|select_replace|update_element|"
+            r"take)\b"), _re(_ETS_READ), 1.0,
+        "replaced a separate ETS read and write with one atomic ETS operation",
+        ("1. process A reads the ETS entry for key K (missing or old)",
+         "2. process B reads the same entry before A writes",
+         "3. both write based on what they read; one update is lost or a duplicate is made"),
+        "the read and the write of the ETS table are two operations, so another process can "
+        "change the entry between them"),
+    DiffRule(
+        "mnesia_dirty_to_transaction", B.RACE_CONDITION,
+        _re(r"(?:mnesia:|:mnesia\.)(?:transaction|sync_transaction|activity)\b"),
+        _re(r"(?:mnesia:|:mnesia\.)dirty_\w+"), 1.0,
+        "moved dirty mnesia reads and writes into a transaction",
+        ("1. process A dirty-reads a record", "2. process B dirty-writes the same record",
+         "3. A writes a value computed from its stale read, overwriting B's update"),
+        "dirty mnesia operations take no locks, so concurrent read-modify-write cycles "
+        "interleave"),
+    DiffRule(
+        "register_whereis", B.RACE_CONDITION,
+        _re(r"already_started|already_registered|:global\.trans|global:trans|"
+            r"Registry\.register|:global\.register_name|global:register_name|register_name"),
+        _re(r"(?:Process\.whereis|erlang:whereis|\bwhereis\(|Process\.register|"
+            r"\bregister\(|Process\.alive\?|is_process_alive)"), 0.9,
+        "stopped checking a process name or liveness before acting on it",
+        ("1. process A checks that the name is free (or the process alive)",
+         "2. process B registers the name (or the process exits) in between",
+         "3. A acts on the stale answer: registration fails or it messages a dead process"),
+        "a whereis/alive? check followed by register or send is a check-then-act race"),
+    DiffRule(
+        "call_to_self", B.DEADLOCK, None,
+        _re(r"(?:GenServer\.call|gen_server:call|gen_statem:call|:gen_server\.call)\(\s*"
+            r"(?:self\(\)|self\b)"), 1.0,
+        "stopped the process from making a synchronous call to itself",
+        ("1. the process handles a message and, inside the callback, calls itself "
+         "synchronously", "2. the call's request waits in its own mailbox, behind the "
+         "callback that is waiting for the reply", "3. neither can proceed until the call "
+         "times out or blocks forever"),
+        "a GenServer cannot serve a call while it is busy making one to itself"),
+    DiffRule(
+        "receive_after", B.DEADLOCK,
+        _re(r"^\s*after\s+(?:\d|[\w@.:]+\s*->|:infinity)"), None, 0.6,
+        "added an `after` clause so a receive can no longer wait forever",
+        ("1. the process enters a receive waiting for a specific reply",
+         "2. the reply never comes (the peer died or the message was lost)",
+         "3. with no `after` clause the process blocks forever"),
+        "a receive without a timeout blocks forever when the awaited message is never sent"),
+    DiffRule(
+        "trap_exit", B.EXIT_SIGNAL,
+        _re(r"trap_exit|\{:EXIT,|\{'EXIT',|:EXIT\b"), None, 0.7,
+        "handled exit signals from linked processes",
+        ("1. a linked process exits", "2. the exit signal reaches this process",
+         "3. without trapping or handling it, this process dies or the EXIT message is "
+         "mishandled"),
+        "exit signals propagate along links unless trapped and handled"),
+    DiffRule(
+        "monitor_added", B.RESOURCE_LEAK,
+        _re(r"Process\.monitor|erlang:monitor|:erlang\.monitor|\bmonitor\(process|"
+            r"Process\.demonitor|erlang:demonitor|demonitor\(|:DOWN|'DOWN'"), None, 0.55,
+        "monitors the other process and cleans up when it goes down",
+        ("1. this process hands work to (or waits on) another process",
+         "2. the other process dies", "3. nothing notices: state, messages or waiting callers "
+         "are left behind"),
+        "without a monitor a process cannot notice that its peer died"),
+    DiffRule(
+        "message_queue", B.MAILBOX_OVERFLOW,
+        _re(r"message_queue_len|max_heap_size|message_queue_data|:hibernate|"
+            r"\bhibernate\b"), None, 0.7,
+        "bounded or drained a process mailbox",
+        ("1. producers send messages faster than the process handles them",
+         "2. its mailbox grows without bound", "3. memory grows and every receive slows down"),
+        "a process's mailbox has no built-in bound"),
+    DiffRule(
+        "timeout_changed", B.TIMEOUT,
+        _re(r"\b(?:timeout|:infinity|infinity|after)\b.{0,40}\d|\d.{0,40}\btimeout\b|"
+            r":infinity|\binfinity\b"),
+        _re(r"\b(?:timeout|:infinity|infinity|after)\b.{0,40}\d|\d.{0,40}\btimeout\b|"
+            r":infinity|\binfinity\b"), 0.4,
+        "changed a timeout",
+        ("1. a caller waits on another process with a timeout",
+         "2. the other process is busy or blocked longer than that",
+         "3. the caller gives up (or waits forever) at the wrong moment"),
+        "the timeout does not match how long the other process can take"),
+    DiffRule(
+        "sleep_to_sync", B.RACE_CONDITION, _re(_SYNC), _re(_SLEEP), 0.9,
+        "replaced a sleep with explicit synchronisation on the event the test waits for",
+        ("1. the test starts asynchronous work in another process",
+         "2. it sleeps a fixed time instead of waiting for that work",
+         "3. on a slow or busy machine the work is not done yet and the assertion fails"),
+        "a fixed sleep does not order the test after the other process's work",
+        test_only=True),
+    DiffRule(
+        "async_false", B.RACE_CONDITION, _re(r"async:\s*false"), _re(r"async:\s*true"), 0.9,
+        "made the test case synchronous so it no longer shares global state with others",
+        ("1. two async test cases run concurrently",
+         "2. both touch the same global resource (a named process, ETS, env, IO device)",
+         "3. one test observes the other's changes and fails"),
+        "async test cases run in parallel and share global state",
+        test_only=True),
+    DiffRule(
+        "test_sync_added", B.RACE_CONDITION, _re(_SYNC), None, 0.5,
+        "made the test wait for the other process before asserting",
+        ("1. the test triggers work in another process",
+         "2. it asserts before that process has handled the message",
+         "3. the assertion sees the old state and fails intermittently"),
+        "messages to other processes are asynchronous; the test must wait for their effect",
+        test_only=True),
+)

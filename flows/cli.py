@@ -1,0 +1,172 @@
+"""The `racemine` command line: parse options, make one call, turn known errors into a line."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from flows.settings import Settings
+from miners.errors import MinerError
+from warehouse.errors import WarehouseError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False,
+                  help="Mine Elixir and Erlang git history for concurrency-bug fixes.")
+console = Console()
+err_console = Console(stderr=True)
+
+WarehouseOpt = Annotated[Path | None, typer.Option(
+    "--warehouse", "-w", help="DuckDB file [env: RACEMINE_WAREHOUSE; default ./racemine.duckdb]")]
+
+
+def _settings(warehouse: Path | None) -> Settings:
+    return Settings(**({"warehouse": warehouse} if warehouse else {}))
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Known failures become one sentence on stderr and exit code 1."""
+    try:
+        yield
+    except (MinerError, WarehouseError) as exc:
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+
+
+def _quiet_prefect() -> None:
+    # The CLI shows its own progress and summary; Prefect's run logs would interleave with
+    # them. Deployments and `--verbose` keep Prefect's usual logging.
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
+
+
+@app.command()
+def mine(
+    repos: Annotated[list[str], typer.Argument(
+        help="Clone URLs (https/ssh), GitHub owner/name, work trees or bare git dirs.")],
+    warehouse: WarehouseOpt = None,
+    name: Annotated[str | None, typer.Option(
+        help="Canonical name for a local path (default: its origin remote, else folder).")
+    ] = None,
+    patterns: Annotated[Path | None, typer.Option(
+        help="TOML pattern file replacing the built-in classifier patterns.")] = None,
+    all_branches: Annotated[bool, typer.Option(
+        help="Mine every branch, not only HEAD.")] = False,
+    verbose: Annotated[bool, typer.Option(help="Show Prefect's run logs.")] = False,
+) -> None:
+    """Mine repositories into the warehouse and label the new fixes (a Prefect flow)."""
+    if name and len(repos) > 1:
+        err_console.print("[red]error:[/red] --name applies to one repository; mine the "
+                          "others in a separate command")
+        raise typer.Exit(2)
+    if not verbose:
+        _quiet_prefect()
+    settings = _settings(warehouse)
+    started = time.perf_counter()
+    with _user_errors():
+        from prefect.task_runners import ThreadPoolTaskRunner
+
+        from flows import progress
+        from flows.mine_flow import mine_flow
+        from flows.report import summary_table
+
+        runner = ThreadPoolTaskRunner(max_workers=settings.concurrency)
+        with progress.live(err_console):
+            results = mine_flow.with_options(task_runner=runner)(
+                repos, name=name, patterns_file=str(patterns) if patterns else None,
+                all_branches=all_branches, warehouse=str(settings.warehouse))
+    console.print(summary_table(results, time.perf_counter() - started))
+    for r in results:
+        if r.error:
+            err_console.print(f"[red]error:[/red] {r.error}", highlight=False)
+    console.print(f"warehouse: {settings.warehouse}", highlight=False)
+    if any(r.error for r in results):
+        raise typer.Exit(1)
+
+
+class OutputFormat(StrEnum):
+    TABLE = "table"
+    CSV = "csv"
+    JSON = "json"
+
+
+@app.command()
+def sql(
+    query: Annotated[str, typer.Argument(help="SQL to run against the warehouse (read-only).")],
+    warehouse: WarehouseOpt = None,
+    format: Annotated[OutputFormat, typer.Option("--format", "-f")] = OutputFormat.TABLE,
+) -> None:
+    """Run a read-only SQL query against the warehouse."""
+    from flows.report import render_rows
+    from warehouse.db import connect
+    from warehouse.queries import run_sql
+
+    with _user_errors():
+        con = connect(_settings(warehouse).warehouse, read_only=True)
+        try:
+            columns, rows = run_sql(con, query)
+        finally:
+            con.close()
+    render_rows(console, columns, rows, format.value)
+
+
+@app.command()
+def stats(warehouse: WarehouseOpt = None) -> None:
+    """Counts per repository, bug type, language and year."""
+    from flows.report import render_rows
+    from warehouse.db import connect
+    from warehouse.queries import stats as stats_query
+
+    with _user_errors():
+        con = connect(_settings(warehouse).warehouse, read_only=True)
+        try:
+            tables = stats_query(con)
+        finally:
+            con.close()
+    for title, (columns, rows) in tables.items():
+        render_rows(console, columns, rows, "table", title=title)
+
+
+@app.command()
+def export(
+    out: Annotated[Path, typer.Argument(help="Output file.")],
+    format: Annotated[str, typer.Option("--format", "-f", help="jsonl or parquet")] = "jsonl",
+    warehouse: WarehouseOpt = None,
+    all_labels: Annotated[bool, typer.Option(
+        "--all", help="Also export pairs labeled as not a concurrency fix.")] = False,
+    min_confidence: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.0,
+) -> None:
+    """Export labeled file pairs (concurrency fixes by default) as JSONL or Parquet."""
+    from warehouse.db import connect
+    from warehouse.export import ExportFormat, export_pairs
+
+    try:
+        fmt = ExportFormat(format)
+    except ValueError:
+        err_console.print(f"[red]error:[/red] format {format!r}: use jsonl or parquet")
+        raise typer.Exit(2) from None
+    with _user_errors():
+        con = connect(_settings(warehouse).warehouse, read_only=True)
+        try:
+            count = export_pairs(con, out, fmt, fixes_only=not all_labels,
+                                 min_confidence=min_confidence)
+        finally:
+            con.close()
+    console.print(f"wrote {count:,} pairs to {out}", highlight=False)
+
+
+def main() -> None:
+    app(prog_name="racemine")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""The mining path for one repository: scan, classify, extract, store, label.
+
+Plain functions over the core packages; the Prefect flow wraps each in a task.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from itertools import islice
+from pathlib import Path
+
+from annotators.heuristic import ANNOTATOR_ID, annotate_heuristic
+from annotators.schema import CommitInput, FileInput
+from miners.classify import Match, PatternSet, classify_message
+from miners.extract import iter_commit_files
+from miners.git import (
+    count_commits,
+    fetch_branch_tips,
+    fetch_existing,
+    fetch_head,
+    fetch_mirror,
+    iter_commits,
+    open_local,
+    supports_pcre_grep,
+)
+from miners.records import CommitFiles, CommitMeta, RepoRef
+from miners.sources import is_local_spec, parse_remote_spec
+from warehouse.db import connect
+from warehouse.queries import commit_inputs, mined_tips, unlabeled_commits
+from warehouse.save import (
+    save_annotations,
+    save_commit_files,
+    save_high_water_mark,
+    save_repo,
+)
+
+Progress = Callable[[str, int, int], None]
+BATCH = 200  # commits per warehouse transaction: a killed run loses at most one batch
+
+
+def _quiet(stage: str, done: int, total: int) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class RepoResult:
+    """What mining one repository did; small enough to be a task's result."""
+
+    repo: str
+    commits_scanned: int = 0
+    matches: int = 0
+    merges: int = 0
+    pairs: int = 0
+    skipped: int = 0
+    labels: int = 0
+    fixes: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+
+
+def resolve_repo(spec: str, name: str | None, cache_dir: Path, token: str | None) -> RepoRef:
+    """A local path is read in place; anything else is mirrored into the cache first."""
+    if is_local_spec(spec):
+        return open_local(spec, name)
+    ref = fetch_mirror(parse_remote_spec(spec), cache_dir, token)
+    return replace(ref, name=name) if name else ref
+
+
+def _batches(items: list[CommitMeta], size: int) -> list[list[CommitMeta]]:
+    it = iter(items)
+    return list(iter(lambda: list(islice(it, size)), []))
+
+
+def mine_repository(ref: RepoRef, warehouse: Path, patterns: PatternSet, run_id: str, *,
+                    max_file_bytes: int, all_branches: bool = False,
+                    progress: Progress = _quiet) -> RepoResult:
+    """Mine the commits of ref not mined before into the warehouse; returns counts."""
+    started = time.perf_counter()
+    con = connect(warehouse)
+    try:
+        save_repo(con, ref)
+        head = fetch_head(ref.git_dir)
+        if head is None:  # an empty repository is data, not an error
+            save_high_water_mark(con, ref.name, None, [])
+            return RepoResult(ref.name, seconds=time.perf_counter() - started)
+        include = sorted({head, *fetch_branch_tips(ref.git_dir)}) if all_branches else [head]
+        exclude = fetch_existing(ref.git_dir, mined_tips(con, ref.name))
+        progress("scanning messages", 0, 0)
+        scanned = count_commits(ref.git_dir, include, exclude)
+        grep = patterns.prefilter.pattern
+        if not supports_pcre_grep(ref.git_dir, grep):
+            grep = None  # this git has no PCRE: Python reads every message instead
+        matches: dict[str, Match] = {}
+        matched: list[CommitMeta] = []
+        for commit in iter_commits(ref.git_dir, include, exclude, grep=grep):
+            match = classify_message(commit.message, patterns)
+            if match.matched:
+                matches[commit.sha] = match
+                matched.append(commit)
+        matched.reverse()  # oldest first, so a killed run has stored a prefix of history
+        pairs = skipped = done = 0
+        for batch in _batches(matched, BATCH):
+            progress("extracting pairs", done, len(matched))
+            stored: list[tuple[CommitFiles, Match]] = [
+                (cf, matches[cf.commit.sha]) for cf in iter_commit_files(
+                    ref.git_dir, batch, max_file_bytes)]
+            stored += [(CommitFiles(c), matches[c.sha]) for c in batch if c.is_merge]
+            save_commit_files(con, ref.name, run_id, stored)
+            for cf, _ in stored:
+                skipped += sum(1 for f in cf.files if f.skipped_reason)
+                pairs += sum(1 for f in cf.files if not f.skipped_reason)
+            done += len(batch)
+        progress("extracting pairs", done, len(matched))
+        save_high_water_mark(con, ref.name, head, include)
+        return RepoResult(ref.name, commits_scanned=scanned, matches=len(matched),
+                          merges=sum(c.is_merge for c in matched), pairs=pairs,
+                          skipped=skipped, seconds=time.perf_counter() - started)
+    finally:
+        con.close()
+
+
+def label_repository(warehouse: Path, repo: str, run_id: str, progress: Progress = _quiet
+                     ) -> tuple[int, int]:
+    """Label repo's unlabeled commits with the heuristic annotator; (labels, fixes)."""
+    con = connect(warehouse)
+    try:
+        shas = unlabeled_commits(con, repo, ANNOTATOR_ID)
+        labels = fixes = 0
+        for start in range(0, len(shas), BATCH):
+            progress("labeling", start, len(shas))
+            batch = []
+            for sha, message, files in commit_inputs(con, repo, shas[start:start + BATCH]):
+                commit = CommitInput(repo, sha, message, tuple(FileInput(*f) for f in files))
+                annotation = annotate_heuristic(commit)
+                batch.append((sha, "", annotation))
+                fixes += bool(annotation.label and annotation.label.is_concurrency_bug)
+            labels += save_annotations(con, repo, run_id, batch)
+        progress("labeling", len(shas), len(shas))
+        return labels, fixes
+    finally:
+        con.close()

@@ -1,0 +1,72 @@
+"""Tables that speak to people: the end-of-run summary and query results."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from flows.mining import RepoResult
+
+_SUMMARY = (("commits scanned", "commits_scanned"), ("matches", "matches"),
+            ("pairs", "pairs"), ("skipped", "skipped"), ("labels", "labels"),
+            ("concurrency fixes", "fixes"))
+
+
+def summary_table(results: Sequence[RepoResult], seconds: float) -> Table:
+    """One row per repository plus a total: what this run scanned, stored and labeled."""
+    table = Table(title=f"racemine mine — {seconds:.1f}s")
+    table.add_column("repo")
+    for title, _ in _SUMMARY:
+        table.add_column(title, justify="right")
+    table.add_column("time", justify="right")
+    for r in results:
+        if r.error:
+            table.add_row(r.repo, *[""] * len(_SUMMARY), "", style="red")
+            continue
+        table.add_row(r.repo, *[f"{getattr(r, k):,}" for _, k in _SUMMARY], f"{r.seconds:.1f}s")
+    if len(results) > 1:
+        table.add_row("total", *[f"{sum(getattr(r, k) for r in results):,}"
+                                 for _, k in _SUMMARY], "", style="bold")
+    return table
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def render_rows(console: Console, columns: list[str], rows: list[tuple], fmt: str,
+                title: str | None = None) -> None:
+    """Print query results as a rich table, CSV, or JSON lines."""
+    if fmt == "json":
+        for row in rows:
+            console.print_json(json.dumps(dict(zip(columns, _plain(list(row)), strict=True)),
+                                          ensure_ascii=False), indent=None)
+        return
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(columns)
+        writer.writerows([[_plain(v) for v in row] for row in rows])
+        console.out(buf.getvalue(), end="", highlight=False)
+        return
+    table = Table(title=title)
+    for col in columns:
+        table.add_column(col, overflow="fold")
+    for row in rows:
+        table.add_row(*["" if v is None else str(_plain(v)) for v in row])
+    console.print(table)

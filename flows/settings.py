@@ -1,0 +1,52 @@
+"""racemine's settings: RACEMINE_* environment variables and an optional TOML file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from platformdirs import user_cache_dir
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class Settings(BaseSettings):
+    """Everything a run can be configured with; secrets are SecretStr and never printed."""
+
+    model_config = SettingsConfigDict(env_prefix="RACEMINE_", extra="ignore",
+                                      populate_by_name=True)
+
+    warehouse: Path = Path("racemine.duckdb")
+    cache_dir: Path = Field(default_factory=lambda: Path(user_cache_dir("racemine")))
+    github_token: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("RACEMINE_GITHUB_TOKEN", "GITHUB_TOKEN"))
+    github_api_url: str = "https://api.github.com"
+    llm_base_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("RACEMINE_LLM_BASE_URL", "OPENAI_BASE_URL"))
+    llm_model: str | None = None
+    llm_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("RACEMINE_LLM_API_KEY", "OPENAI_API_KEY"))
+    concurrency: int = Field(default=2, ge=1, le=64)
+    max_file_bytes: int = Field(default=1_000_000, ge=1)
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Precedence: command-line values, then environment, then the config file.
+        config = os.environ.get("RACEMINE_CONFIG", "racemine.toml")
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if Path(config).is_file():
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config))
+        return tuple(sources)
+
+    @property
+    def llm_configured(self) -> bool:
+        return bool(self.llm_model or self.llm_api_key)

@@ -1,0 +1,211 @@
+"""Before/after file pairs of matching commits, read in one streamed `git log` process.
+
+`git log --no-walk --stdin -z --raw -p` prints, for each commit, its raw entries (modes,
+blob ids, status, exact paths) and then its patch. The raw entries give the file list and
+the blob ids of the before and after text; the patch sections, keyed by the blob ids on
+their `index` lines, give the unified diff. Full texts come from GitPython's persistent
+`cat-file --batch` reader, after a size check, so a 50 MB file is never loaded.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from git import Repo
+from git.exc import GitError
+
+from miners.errors import GitCommandError
+from miners.git import iter_git_output
+from miners.paths import SOURCE_PATHSPECS, is_test_path, language_of
+from miners.records import ChangeType, CommitFiles, CommitMeta, FilePair, SkipReason
+
+NULL_SHA = "0" * 40
+DEFAULT_MAX_FILE_BYTES = 1_000_000
+_STATUS = {"A": ChangeType.ADDED, "D": ChangeType.DELETED, "M": ChangeType.MODIFIED,
+           "R": ChangeType.RENAMED, "C": ChangeType.COPIED, "T": ChangeType.TYPE_CHANGED}
+_INDEX = re.compile(rb"^index ([0-9a-f]{40})\.\.([0-9a-f]{40})", re.MULTILINE)
+# A record starts with \x01, the sha and a NUL; patch text never holds a NUL, so this
+# cannot occur inside a record.
+_RECORD = re.compile(rb"\x01(?=[0-9a-f]{40}\x00)")
+_CODING = re.compile(rb"coding[:=]\s*(latin-1|latin1|iso-8859-1)", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class RawEntry:
+    """One line of `git log --raw -z`: a changed path and the blobs on both sides."""
+
+    old_blob: str
+    new_blob: str
+    status: ChangeType
+    path: str
+    old_path: str | None
+
+
+def _decode_path(raw: bytes) -> str:
+    # Non-UTF-8 file names stay faithful as backslash escapes instead of crashing a run.
+    return raw.decode("utf-8", errors="backslashreplace")
+
+
+def parse_raw_entries(tokens: list[bytes]) -> tuple[list[RawEntry], int]:
+    """Parse NUL-split raw tokens; return the entries and the index after the raw block."""
+    entries: list[RawEntry] = []
+    i = 0
+    while i < len(tokens) and tokens[i].startswith(b":"):
+        meta = tokens[i][1:].split()
+        old_blob, new_blob, status = meta[2].decode(), meta[3].decode(), meta[4].decode()
+        kind = _STATUS.get(status[0], ChangeType.MODIFIED)
+        if kind in (ChangeType.RENAMED, ChangeType.COPIED):
+            old_path, path = _decode_path(tokens[i + 1]), _decode_path(tokens[i + 2])
+            i += 3
+        else:
+            old_path, path = None, _decode_path(tokens[i + 1])
+            i += 2
+        entries.append(RawEntry(old_blob, new_blob, kind, path, old_path))
+    return entries, i
+
+
+def split_patch(patch: bytes) -> dict[tuple[str, str], bytes]:
+    """Map (old blob, new blob) to that file's patch section; sections without content
+    changes (pure renames, mode changes) have no `index` line and are left out."""
+    sections: dict[tuple[str, str], bytes] = {}
+    starts = [m.start() for m in re.finditer(rb"^diff --git ", patch, re.MULTILINE)]
+    for begin, end in zip(starts, [*starts[1:], len(patch)], strict=True):
+        section = patch[begin:end]
+        header_end = section.find(b"\n@@")
+        index = _INDEX.search(section, 0, header_end if header_end >= 0 else len(section))
+        if index:
+            sections[(index.group(1).decode(), index.group(2).decode())] = section
+    return sections
+
+
+def count_changed_lines(section: bytes) -> tuple[int, int]:
+    """Lines added and removed in one patch section (hunk bodies only)."""
+    first_hunk = section.find(b"\n@@")
+    if first_hunk < 0:
+        return 0, 0
+    added = removed = 0
+    for line in section[first_hunk + 1:].split(b"\n"):
+        if line.startswith(b"+"):
+            added += 1
+        elif line.startswith(b"-"):
+            removed += 1
+    return added, removed
+
+
+def decode_source(data: bytes, language: str) -> str | None:
+    """Source text as str, or None when it cannot be decoded.
+
+    Elixir source is UTF-8 by definition. Erlang source was Latin-1 by default before
+    OTP 17 and may declare it, so Erlang falls back to Latin-1 rather than being lost.
+    """
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        if language == "erlang" or _CODING.search(data[:400]):
+            return data.decode("latin-1")
+        return None
+
+
+class _BlobReader:
+    """Sizes and contents of blobs through GitPython's persistent cat-file processes."""
+
+    def __init__(self, git_dir: str) -> None:
+        self._repo = Repo(git_dir)
+
+    def size(self, sha: str) -> int:
+        return int(self._repo.odb.info(bytes.fromhex(sha)).size)
+
+    def read(self, sha: str) -> bytes:
+        return bytes(self._repo.odb.stream(bytes.fromhex(sha)).read())
+
+    def close(self) -> None:
+        self._repo.close()
+
+
+def _side(reader: _BlobReader, blob: str, language: str, max_bytes: int
+          ) -> tuple[str | None, SkipReason | None]:
+    if blob == NULL_SHA:
+        return None, None
+    if reader.size(blob) > max_bytes:
+        return None, SkipReason.TOO_LARGE
+    data = reader.read(blob)
+    if b"\0" in data[:8000]:  # git's own binary test
+        return None, SkipReason.BINARY
+    text = decode_source(data, language)
+    return (text, None) if text is not None else (None, SkipReason.UNDECODABLE)
+
+
+def build_file_pair(entry: RawEntry, section: bytes | None, reader: _BlobReader,
+                    max_bytes: int) -> FilePair | None:
+    """The FilePair for one raw entry, or None when the path is not Elixir/Erlang source."""
+    language = language_of(entry.path)
+    if language is None:
+        return None
+    before, skip_before = _side(reader, entry.old_blob, language, max_bytes)
+    after, skip_after = _side(reader, entry.new_blob, language, max_bytes)
+    skipped = skip_before or skip_after
+    added, removed = count_changed_lines(section) if section else (0, 0)
+    diff = None
+    if section is not None and skipped is None:
+        diff = decode_source(section, language)
+    if skipped is not None:
+        before = after = None
+    return FilePair(path=entry.path, old_path=entry.old_path, change_type=entry.status,
+                    language=language, is_test=is_test_path(entry.path), before=before,
+                    after=after, diff=diff, lines_added=added, lines_removed=removed,
+                    skipped_reason=skipped)
+
+
+def _parse_record(record: bytes, commits: dict[str, CommitMeta], reader: _BlobReader,
+                  max_bytes: int) -> CommitFiles | None:
+    sha = record[:40].decode("ascii", errors="replace")
+    commit = commits.get(sha)
+    if commit is None:
+        return None
+    body = record[40:].lstrip(b"\0\n")
+    tokens = body.split(b"\0")
+    entries, used = parse_raw_entries(tokens)
+    sections = split_patch(b"\0".join(tokens[used:]).lstrip(b"\0"))
+    pairs = []
+    for entry in entries:
+        pair = build_file_pair(entry, sections.get((entry.old_blob, entry.new_blob)),
+                               reader, max_bytes)
+        if pair is not None:
+            pairs.append(pair)
+    return CommitFiles(commit=commit, files=tuple(pairs))
+
+
+def iter_commit_files(git_dir: str, commits: Iterable[CommitMeta],
+                      max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> Iterator[CommitFiles]:
+    """File pairs of each given non-merge commit, in the order given, one git process."""
+    wanted = {c.sha: c for c in commits if not c.is_merge}
+    if not wanted:
+        return
+    args = ["log", "--no-walk=unsorted", "--stdin", "-z", "--raw", "-p", "--no-abbrev",
+            "--full-index", "-M", "--no-color", "--no-ext-diff", "--no-textconv",
+            "--format=%x01%H", "--", *SOURCE_PATHSPECS]
+    reader = _BlobReader(git_dir)
+    seen: set[str] = set()
+    pending = b""
+    try:
+        for chunk in iter_git_output(git_dir, args, "".join(f"{sha}\n" for sha in wanted)):
+            pending += chunk
+            *records, pending = _RECORD.split(pending)
+            for record in records:
+                if (done := _parse_record(record, wanted, reader, max_file_bytes)) is not None:
+                    seen.add(done.commit.sha)
+                    yield done
+        if (done := _parse_record(pending, wanted, reader, max_file_bytes)) is not None:
+            seen.add(done.commit.sha)
+            yield done
+    except GitError as exc:
+        raise GitCommandError(f"{git_dir}: reading a blob failed ({exc}); "
+                              "run `git fsck` on the repository") from exc
+    finally:
+        reader.close()
+    # A pathspec hides commits that touch no source file; they still get an empty record.
+    for sha, commit in wanted.items():
+        if sha not in seen:
+            yield CommitFiles(commit=commit, files=())

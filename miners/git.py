@@ -1,0 +1,221 @@
+"""The git edge: every git process racemine starts goes through this module.
+
+Reads are plain `git` subprocesses (streamed where the output is large); GitPython's
+persistent `cat-file --batch` reads blobs. Nothing here writes to a local repository:
+only mirrors in racemine's own cache are cloned or fetched.
+"""
+
+from __future__ import annotations
+
+import base64
+import codecs
+import os
+import re
+import subprocess
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from miners.errors import GitCommandError, RepoNotFoundError
+from miners.records import CommitMeta, RepoRef
+from miners.sources import (
+    RemoteSpec,
+    cache_dir_for,
+    canonical_name_from_url,
+)
+
+# Transports git may use for anything racemine starts; ext:: and fd:: run commands.
+_SAFE_CONFIG = ("-c", "protocol.allow=never", "-c", "protocol.https.allow=always",
+                "-c", "protocol.ssh.allow=always", "-c", "protocol.file.allow=user",
+                "-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null")
+_NOT_FOUND = re.compile(r"not found|does not exist|could not read Username|"
+                        r"Authentication failed|does not appear to be a git repository", re.I)
+_FIELD, _RECORD = "\x1f", "\x1e"
+_LOG_FORMAT = "--format=%x1e%H%x1f%P%x1f%an%x1f%aI%x1f%cI%x1f%B"
+
+
+def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "", "SSH_ASKPASS": "",
+                "LC_ALL": "C", "GIT_OPTIONAL_LOCKS": "0"})
+    env.pop("GIT_DIR", None)
+    env.pop("GIT_WORK_TREE", None)
+    if extra:
+        env.update(extra)
+    return env
+
+
+def run_git(git_dir: str | None, args: Sequence[str], *, input_text: str | None = None,
+            env: dict[str, str] | None = None, what: str = "") -> str:
+    """Run one git command to completion and return stdout; failures name the repository."""
+    cmd = ["git", *_SAFE_CONFIG]
+    if git_dir is not None:
+        cmd += ["-C", git_dir]
+    proc = subprocess.run([*cmd, *args], input=input_text, capture_output=True,
+                          text=True, encoding="utf-8", errors="replace", env=_env(env))
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["(no message)"])[-1]
+        raise GitCommandError(f"{what or git_dir}: git {args[0]} failed: {last}")
+    return proc.stdout
+
+
+def _token_env(remote: RemoteSpec, token: str | None) -> dict[str, str]:
+    # Passed through git's environment config, so the token is never on a command line,
+    # in the mirror's config file, or in an error message.
+    if not token or remote.host != "github.com":
+        return {}
+    basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
+    return {"GIT_CONFIG_COUNT": "1",
+            "GIT_CONFIG_KEY_0": "http.https://github.com/.extraheader",
+            "GIT_CONFIG_VALUE_0": f"AUTHORIZATION: basic {basic}"}
+
+
+def fetch_mirror(remote: RemoteSpec, cache_root: Path, token: str | None = None) -> RepoRef:
+    """Clone a remote repository as a bare mirror in the cache, or fetch it if present."""
+    target = cache_dir_for(remote, cache_root)
+    env = _token_env(remote, token)
+    refspecs = ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"]
+    if (target / "HEAD").exists():
+        run_git(str(target), ["fetch", "--quiet", "--prune", "--no-write-fetch-head", "--",
+                              remote.url, *refspecs], env=env, what=remote.name)
+    else:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(target.name + ".partial")
+        if partial.exists():
+            _remove_tree(partial)
+        try:
+            run_git(None, ["clone", "--bare", "--quiet", "--", remote.url, str(partial)],
+                    env=env, what=f"repository {remote.name}")
+        except GitCommandError as exc:
+            if _NOT_FOUND.search(str(exc)):
+                raise RepoNotFoundError(
+                    f"repository {remote.name}: not found at {remote.url}; check the name, or "
+                    "set RACEMINE_GITHUB_TOKEN if it is private") from exc
+            raise
+        os.replace(partial, target)  # a killed clone never looks like a finished mirror
+    return RepoRef(name=remote.name, url=remote.url, git_dir=str(target), is_local=False)
+
+
+def _remove_tree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def open_local(path: str, name: str | None = None) -> RepoRef:
+    """Describe a local work tree or bare git dir without writing anything to it."""
+    folder = Path(path).expanduser().resolve()
+    try:
+        run_git(str(folder), ["rev-parse", "--git-dir"], what=str(folder))
+    except GitCommandError as exc:
+        raise RepoNotFoundError(
+            f"repository {path!r}: not a git repository; pass a clone URL, a work tree or a "
+            "bare git dir"
+        ) from exc
+    if name is None:
+        try:
+            origin = run_git(str(folder), ["config", "--get", "remote.origin.url"]).strip()
+        except GitCommandError:
+            origin = ""
+        stem = folder.name.removesuffix(".git")
+        name = canonical_name_from_url(origin) if origin else None
+        name = name or f"local/{stem}"
+    return RepoRef(name=name, url=None, git_dir=str(folder), is_local=True)
+
+
+def fetch_head(git_dir: str) -> str | None:
+    """The sha HEAD points at, or None for an empty repository."""
+    try:
+        return run_git(git_dir, ["rev-parse", "--verify", "--quiet", "HEAD^{commit}"]).strip()
+    except GitCommandError:
+        return None
+
+
+def fetch_branch_tips(git_dir: str) -> list[str]:
+    """Shas of every local branch tip (for a bare mirror: every remote branch)."""
+    out = run_git(git_dir, ["for-each-ref", "--format=%(objectname)", "refs/heads/"])
+    return sorted(set(out.split()))
+
+
+def fetch_existing(git_dir: str, shas: Sequence[str]) -> list[str]:
+    """The subset of shas that are commits in this repository (history may be rewritten)."""
+    if not shas:
+        return []
+    out = run_git(git_dir, ["cat-file", "--batch-check=%(objectname) %(objecttype)"],
+                  input_text="\n".join(shas) + "\n")
+    return [line.split()[0] for line in out.splitlines() if line.endswith(" commit")]
+
+
+def iter_git_output(git_dir: str, args: Sequence[str], stdin_text: str = ""
+                    ) -> Iterator[bytes]:
+    """Stream a git command's stdout in chunks; a failure raises once the output is read."""
+    proc = subprocess.Popen(["git", *_SAFE_CONFIG, "-C", git_dir, *args],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=_env())
+    assert proc.stdin and proc.stdout and proc.stderr
+    # git reads all of stdin before it prints anything, so this write cannot deadlock.
+    proc.stdin.write(stdin_text.encode())
+    proc.stdin.close()
+    finished = False
+    try:
+        while chunk := proc.stdout.read(1 << 20):
+            yield chunk
+        finished = True
+    finally:
+        if not finished:  # the consumer stopped early or failed: do not wait for git
+            proc.kill()
+        proc.stdout.close()
+        err = proc.stderr.read().decode("utf-8", errors="replace")
+        proc.stderr.close()
+        code = proc.wait()
+    if code != 0:
+        last = (err.strip().splitlines() or ["(no message)"])[-1]
+        raise GitCommandError(f"{git_dir}: git {args[0]} failed: {last}")
+
+
+def _revs(include: Sequence[str], exclude: Sequence[str]) -> str:
+    return "".join(f"{r}\n" for r in include) + "".join(f"^{r}\n" for r in exclude)
+
+
+def iter_commits(git_dir: str, include: Sequence[str], exclude: Sequence[str] = (),
+                 grep: str | None = None) -> Iterator[CommitMeta]:
+    """Stream commits reachable from include and not from exclude, newest first.
+
+    With grep (a PCRE), git itself drops messages that cannot match, which is several
+    times faster than reading every message into Python.
+    """
+    args = ["log", "--stdin", "--no-color", "--encoding=UTF-8", _LOG_FORMAT]
+    if grep:
+        args += ["-P", f"--grep={grep}"]
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    pending = ""
+    for chunk in iter_git_output(git_dir, args, _revs(include, exclude)):
+        pending += decoder.decode(chunk)
+        *records, pending = pending.split(_RECORD)
+        for record in records:
+            if record:
+                yield _parse_log_record(record)
+    if pending:
+        yield _parse_log_record(pending)
+
+
+def count_commits(git_dir: str, include: Sequence[str], exclude: Sequence[str] = ()) -> int:
+    """How many commits iter_commits would visit without grep."""
+    if not include:
+        return 0
+    return int(run_git(git_dir, ["rev-list", "--count", "--stdin"],
+                       input_text=_revs(include, exclude)).strip() or 0)
+
+
+def supports_pcre_grep(git_dir: str, regex: str) -> bool:
+    """True when this git was built with PCRE and accepts regex as a -P pattern."""
+    try:
+        run_git(git_dir, ["log", "-n1", "-P", f"--grep={regex}", "--format=%H", "HEAD"])
+    except GitCommandError:
+        return False
+    return True
+
+
+def _parse_log_record(record: str) -> CommitMeta:
+    sha, parents, author, adate, cdate, message = record.split(_FIELD, 5)
+    return CommitMeta(sha=sha.strip(), parents=tuple(parents.split()), author_name=author,
+                      author_date=adate, committer_date=cdate, message=message.strip("\n"))

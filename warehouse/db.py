@@ -1,0 +1,52 @@
+"""Opening the DuckDB warehouse and applying its schema."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import duckdb
+
+from warehouse.errors import WarehouseInUseError, WarehouseUnavailableError
+
+SCHEMA_VERSION = 1
+
+
+def connect(path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open the warehouse file (created if missing unless read_only) with its schema applied."""
+    path = Path(path)
+    if read_only and not path.exists():
+        raise WarehouseUnavailableError(
+            f"warehouse {path}: no such file; run `racemine mine REPO` first or pass --warehouse"
+        )
+    if not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        con = duckdb.connect(str(path), read_only=read_only)
+    except duckdb.IOException as exc:
+        text = str(exc)
+        if "lock" in text.lower():
+            raise WarehouseInUseError(
+                f"warehouse {path}: in use by another process; wait for it to finish or use "
+                "another --warehouse file"
+            ) from exc
+        raise WarehouseUnavailableError(f"warehouse {path}: cannot be opened ({text})") from exc
+    except duckdb.Error as exc:
+        raise WarehouseUnavailableError(
+            f"warehouse {path}: not a readable DuckDB file ({exc}); move it aside and re-run"
+        ) from exc
+    if not read_only:
+        ensure_schema(con)
+    return con
+
+
+def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+    """Create every table and view that is missing; applying it twice changes nothing."""
+    try:
+        row = con.execute("SELECT max(version) FROM schema_version").fetchone()
+    except duckdb.CatalogException:
+        row = None
+    if row and row[0] == SCHEMA_VERSION:
+        return  # already there; skipping the DDL keeps concurrent openers from conflicting
+    sql = resources.files("warehouse").joinpath("schema.sql").read_text("utf-8")
+    con.execute(sql)

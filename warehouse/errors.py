@@ -1,0 +1,17 @@
+"""Errors raised by the warehouse; each message names the file and what to do."""
+
+
+class WarehouseError(Exception):
+    """Base class for warehouse problems."""
+
+
+class WarehouseInUseError(WarehouseError):
+    """Another process holds the DuckDB file's write lock."""
+
+
+class WarehouseUnavailableError(WarehouseError):
+    """The DuckDB file cannot be opened (missing folder, permissions, corrupt file)."""
+
+
+class QueryError(WarehouseError):
+    """A user's SQL failed."""

@@ -1,0 +1,91 @@
+"""Reads from the warehouse that the pipeline and the CLI need."""
+
+from __future__ import annotations
+
+import duckdb
+
+
+def mined_tips(con: duckdb.DuckDBPyConnection, repo: str) -> list[str]:
+    """The branch tips the last finished mine of repo covered (empty if never mined)."""
+    row = con.execute("SELECT mined_tips FROM repos WHERE repo = ?", [repo]).fetchone()
+    return list(row[0]) if row and row[0] else []
+
+
+def unlabeled_commits(con: duckdb.DuckDBPyConnection, repo: str, annotator: str
+                      ) -> list[str]:
+    """Shas of repo's matching non-merge commits without a label from annotator."""
+    rows = con.execute(
+        """SELECT c.sha FROM commits c
+           WHERE c.repo = ? AND NOT c.is_merge AND NOT EXISTS (
+               SELECT 1 FROM annotations a
+               WHERE a.repo = c.repo AND a.sha = c.sha AND a.annotator = ?)
+           ORDER BY c.committer_date, c.sha""",
+        [repo, annotator],
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def commit_inputs(con: duckdb.DuckDBPyConnection, repo: str, shas: list[str]
+                  ) -> list[tuple[str, str, list[tuple[str, str, bool, str | None, str | None]]]]:
+    """(sha, message, [(path, language, is_test, before, diff)]) for each sha, in order."""
+    if not shas:
+        return []
+    con.execute("CREATE OR REPLACE TEMP TABLE wanted AS SELECT unnest(?::VARCHAR[]) AS sha",
+                [shas])
+    messages = dict(con.execute(
+        "SELECT c.sha, c.message FROM commits c JOIN wanted USING (sha) WHERE c.repo = ?",
+        [repo]).fetchall())
+    files: dict[str, list[tuple[str, str, bool, str | None, str | None]]] = {}
+    for sha, path, language, is_test, before, diff in con.execute(
+            """SELECT f.sha, f.path, f.language, f.is_test, f.before, f.diff
+               FROM file_changes f JOIN wanted USING (sha)
+               WHERE f.repo = ? AND f.skipped_reason IS NULL ORDER BY f.sha, f.path""",
+            [repo]).fetchall():
+        files.setdefault(sha, []).append((path, language, is_test, before, diff))
+    con.execute("DROP TABLE wanted")
+    return [(sha, messages[sha], files.get(sha, [])) for sha in shas if sha in messages]
+
+
+STATS_QUERIES = {
+    "repositories": """
+        SELECT c.repo, count(*) AS matched_commits,
+               count(*) FILTER (WHERE l.is_concurrency_bug) AS concurrency_fixes,
+               (SELECT count(*) FROM file_changes f WHERE f.repo = c.repo
+                   AND f.skipped_reason IS NULL) AS file_pairs
+        FROM commits c LEFT JOIN fixes l USING (repo, sha)
+        GROUP BY c.repo ORDER BY c.repo""",
+    "bug types": """
+        SELECT coalesce(bug_type, '(unlabeled)') AS bug_type, count(*) AS commits,
+               count(*) FILTER (WHERE scope = 'test') AS in_tests
+        FROM fixes GROUP BY ALL ORDER BY commits DESC, bug_type""",
+    "languages": """
+        SELECT f.language, count(DISTINCT (f.repo, f.sha)) AS commits, count(*) AS file_pairs,
+               count(*) FILTER (WHERE f.skipped_reason IS NOT NULL) AS skipped
+        FROM file_changes f GROUP BY ALL ORDER BY commits DESC""",
+    "years": """
+        SELECT year(author_date) AS year, count(*) AS matched_commits,
+               count(*) FILTER (WHERE is_concurrency_bug) AS concurrency_fixes
+        FROM fixes GROUP BY ALL ORDER BY year""",
+}
+
+
+def stats(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[list[str], list[tuple]]]:
+    """Small summary tables: per repository, bug type, language and year."""
+    out = {}
+    for title, sql in STATS_QUERIES.items():
+        cur = con.execute(sql)
+        out[title] = ([d[0] for d in cur.description], cur.fetchall())
+    return out
+
+
+def run_sql(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[list[str], list[tuple]]:
+    """Run a user's query; returns column names and rows."""
+    from warehouse.errors import QueryError
+
+    try:
+        cur = con.execute(sql)
+    except duckdb.Error as exc:
+        raise QueryError(f"query failed: {exc}") from exc
+    if cur.description is None:
+        return [], []
+    return [d[0] for d in cur.description], cur.fetchall()

@@ -1,0 +1,138 @@
+"""Writes to the warehouse: idempotent upserts on natural keys, in batches."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from annotators.schema import Annotation
+from miners.classify import Match
+from miners.records import CommitFiles, RepoRef
+
+_KEYS = {
+    "commits": ("repo", "sha"),
+    "file_changes": ("repo", "sha", "path"),
+    "function_changes": ("repo", "sha", "path", "function"),
+    "annotations": ("repo", "sha", "target", "annotator"),
+}
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def upsert_rows(con: duckdb.DuckDBPyConnection, table: str, rows: Sequence[Mapping[str, Any]]
+                ) -> int:
+    """Insert rows, replacing any row with the same natural key; returns rows written."""
+    if not rows:
+        return 0
+    key = _KEYS[table]
+    unique = list({tuple(r[k] for k in key): r for r in rows}.values())
+    batch = pa.Table.from_pylist(unique)  # noqa: F841  (read by DuckDB's replacement scan)
+    con.execute(f"INSERT OR REPLACE INTO {table} BY NAME SELECT * FROM batch")
+    return len(unique)
+
+
+def start_run(con: duckdb.DuckDBPyConnection, kind: str, parameters: Mapping[str, Any]) -> str:
+    """Record a run as started and return its id; parameters must hold no secrets."""
+    run_id = uuid.uuid4().hex
+    con.execute(
+        "INSERT INTO runs (run_id, kind, started_at, status, parameters) VALUES (?, ?, ?, ?, ?)",
+        [run_id, kind, now(), "running", json.dumps(dict(parameters), default=str)],
+    )
+    return run_id
+
+
+def finish_run(con: duckdb.DuckDBPyConnection, run_id: str, *, status: str,
+               counts: Mapping[str, Any], errors: Sequence[str] = ()) -> None:
+    con.execute(
+        "UPDATE runs SET finished_at = ?, status = ?, counts = ?, errors = ? WHERE run_id = ?",
+        [now(), status, json.dumps(dict(counts)), list(errors), run_id],
+    )
+
+
+def save_repo(con: duckdb.DuckDBPyConnection, ref: RepoRef) -> None:
+    """Make sure the repository has a row; discovery facts already stored are kept."""
+    con.execute(
+        """INSERT INTO repos (repo, url) VALUES (?, ?)
+           ON CONFLICT (repo) DO UPDATE SET url = coalesce(excluded.url, repos.url)""",
+        [ref.name, ref.url],
+    )
+
+
+def save_high_water_mark(con: duckdb.DuckDBPyConnection, repo: str, head: str | None,
+                         tips: Sequence[str]) -> None:
+    """Remember what this mine covered, so the next one starts after it."""
+    con.execute(
+        "UPDATE repos SET last_mined_sha = ?, mined_tips = ?, last_mined_at = ? WHERE repo = ?",
+        [head, list(tips), now(), repo],
+    )
+
+
+def save_commit_files(con: duckdb.DuckDBPyConnection, repo: str, run_id: str,
+                      batch: Iterable[tuple[CommitFiles, Match]]) -> tuple[int, int]:
+    """Store matching commits and their file pairs; returns (commits, file pairs) written."""
+    commit_rows, file_rows = [], []
+    for item, match in batch:
+        c = item.commit
+        commit_rows.append({
+            "repo": repo, "sha": c.sha, "parents": list(c.parents), "is_merge": c.is_merge,
+            "author_name": c.author_name, "author_date": c.author_date,
+            "committer_date": c.committer_date, "subject": c.subject, "message": c.message,
+            "matched_terms": list(match.terms), "match_score": match.score,
+            "n_files": len(item.files), "run_id": run_id,
+        })
+        for f in item.files:
+            file_rows.append({
+                "repo": repo, "sha": c.sha, "path": f.path, "old_path": f.old_path,
+                "change_type": str(f.change_type), "language": f.language,
+                "is_test": f.is_test, "before": f.before, "after": f.after, "diff": f.diff,
+                "lines_added": f.lines_added, "lines_removed": f.lines_removed,
+                "skipped_reason": str(f.skipped_reason) if f.skipped_reason else None,
+                "run_id": run_id,
+            })
+    con.execute("BEGIN")
+    try:
+        n_commits = upsert_rows(con, "commits", commit_rows)
+        n_files = upsert_rows(con, "file_changes", file_rows)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return n_commits, n_files
+
+
+def save_annotations(con: duckdb.DuckDBPyConnection, repo: str, run_id: str,
+                     items: Iterable[tuple[str, str, Annotation]]) -> int:
+    """Store labels keyed by (sha, target, annotator); target '' labels the whole commit."""
+    rows = []
+    created = now()
+    for sha, target, ann in items:
+        label = ann.label
+        loc = label.bug_location if label else None
+        rows.append({
+            "repo": repo, "sha": sha, "target": target, "annotator": ann.annotator,
+            "status": "ok" if label else "failed", "failure": ann.failure,
+            "is_concurrency_bug": label.is_concurrency_bug if label else None,
+            "bug_type": label.bug_type.value if label else None,
+            "scope": label.scope.value if label else None,
+            "location_file": loc.file if loc else None,
+            "location_function": loc.function if loc else None,
+            "location_start": loc.start_line if loc else None,
+            "location_end": loc.end_line if loc else None,
+            "event_sequence": list(label.event_sequence) if label else None,
+            "explanation": label.explanation if label else None,
+            "fix_summary": label.fix_summary if label else None,
+            "confidence": label.confidence if label else None,
+            "evidence": list(ann.evidence), "raw_response": ann.raw_response,
+            "tokens_in": ann.tokens_in, "tokens_out": ann.tokens_out,
+            "cost_usd": ann.cost_usd, "latency_ms": ann.latency_ms,
+            "run_id": run_id, "created_at": created,
+        })
+    return upsert_rows(con, "annotations", rows)

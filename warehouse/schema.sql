@@ -1,0 +1,166 @@
+-- racemine warehouse, schema version 1.
+-- Applied by warehouse.db.ensure_schema; every statement is idempotent.
+-- Natural keys are the primary keys, so every save is an upsert and re-running
+-- anything never duplicates a row.
+
+CREATE TABLE IF NOT EXISTS schema_version (
+    version    INTEGER PRIMARY KEY,
+    applied_at TIMESTAMPTZ NOT NULL DEFAULT current_timestamp
+);
+
+-- One row per repository ever mined or discovered.
+CREATE TABLE IF NOT EXISTS repos (
+    repo            VARCHAR PRIMARY KEY,  -- canonical name: host/owner/name, or local/<folder>
+    url             VARCHAR,              -- clone URL; NULL for a local path
+    language        VARCHAR,              -- primary language, when known (elixir | erlang | mixed)
+    stars           INTEGER,
+    license         VARCHAR,              -- SPDX id, when known
+    default_branch  VARCHAR,
+    last_mined_sha  VARCHAR,              -- HEAD when the last mine of this repo finished
+    mined_tips      VARCHAR[],            -- every tip the last mine covered (high-water mark)
+    last_mined_at   TIMESTAMPTZ
+);
+
+-- Commits whose message matched the classifier (merges included, flagged).
+CREATE TABLE IF NOT EXISTS commits (
+    repo            VARCHAR NOT NULL,
+    sha             VARCHAR NOT NULL,
+    parents         VARCHAR[] NOT NULL,
+    is_merge        BOOLEAN NOT NULL,
+    author_name     VARCHAR,
+    author_date     TIMESTAMPTZ,
+    committer_date  TIMESTAMPTZ,
+    subject         VARCHAR NOT NULL,
+    message         VARCHAR NOT NULL,
+    matched_terms   VARCHAR[] NOT NULL,
+    match_score     DOUBLE NOT NULL,
+    patch_id        VARCHAR,              -- git patch-id --stable (filled by dedupe)
+    n_files         INTEGER,              -- Elixir/Erlang files changed
+    run_id          VARCHAR NOT NULL,     -- the run that stored this row
+    PRIMARY KEY (repo, sha)
+);
+
+-- One row per changed Elixir/Erlang file of a matching non-merge commit.
+CREATE TABLE IF NOT EXISTS file_changes (
+    repo            VARCHAR NOT NULL,
+    sha             VARCHAR NOT NULL,
+    path            VARCHAR NOT NULL,     -- path after the change (before, for a deletion)
+    old_path        VARCHAR,              -- path before a rename or copy
+    change_type     VARCHAR NOT NULL,     -- added | deleted | modified | renamed | copied | type_changed
+    language        VARCHAR NOT NULL,     -- elixir | erlang
+    is_test         BOOLEAN NOT NULL,
+    before          VARCHAR,              -- full text before; NULL when added or skipped
+    after           VARCHAR,              -- full text after; NULL when deleted or skipped
+    diff            VARCHAR,              -- git's unified diff of this file
+    lines_added     INTEGER NOT NULL,
+    lines_removed   INTEGER NOT NULL,
+    skipped_reason  VARCHAR,              -- binary | too_large | undecodable; NULL when kept
+    run_id          VARCHAR NOT NULL,
+    PRIMARY KEY (repo, sha, path)
+);
+
+-- Functions whose body changed (filled by function-level extraction).
+CREATE TABLE IF NOT EXISTS function_changes (
+    repo            VARCHAR NOT NULL,
+    sha             VARCHAR NOT NULL,
+    path            VARCHAR NOT NULL,
+    function        VARCHAR NOT NULL,     -- name/arity
+    kind            VARCHAR NOT NULL,     -- def | defp | defmacro | defmacrop | defguard | function
+    module          VARCHAR,
+    before_start    INTEGER, before_end INTEGER,  -- 1-based line span in the before text
+    after_start     INTEGER, after_end  INTEGER,
+    before          VARCHAR,
+    after           VARCHAR,
+    run_id          VARCHAR NOT NULL,
+    PRIMARY KEY (repo, sha, path, function)
+);
+
+-- Labels. target is '' for a label of the whole commit, else the file path it labels.
+CREATE TABLE IF NOT EXISTS annotations (
+    repo               VARCHAR NOT NULL,
+    sha                VARCHAR NOT NULL,
+    target             VARCHAR NOT NULL,
+    annotator          VARCHAR NOT NULL,  -- id: kind/model + prompt or rules hash + schema version
+    status             VARCHAR NOT NULL,  -- ok | failed
+    failure            VARCHAR,           -- why, when status = failed
+    is_concurrency_bug BOOLEAN,
+    bug_type           VARCHAR,
+    scope              VARCHAR,           -- production | test
+    location_file      VARCHAR,
+    location_function  VARCHAR,
+    location_start     INTEGER,           -- line range in the before version
+    location_end       INTEGER,
+    event_sequence     VARCHAR[],
+    explanation        VARCHAR,
+    fix_summary        VARCHAR,
+    confidence         DOUBLE,
+    evidence           VARCHAR[],         -- the signals a heuristic label rests on
+    raw_response       VARCHAR,
+    tokens_in          INTEGER,
+    tokens_out         INTEGER,
+    cost_usd           DOUBLE,
+    latency_ms         DOUBLE,
+    run_id             VARCHAR NOT NULL,
+    created_at         TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (repo, sha, target, annotator)
+);
+
+-- One row per flow run: what was asked, what happened.
+CREATE TABLE IF NOT EXISTS runs (
+    run_id       VARCHAR PRIMARY KEY,
+    kind         VARCHAR NOT NULL,        -- mine | annotate | export | ...
+    started_at   TIMESTAMPTZ NOT NULL,
+    finished_at  TIMESTAMPTZ,
+    status       VARCHAR NOT NULL,        -- running | completed | failed
+    parameters   JSON,                    -- never holds secrets
+    counts       JSON,
+    errors       VARCHAR[]
+);
+
+-- A commit's label per annotator: its most confident concurrency label when labeled per file.
+CREATE OR REPLACE VIEW commit_labels AS
+SELECT repo, sha, annotator, is_concurrency_bug, bug_type, scope, confidence,
+       location_file, location_function, created_at
+FROM (
+    SELECT a.*, row_number() OVER (
+        PARTITION BY repo, sha, annotator
+        ORDER BY is_concurrency_bug DESC, confidence DESC NULLS LAST, target
+    ) AS rank
+    FROM annotations a
+    WHERE status = 'ok'
+)
+WHERE rank = 1;
+
+-- Commits with their newest label (any annotator).
+CREATE OR REPLACE VIEW fixes AS
+SELECT c.repo, c.sha, c.subject, c.author_date, c.matched_terms, c.match_score,
+       l.annotator, l.is_concurrency_bug, l.bug_type, l.scope, l.confidence,
+       l.location_file, l.location_function
+FROM commits c
+LEFT JOIN (
+    SELECT *, row_number() OVER (PARTITION BY repo, sha ORDER BY created_at DESC, annotator)
+              AS rank
+    FROM commit_labels
+) l ON l.repo = c.repo AND l.sha = c.sha AND l.rank = 1;
+
+-- File pairs with the newest label of their commit (or of the file itself).
+CREATE OR REPLACE VIEW pairs AS
+SELECT f.repo, f.sha, f.path, f.old_path, f.change_type, f.language, f.is_test,
+       f.before, f.after, f.diff, f.lines_added, f.lines_removed,
+       c.subject, c.message, c.author_date,
+       a.annotator, a.is_concurrency_bug, a.bug_type, a.scope, a.confidence,
+       a.location_file, a.location_function, a.location_start, a.location_end,
+       a.event_sequence, a.explanation, a.fix_summary
+FROM file_changes f
+JOIN commits c USING (repo, sha)
+LEFT JOIN (
+    SELECT *, row_number() OVER (PARTITION BY repo, sha, target ORDER BY created_at DESC,
+                                 annotator) AS rank
+    FROM annotations WHERE status = 'ok'
+) a ON a.repo = f.repo AND a.sha = f.sha AND a.rank = 1
+    AND (a.target = f.path OR (a.target = '' AND NOT EXISTS (
+        SELECT 1 FROM annotations x
+        WHERE x.repo = f.repo AND x.sha = f.sha AND x.target = f.path AND x.status = 'ok')))
+WHERE f.skipped_reason IS NULL;
+
+INSERT INTO schema_version (version) VALUES (1) ON CONFLICT DO NOTHING;
