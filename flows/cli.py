@@ -16,6 +16,7 @@ from rich.console import Console
 
 from flows.settings import Settings
 from miners.errors import MinerError
+from miners.sources import check_spec
 from warehouse.errors import WarehouseError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
@@ -73,6 +74,8 @@ def mine(
     settings = _settings(warehouse)
     started = time.perf_counter()
     with _user_errors():
+        for spec in repos:
+            check_spec(spec)  # refuse a bad spec before Prefect starts
         from prefect.task_runners import ThreadPoolTaskRunner
 
         from flows import progress

@@ -14,15 +14,14 @@ from rich.table import Table
 
 from flows.mining import RepoResult
 
-_SUMMARY = (("commits scanned", "commits_scanned"), ("matches", "matches"),
-            ("pairs", "pairs"), ("skipped", "skipped"), ("labels", "labels"),
-            ("concurrency fixes", "fixes"))
+_SUMMARY = (("scanned", "commits_scanned"), ("matches", "matches"), ("pairs", "pairs"),
+            ("skipped", "skipped"), ("labels", "labels"), ("fixes", "fixes"))
 
 
 def summary_table(results: Sequence[RepoResult], seconds: float) -> Table:
     """One row per repository plus a total: what this run scanned, stored and labeled."""
     table = Table(title=f"racemine mine — {seconds:.1f}s")
-    table.add_column("repo")
+    table.add_column("repo", overflow="fold")
     for title, _ in _SUMMARY:
         table.add_column(title, justify="right")
     table.add_column("time", justify="right")

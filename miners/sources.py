@@ -112,3 +112,9 @@ def canonical_name_from_url(url: str) -> str | None:
 def is_local_spec(spec: str) -> bool:
     """True when spec names an existing folder (paths win over GitHub owner/name shorthand)."""
     return not spec.startswith("-") and Path(spec).expanduser().is_dir()
+
+
+def check_spec(spec: str) -> None:
+    """Raise the error mining spec would hit, before any work starts."""
+    if not is_local_spec(spec):
+        parse_remote_spec(spec)

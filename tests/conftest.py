@@ -1,0 +1,169 @@
+"""Fixtures that build real throw-away git repositories with fixed authors and dates."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+
+from miners.classify import PatternSet, load_pattern_set
+
+
+class RepoBuilder:
+    """A real git work tree whose commits have fixed authors and dates (stable shas)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._tick = 0
+        path.mkdir(parents=True, exist_ok=True)
+        self.git("init", "-q", "-b", "main")
+
+    def git(self, *args: str) -> str:
+        env = dict(os.environ)
+        stamp = f"2024-01-01T{self._tick // 60:02d}:{self._tick % 60:02d}:00+00:00"
+        env.update({"GIT_AUTHOR_NAME": "Ada", "GIT_AUTHOR_EMAIL": "ada@example.org",
+                    "GIT_COMMITTER_NAME": "Ada", "GIT_COMMITTER_EMAIL": "ada@example.org",
+                    "GIT_AUTHOR_DATE": stamp, "GIT_COMMITTER_DATE": stamp,
+                    "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"})
+        out = subprocess.run(["git", "-C", str(self.path), *args], env=env, check=True,
+                             capture_output=True, text=True)
+        return out.stdout.strip()
+
+    def commit(self, message: str, files: Mapping[str, str | bytes | None] = (),
+               renames: Mapping[str, str] = ()) -> str:
+        """Write (str/bytes), delete (None) and rename files, then commit; returns the sha."""
+        for old, new in dict(renames).items():
+            (self.path / new).parent.mkdir(parents=True, exist_ok=True)
+            self.git("mv", old, new)
+        for rel, content in dict(files).items():
+            target = self.path / rel
+            if content is None:
+                self.git("rm", "-q", rel)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, bytes):
+                target.write_bytes(content)
+            else:
+                target.write_text(content)
+            self.git("add", rel)
+        self._tick += 1
+        self.git("commit", "-q", "--allow-empty", "-m", message)
+        return self.git("rev-parse", "HEAD")
+
+    def merge(self, branch: str, message: str) -> str:
+        self._tick += 1
+        self.git("merge", "-q", "--no-ff", "-m", message, branch)
+        return self.git("rev-parse", "HEAD")
+
+
+COUNTER_RACY = """defmodule Counter do
+  use GenServer
+
+  def start_link(opts), do: GenServer.start_link(__MODULE__, opts, name: __MODULE__)
+
+  def init(_opts) do
+    :ets.new(:counters, [:named_table, :public])
+    {:ok, %{}}
+  end
+
+  def bump(key) do
+    case :ets.lookup(:counters, key) do
+      [{^key, n}] -> :ets.insert(:counters, {key, n + 1})
+      [] -> :ets.insert(:counters, {key, 1})
+    end
+  end
+end
+"""
+
+COUNTER_FIXED = COUNTER_RACY.replace(
+    """    case :ets.lookup(:counters, key) do
+      [{^key, n}] -> :ets.insert(:counters, {key, n + 1})
+      [] -> :ets.insert(:counters, {key, 1})
+    end
+""", """    :ets.update_counter(:counters, key, 1, {key, 0})
+""")
+
+POOL_DEADLOCK = """-module(pool).
+-behaviour(gen_server).
+-export([init/1, handle_call/3, handle_cast/2]).
+
+init(Args) -> {ok, Args}.
+
+handle_call(checkout, _From, State) ->
+    Size = gen_server:call(self(), size),
+    {reply, Size, State};
+handle_call(size, _From, State) ->
+    {reply, length(State), State}.
+
+handle_cast(_Msg, State) -> {noreply, State}.
+"""
+
+POOL_FIXED = POOL_DEADLOCK.replace("    Size = gen_server:call(self(), size),\n",
+                                   "    Size = length(State),\n")
+
+COUNTER_TEST_FLAKY = """defmodule CounterTest do
+  use ExUnit.Case, async: true
+
+  test "bump notifies the listener" do
+    pid = self()
+    spawn(fn -> Counter.bump(:a); send(pid, :bumped) end)
+    Process.sleep(10)
+    assert [{:a, 1}] = :ets.lookup(:counters, :a)
+  end
+end
+"""
+
+COUNTER_TEST_FIXED = COUNTER_TEST_FLAKY.replace("    Process.sleep(10)\n",
+                                                "    assert_receive :bumped\n")
+
+
+@pytest.fixture
+def history(tmp_path: Path) -> tuple[RepoBuilder, dict[str, str]]:
+    """An Elixir/Erlang project whose history holds real-shaped fixes and decoys."""
+    repo = RepoBuilder(tmp_path / "project")
+    shas = {}
+    shas["initial"] = repo.commit("Initial counter and pool", {
+        "lib/counter.ex": COUNTER_RACY, "src/pool.erl": POOL_DEADLOCK,
+        "test/counter_test.exs": COUNTER_TEST_FLAKY, "README.md": "# project\n",
+        "lib/worker.ex": "defmodule Worker do\n  def run, do: :ok\nend\n",
+        "mix.lock": "%{}\n"})
+    shas["ets_race"] = repo.commit(
+        "Fix race condition in Counter.bump\n\nTwo processes could both miss the key.",
+        {"lib/counter.ex": COUNTER_FIXED})
+    shas["deadlock"] = repo.commit("Fix deadlock when the pool calls itself",
+                                   {"src/pool.erl": POOL_FIXED})
+    shas["flaky"] = repo.commit("Fix flaky counter test",
+                                {"test/counter_test.exs": COUNTER_TEST_FIXED})
+    shas["trace"] = repo.commit("Fix trace output formatting",
+                                {"lib/counter.ex": COUNTER_FIXED + "# trace\n"})
+    shas["lock"] = repo.commit("Update mix.lock", {"mix.lock": "%{jason: 1}\n"})
+    shas["rename"] = repo.commit(
+        "Move worker under pool and fix race on startup",
+        {"lib/pool/worker.ex": "defmodule Worker do\n  def run, do: :ok\n  def ok, do: 1\nend\n"},
+        renames={"lib/worker.ex": "lib/pool/worker.ex"})
+    shas["binary"] = repo.commit("Fix race in asset loader", {
+        "lib/blob.ex": b"\x00\x01binary\x00data", "priv/logo.png": b"\x89PNG\r\n\x1a\n\x00"})
+    shas["latin1"] = repo.commit("Avoid deadlock in legacy modules", {
+        "lib/legacy.ex": "defmodule L do\n  # caf\xe9\nend\n".encode("latin-1"),
+        "src/legacy.erl": "-module(legacy).\n%% caf\xe9\n".encode("latin-1")})
+    shas["docs"] = repo.commit("Docs: explain race conditions in the README",
+                               {"README.md": "# project\n\nAbout races.\n"})
+    repo.git("checkout", "-q", "-b", "feature")
+    shas["branch_fix"] = repo.commit("Fix race between checkout and checkin",
+                                     {"src/pool.erl": POOL_FIXED + "%% ordered\n"})
+    repo.git("checkout", "-q", "main")
+    shas["merge"] = repo.merge("feature", "Merge branch 'feature' with the race fix")
+    return repo, shas
+
+
+@pytest.fixture(scope="session")
+def patterns() -> PatternSet:
+    return load_pattern_set()
+
+
+@pytest.fixture
+def warehouse_path(tmp_path: Path) -> Path:
+    return tmp_path / "warehouse.duckdb"

@@ -1,0 +1,131 @@
+"""The racemine command line end to end: mine (a real Prefect flow), sql, stats, export."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from flows.cli import app
+from tests.conftest import RepoBuilder
+
+runner = CliRunner()
+
+
+def _racemine(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "RACEMINE_"))}
+    env.update({"PREFECT_HOME": str(home / "prefect"), "RACEMINE_CACHE_DIR": str(home / "cache"),
+                "COLUMNS": "200"})
+    return subprocess.run([sys.executable, "-m", "flows.cli", *args], capture_output=True,
+                          text=True, env=env, cwd=home, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def mined(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, RepoBuilder, Path]:
+    """A fixture repository mined twice through the real CLI and Prefect flow."""
+    from tests.conftest import history as build_history
+
+    home = tmp_path_factory.mktemp("cli")
+    repo, _ = build_history.__wrapped__(home)  # type: ignore[attr-defined]
+    warehouse = home / "w.duckdb"
+    first = _racemine("mine", str(repo.path), "--name", "github.com/acme/project",
+                      "--warehouse", str(warehouse), home=home)
+    assert first.returncode == 0, first.stderr
+    second = _racemine("mine", str(repo.path), "--name", "github.com/acme/project",
+                       "--warehouse", str(warehouse), home=home)
+    assert second.returncode == 0, second.stderr
+    return warehouse, repo, home
+
+
+def test_mine_summary_and_idempotence(mined: tuple[Path, RepoBuilder, Path]) -> None:
+    """Two CLI runs store each commit once and record two completed runs."""
+    warehouse, _, _ = mined
+    con = duckdb.connect(str(warehouse), read_only=True)
+    assert con.execute("SELECT count(*), count(DISTINCT sha) FROM commits").fetchone() == (9, 9)
+    runs = con.execute("SELECT status, counts->>'matches' FROM runs ORDER BY started_at"
+                       ).fetchall()
+    assert runs == [("completed", "9"), ("completed", "0")]
+    assert con.execute("SELECT DISTINCT repo FROM commits").fetchall() == [
+        ("github.com/acme/project",)]
+
+
+def test_sql_formats(mined: tuple[Path, RepoBuilder, Path]) -> None:
+    """sql prints a table, CSV or JSON lines."""
+    warehouse, _, _ = mined
+    query = "SELECT bug_type, count(*) AS n FROM fixes GROUP BY 1 ORDER BY 1"
+    csv_out = runner.invoke(app, ["sql", query, "-w", str(warehouse), "--format", "csv"])
+    assert csv_out.exit_code == 0, csv_out.output
+    assert csv_out.output.splitlines()[0] == "bug_type,n"
+    assert "race_condition," in csv_out.output
+    js = runner.invoke(app, ["sql", query, "-w", str(warehouse), "--format", "json"])
+    rows = [json.loads(line) for line in js.output.splitlines()]
+    assert {"bug_type": "deadlock", "n": 2} in rows
+    table = runner.invoke(app, ["sql", query, "-w", str(warehouse)])
+    assert "race_condition" in table.output
+
+
+def test_sql_error_is_one_line(mined: tuple[Path, RepoBuilder, Path]) -> None:
+    """A broken query exits 1 with DuckDB's reason."""
+    warehouse, _, _ = mined
+    out = runner.invoke(app, ["sql", "SELECT nope FROM commits", "-w", str(warehouse)])
+    assert out.exit_code == 1
+    assert "query failed" in out.output
+
+
+def test_stats(mined: tuple[Path, RepoBuilder, Path]) -> None:
+    """stats shows per-repo, bug type, language and year tables."""
+    warehouse, _, _ = mined
+    out = runner.invoke(app, ["stats", "-w", str(warehouse)], env={"COLUMNS": "200"})
+    assert out.exit_code == 0, out.output
+    for title in ("repositories", "bug types", "languages", "years", "github.com/acme/project",
+                  "2024"):
+        assert title in out.output
+
+
+def test_export_jsonl_and_parquet(mined: tuple[Path, RepoBuilder, Path], tmp_path: Path
+                                  ) -> None:
+    """Exports hold labeled fix pairs with provenance, and are byte-identical when repeated."""
+    warehouse, _, _ = mined
+    out = tmp_path / "pairs.jsonl"
+    res = runner.invoke(app, ["export", str(out), "-w", str(warehouse)])
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert rows and all(r["is_concurrency_bug"] for r in rows)
+    assert {"repo", "sha", "path", "before", "after", "diff", "bug_type", "annotator",
+            "run_id", "event_sequence"} <= set(rows[0])
+    assert any(r["path"] == "lib/counter.ex" and r["bug_type"] == "race_condition"
+               for r in rows)
+    again = tmp_path / "again.jsonl"
+    runner.invoke(app, ["export", str(again), "-w", str(warehouse)])
+    assert again.read_bytes() == out.read_bytes()
+    pq_out = tmp_path / "pairs.parquet"
+    res = runner.invoke(app, ["export", str(pq_out), "-f", "parquet", "--all",
+                              "-w", str(warehouse)])
+    assert res.exit_code == 0, res.output
+    con = duckdb.connect(str(warehouse), read_only=True)
+    labeled, fixes = con.execute("SELECT count(*), count(*) FILTER (WHERE is_concurrency_bug) "
+                                 "FROM pairs WHERE annotator IS NOT NULL").fetchone()
+    assert (pq.read_table(pq_out).num_rows, len(rows)) == (labeled, fixes)
+
+
+def test_bad_repo_spec_is_one_sentence(tmp_path: Path) -> None:
+    """An unsafe spec stops before any work with one sentence naming it."""
+    out = _racemine("mine", "ext::sh -c id", "--warehouse", str(tmp_path / "w.duckdb"),
+                    home=tmp_path)
+    assert out.returncode == 1
+    assert "ext::" in out.stderr and "refused" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert not (tmp_path / "w.duckdb").exists()
+
+
+def test_missing_warehouse_for_queries(tmp_path: Path) -> None:
+    """Querying before mining tells the user to mine first."""
+    out = runner.invoke(app, ["stats", "-w", str(tmp_path / "none.duckdb")])
+    assert out.exit_code == 1 and "racemine mine" in out.output

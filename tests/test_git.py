@@ -1,0 +1,83 @@
+"""The git edge: streamed scans, incremental ranges, and never writing to a local repo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from miners.classify import PatternSet, classify_message
+from miners.git import (
+    count_commits,
+    fetch_head,
+    fetch_mirror,
+    iter_commits,
+    open_local,
+    supports_pcre_grep,
+)
+from miners.sources import RemoteSpec
+from tests.conftest import RepoBuilder
+
+
+def test_scan_reads_every_commit(history: tuple[RepoBuilder, dict[str, str]]) -> None:
+    """Without grep, every commit reachable from HEAD is streamed with its metadata."""
+    repo, shas = history
+    commits = list(iter_commits(str(repo.path), ["HEAD"]))
+    assert {c.sha for c in commits} == set(shas.values())
+    assert count_commits(str(repo.path), ["HEAD"]) == len(shas)
+    merge = next(c for c in commits if c.sha == shas["merge"])
+    assert merge.is_merge and len(merge.parents) == 2
+    race = next(c for c in commits if c.sha == shas["ets_race"])
+    assert race.subject == "Fix race condition in Counter.bump"
+    assert "Two processes" in race.message
+    assert race.author_name == "Ada"
+
+
+def test_git_grep_prefilter_agrees_with_python(
+        history: tuple[RepoBuilder, dict[str, str]], patterns: PatternSet) -> None:
+    """git's PCRE prefilter drops no commit the Python classifier would match."""
+    repo, _ = history
+    git_dir = str(repo.path)
+    assert supports_pcre_grep(git_dir, patterns.prefilter.pattern)
+    every = {c.sha for c in iter_commits(git_dir, ["HEAD"])
+             if classify_message(c.message, patterns).matched}
+    grepped = {c.sha for c in iter_commits(git_dir, ["HEAD"], grep=patterns.prefilter.pattern)
+               if classify_message(c.message, patterns).matched}
+    assert every == grepped and len(every) >= 6
+
+
+def test_exclude_gives_only_new_commits(history: tuple[RepoBuilder, dict[str, str]]) -> None:
+    """Excluding the last mined tip leaves exactly the commits made since."""
+    repo, _ = history
+    old_head = fetch_head(str(repo.path))
+    assert old_head is not None
+    new = repo.commit("Fix race in shutdown", {"lib/shutdown.ex": "defmodule S do\nend\n"})
+    commits = list(iter_commits(str(repo.path), ["HEAD"], [old_head]))
+    assert [c.sha for c in commits] == [new]
+
+
+def test_empty_repository_has_no_head(tmp_path: Path) -> None:
+    """An empty repository is data: no HEAD, nothing to scan."""
+    repo = RepoBuilder(tmp_path / "empty")
+    assert fetch_head(str(repo.path)) is None
+    assert count_commits(str(repo.path), []) == 0
+
+
+def test_open_local_names_from_origin(history: tuple[RepoBuilder, dict[str, str]]) -> None:
+    """A local path is named after its origin remote, else after its folder."""
+    repo, _ = history
+    assert open_local(str(repo.path)).name == "local/project"
+    repo.git("remote", "add", "origin", "git@github.com:acme/project.git")
+    assert open_local(str(repo.path)).name == "github.com/acme/project"
+    assert open_local(str(repo.path), "acme/other").name == "acme/other"
+
+
+def test_mirror_clones_then_fetches(history: tuple[RepoBuilder, dict[str, str]],
+                                    tmp_path: Path) -> None:
+    """A remote is cloned bare into the cache once, then fetched; the source is untouched."""
+    repo, shas = history
+    remote = RemoteSpec(url=str(repo.path), host="example.org", path=("acme", "project"))
+    ref = fetch_mirror(remote, tmp_path / "cache")
+    assert Path(ref.git_dir) == tmp_path / "cache" / "example.org" / "acme" / "project.git"
+    assert fetch_head(ref.git_dir) == shas["merge"]
+    new = repo.commit("Fix race after mirroring", {"lib/x.ex": "defmodule X do\nend\n"})
+    fetch_mirror(remote, tmp_path / "cache")
+    assert fetch_head(ref.git_dir) == new

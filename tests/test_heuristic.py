@@ -1,0 +1,97 @@
+"""The heuristic annotator: BEAM diff signals and message cues to a validated label."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from annotators.heuristic import ANNOTATOR_ID, annotate_heuristic
+from annotators.schema import BugLabel, BugType, CommitInput, FileInput, Scope
+from tests.conftest import (
+    COUNTER_FIXED,
+    COUNTER_RACY,
+    COUNTER_TEST_FIXED,
+    COUNTER_TEST_FLAKY,
+    POOL_DEADLOCK,
+    POOL_FIXED,
+)
+
+
+def _diff(before: str, after: str, path: str) -> str:
+    import difflib
+
+    return "".join(difflib.unified_diff(before.splitlines(True), after.splitlines(True),
+                                        f"a/{path}", f"b/{path}"))
+
+
+def _commit(message: str, path: str, before: str, after: str, language: str = "elixir",
+            is_test: bool = False) -> CommitInput:
+    file = FileInput(path, language, is_test, before, _diff(before, after, path))
+    return CommitInput("r", "s", message, (file,))
+
+
+def test_ets_check_then_act() -> None:
+    """lookup+insert replaced by update_counter is a race located in the function."""
+    ann = annotate_heuristic(_commit("Fix race condition in Counter.bump", "lib/counter.ex",
+                                     COUNTER_RACY, COUNTER_FIXED))
+    label = ann.label
+    assert label is not None and label.is_concurrency_bug
+    assert label.bug_type == BugType.RACE_CONDITION and label.scope == Scope.PRODUCTION
+    assert label.bug_location is not None
+    assert label.bug_location.file == "lib/counter.ex"
+    assert label.bug_location.function == "bump/1"
+    assert (label.bug_location.start_line, label.bug_location.end_line) == (12, 15)
+    assert "diff:ets_check_then_act@lib/counter.ex" in ann.evidence
+    assert "ETS" in label.explanation and len(label.event_sequence) == 3
+    assert ann.annotator == ANNOTATOR_ID
+
+
+def test_call_to_self_is_a_deadlock_even_with_vague_message() -> None:
+    """gen_server:call(self(), …) removed is a deadlock whatever the message says."""
+    label = annotate_heuristic(_commit("Fix pool hang on checkout", "src/pool.erl",
+                                       POOL_DEADLOCK, POOL_FIXED, "erlang")).label
+    assert label is not None and label.bug_type == BugType.DEADLOCK
+    assert label.bug_location is not None and label.bug_location.function == "handle_call/3"
+
+
+def test_sleep_replaced_by_assert_receive_is_a_test_race() -> None:
+    """A sleep replaced by assert_receive in a test is a race in test scope."""
+    label = annotate_heuristic(_commit("Fix flaky counter test", "test/counter_test.exs",
+                                       COUNTER_TEST_FLAKY, COUNTER_TEST_FIXED,
+                                       is_test=True)).label
+    assert label is not None and label.is_concurrency_bug
+    assert label.bug_type == BugType.RACE_CONDITION and label.scope == Scope.TEST
+    assert label.bug_location is not None
+    assert label.bug_location.function == 'test "bump notifies the listener"'
+
+
+@pytest.mark.parametrize("message", [
+    "Docs: explain race conditions",
+    "Improve error message when a deadlock is detected",
+    "Avoid filesystem race condition on mtime in test",
+    "Do not leak variables between default args",
+    "Bump timeout to infinity",
+])
+def test_keyword_false_positives(message: str) -> None:
+    """Words used in a non-bug sense give not_concurrency when the diff shows nothing."""
+    before = "defmodule A do\n  def a, do: 1\nend\n"
+    label = annotate_heuristic(_commit(message, "lib/a.ex", before,
+                                       before.replace("1", "2"))).label
+    assert label is not None and not label.is_concurrency_bug
+    assert label.bug_type == BugType.NOT_CONCURRENCY
+
+
+def test_no_code_changed_is_not_a_fix() -> None:
+    """A commit with no Elixir/Erlang file cannot be a fix of such code."""
+    label = annotate_heuristic(CommitInput("r", "s", "Fix race in docs", ())).label
+    assert label is not None and not label.is_concurrency_bug and label.bug_location is None
+
+
+def test_label_schema_rejects_inconsistent_type() -> None:
+    """bug_type not_concurrency goes with is_concurrency_bug false, and only with it."""
+    with pytest.raises(ValidationError):
+        BugLabel(is_concurrency_bug=True, bug_type=BugType.NOT_CONCURRENCY,
+                 scope=Scope.PRODUCTION, explanation="x", fix_summary="y", confidence=0.5)
+    with pytest.raises(ValidationError):
+        BugLabel(is_concurrency_bug=False, bug_type=BugType.DEADLOCK, scope=Scope.TEST,
+                 explanation="x", fix_summary="y", confidence=1.5)

@@ -1,0 +1,121 @@
+"""Mining a repository into a real DuckDB file: complete, idempotent, incremental."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import duckdb
+
+from flows.mining import label_repository, mine_repository
+from miners.classify import PatternSet
+from miners.git import open_local
+from tests.conftest import RepoBuilder
+from warehouse.db import connect
+
+COUNTED = ("repos", "commits", "file_changes", "annotations")
+
+
+def _counts(path: Path) -> dict[str, int]:
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        return {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in COUNTED}
+    finally:
+        con.close()
+
+
+def _mine(repo: RepoBuilder, warehouse: Path, patterns: PatternSet, run: str = "run"):
+    ref = open_local(str(repo.path))
+    result = mine_repository(ref, warehouse, patterns, run, max_file_bytes=1_000_000)
+    labels, fixes = label_repository(warehouse, ref.name, run)
+    return result, labels, fixes
+
+
+def _tree_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    for item in sorted(path.rglob("*")):
+        digest.update(str(item.relative_to(path)).encode())
+        if item.is_file():
+            digest.update(item.read_bytes())
+    return digest.hexdigest()
+
+
+def test_mine_stores_matching_commits_and_pairs(
+        history: tuple[RepoBuilder, dict[str, str]], warehouse_path: Path,
+        patterns: PatternSet) -> None:
+    """Fix commits are stored with pairs and labels; decoys are not stored at all."""
+    repo, shas = history
+    result, labels, _ = _mine(repo, warehouse_path, patterns)
+    con = connect(warehouse_path)
+    stored = {r[0] for r in con.execute("SELECT sha FROM commits").fetchall()}
+    assert stored == {shas[k] for k in ("ets_race", "deadlock", "flaky", "rename", "binary",
+                                        "latin1", "docs", "branch_fix", "merge")}
+    assert result.commits_scanned == len(shas) and result.matches == len(stored)
+    assert result.merges == 1 and labels == len(stored) - 1  # merges are not labeled
+    assert result.skipped == 2  # the binary .ex and the Latin-1 .ex
+    assert con.execute("SELECT is_merge FROM commits WHERE sha = ?",
+                       [shas["merge"]]).fetchone() == (True,)
+    labels_by_sha = dict(con.execute(
+        "SELECT sha, bug_type FROM commit_labels").fetchall())
+    assert labels_by_sha[shas["ets_race"]] == "race_condition"
+    assert labels_by_sha[shas["deadlock"]] == "deadlock"
+    assert labels_by_sha[shas["flaky"]] == "race_condition"
+    assert labels_by_sha[shas["docs"]] == "not_concurrency"
+    pair = con.execute("SELECT subject, bug_type, location_function FROM pairs "
+                       "WHERE path = 'lib/counter.ex'").fetchall()
+    assert pair == [("Fix race condition in Counter.bump", "race_condition", "bump/1")]
+
+
+def test_mining_twice_adds_nothing(history: tuple[RepoBuilder, dict[str, str]],
+                                   warehouse_path: Path, patterns: PatternSet) -> None:
+    """A second run over an unchanged repository scans nothing and writes no row."""
+    repo, _ = history
+    _mine(repo, warehouse_path, patterns, "first")
+    first = _counts(warehouse_path)
+    result, labels, _ = _mine(repo, warehouse_path, patterns, "second")
+    assert _counts(warehouse_path) == first
+    assert (result.commits_scanned, result.matches, labels) == (0, 0, 0)
+
+
+def test_only_new_commits_are_mined(history: tuple[RepoBuilder, dict[str, str]],
+                                    warehouse_path: Path, patterns: PatternSet) -> None:
+    """A commit made after the first run is the only one the second run mines."""
+    repo, _ = history
+    _mine(repo, warehouse_path, patterns, "first")
+    new = repo.commit("Fix deadlock in shutdown", {"lib/stop.ex": "defmodule Stop do\nend\n"})
+    result, labels, _ = _mine(repo, warehouse_path, patterns, "second")
+    assert (result.commits_scanned, result.matches, labels) == (1, 1, 1)
+    con = connect(warehouse_path)
+    assert con.execute("SELECT sha FROM commits WHERE run_id = 'second'").fetchall() == [(new,)]
+
+
+def test_rewritten_history_is_rescanned(history: tuple[RepoBuilder, dict[str, str]],
+                                        warehouse_path: Path, patterns: PatternSet) -> None:
+    """When the last mined tip is gone (force push), the run rescans without duplicates."""
+    repo, _ = history
+    _mine(repo, warehouse_path, patterns, "first")
+    first = _counts(warehouse_path)
+    repo.git("reset", "-q", "--hard", "HEAD~1")
+    repo.git("reflog", "expire", "--expire=now", "--all")
+    repo.git("gc", "-q", "--prune=now")
+    result, _, _ = _mine(repo, warehouse_path, patterns, "second")
+    assert result.commits_scanned > 0
+    assert _counts(warehouse_path) == first
+
+
+def test_local_repository_is_never_written(history: tuple[RepoBuilder, dict[str, str]],
+                                           warehouse_path: Path, patterns: PatternSet) -> None:
+    """Mining a work tree leaves every file of it, .git included, byte-identical."""
+    repo, _ = history
+    before = _tree_digest(repo.path)
+    _mine(repo, warehouse_path, patterns)
+    assert _tree_digest(repo.path) == before
+
+
+def test_empty_repository_is_data(tmp_path: Path, warehouse_path: Path,
+                                  patterns: PatternSet) -> None:
+    """An empty repository mines to zero rows and a repos row, not an error."""
+    repo = RepoBuilder(tmp_path / "empty")
+    result, labels, _ = _mine(repo, warehouse_path, patterns)
+    assert (result.commits_scanned, result.matches, labels) == (0, 0, 0)
+    assert _counts(warehouse_path)["repos"] == 1

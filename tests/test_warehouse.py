@@ -1,0 +1,61 @@
+"""The DuckDB warehouse: schema, idempotent upserts, and one writer at a time."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from warehouse.db import connect, ensure_schema
+from warehouse.errors import WarehouseUnavailableError
+from warehouse.save import upsert_rows
+
+
+def _schema(con) -> list[tuple]:
+    return con.execute(
+        "SELECT table_name, column_name, data_type FROM information_schema.columns "
+        "ORDER BY table_name, column_name").fetchall()
+
+
+def test_ensure_schema_twice_is_a_no_op(warehouse_path: Path) -> None:
+    """Applying the schema again changes no table, column or version row."""
+    con = connect(warehouse_path)
+    first = _schema(con)
+    ensure_schema(con)
+    con.execute("DELETE FROM schema_version")  # force the DDL path too
+    ensure_schema(con)
+    assert _schema(con) == first
+    assert con.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+    tables = {r[0] for r in con.execute("SHOW TABLES").fetchall()}
+    assert {"repos", "commits", "file_changes", "function_changes", "annotations", "runs",
+            "commit_labels", "fixes", "pairs"} <= tables
+
+
+def test_upsert_replaces_on_natural_key(warehouse_path: Path) -> None:
+    """Writing a row with an existing key replaces it instead of adding one."""
+    con = connect(warehouse_path)
+    row = {"repo": "r", "sha": "a" * 40, "parents": [], "is_merge": False,
+           "subject": "s", "message": "s", "matched_terms": ["race"], "match_score": 1.0,
+           "run_id": "x"}
+    upsert_rows(con, "commits", [row, row])
+    upsert_rows(con, "commits", [{**row, "subject": "t"}])
+    assert con.execute("SELECT subject FROM commits").fetchall() == [("t",)]
+
+
+def test_second_writer_gets_a_clear_error(warehouse_path: Path) -> None:
+    """While one process writes, another is told the warehouse is in use."""
+    con = connect(warehouse_path)
+    code = ("from warehouse.db import connect\n"
+            f"connect({str(warehouse_path)!r})\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    con.close()
+    assert proc.returncode != 0
+    assert "WarehouseInUseError" in proc.stderr and "in use by another process" in proc.stderr
+
+
+def test_read_only_needs_an_existing_file(tmp_path: Path) -> None:
+    """Querying a warehouse that does not exist says to mine first."""
+    with pytest.raises(WarehouseUnavailableError, match="racemine mine"):
+        connect(tmp_path / "missing.duckdb", read_only=True)
