@@ -6,6 +6,7 @@ Plain functions over the core packages; the Prefect flow wraps each in a task.
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from itertools import islice
@@ -88,7 +89,10 @@ def mine_repository(ref: RepoRef, warehouse: Path, patterns: PatternSet, run_id:
         include = sorted({head, *fetch_branch_tips(ref.git_dir)}) if all_branches else [head]
         exclude = fetch_existing(ref.git_dir, mined_tips(con, ref.name))
         progress("scanning messages", 0, 0)
-        scanned = count_commits(ref.git_dir, include, exclude)
+        # Counting every commit is a second git process; it runs while the scan streams.
+        counter = ThreadPoolExecutor(max_workers=1)
+        scanned_future = counter.submit(count_commits, ref.git_dir, include, exclude)
+        counter.shutdown(wait=False)
         grep = patterns.prefilter.pattern
         if not supports_pcre_grep(ref.git_dir, grep):
             grep = None  # this git has no PCRE: Python reads every message instead
@@ -114,7 +118,7 @@ def mine_repository(ref: RepoRef, warehouse: Path, patterns: PatternSet, run_id:
             done += len(batch)
         progress("extracting pairs", done, len(matched))
         save_high_water_mark(con, ref.name, head, include)
-        return RepoResult(ref.name, commits_scanned=scanned, matches=len(matched),
+        return RepoResult(ref.name, commits_scanned=scanned_future.result(), matches=len(matched),
                           merges=sum(c.is_merge for c in matched), pairs=pairs,
                           skipped=skipped, seconds=time.perf_counter() - started)
     finally:

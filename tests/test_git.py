@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from miners.classify import PatternSet, classify_message
 from miners.git import (
     count_commits,
@@ -36,7 +38,8 @@ def test_git_grep_prefilter_agrees_with_python(
     """git's PCRE prefilter drops no commit the Python classifier would match."""
     repo, _ = history
     git_dir = str(repo.path)
-    assert supports_pcre_grep(git_dir, patterns.prefilter.pattern)
+    if not supports_pcre_grep(git_dir, patterns.prefilter.pattern):
+        pytest.skip("this git has no PCRE; racemine falls back to classifying every message")
     every = {c.sha for c in iter_commits(git_dir, ["HEAD"])
              if classify_message(c.message, patterns).matched}
     grepped = {c.sha for c in iter_commits(git_dir, ["HEAD"], grep=patterns.prefilter.pattern)
