@@ -81,20 +81,25 @@ def mine_flow(repos: list[str], name: str | None = None, patterns_file: str | No
                                          "all_branches": all_branches})
     finally:
         con.close()
-    chains = []
-    for spec in repos:
-        ref = mirror_task.submit(spec, name, str(settings.cache_dir))
-        mined = mine_task.submit(ref, db, patterns_file, run_id, settings.max_file_bytes,
-                                 all_branches)
-        chains.append((spec, [ref, mined, label_task.submit(mined, db, run_id)]))
-    results = [_outcome(spec, chain) for spec, chain in chains]
-    errors = [f"{r.repo}: {r.error}" for r in results if r.error]
-    totals = {k: sum(getattr(r, k) for r in results) for k in
-              ("commits_scanned", "matches", "pairs", "skipped", "labels", "fixes")}
-    con = connect(db)
+    results: list[RepoResult] = []
+    status, errors = "failed", ["the flow stopped before finishing; the next run resumes"]
     try:
-        finish_run(con, run_id, counts=totals, errors=errors,
-                   status="failed" if len(errors) == len(results) else "completed")
+        chains = []
+        for spec in repos:
+            ref = mirror_task.submit(spec, name, str(settings.cache_dir))
+            mined = mine_task.submit(ref, db, patterns_file, run_id, settings.max_file_bytes,
+                                     all_branches)
+            chains.append((spec, [ref, mined, label_task.submit(mined, db, run_id)]))
+        results = [_outcome(spec, chain) for spec, chain in chains]
+        errors = [f"{r.repo}: {r.error}" for r in results if r.error]
+        status = "failed" if results and len(errors) == len(results) else "completed"
+        return results
     finally:
-        con.close()
-    return results
+        # Also on an unexpected crash: the runs row must not stay "running".
+        totals = {k: sum(getattr(r, k) for r in results) for k in
+                  ("commits_scanned", "matches", "pairs", "skipped", "labels", "fixes")}
+        con = connect(db)
+        try:
+            finish_run(con, run_id, status=status, counts=totals, errors=errors)
+        finally:
+            con.close()
