@@ -167,6 +167,50 @@ def export(
     console.print(f"wrote {count:,} pairs to {out}", highlight=False)
 
 
+@app.command("eval")
+def eval_command(
+    gold: Annotated[Path, typer.Argument(help="JSONL of labeled commits (devset format).")],
+    warehouse: WarehouseOpt = None,
+    annotator: Annotated[str | None, typer.Option(
+        help="Annotator id to measure (default: each commit's newest label).")] = None,
+    strict: Annotated[bool, typer.Option(
+        help="Leave out gold rows labeled with low confidence.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Precision and recall of "kept as a concurrency fix", per-pattern precision, bug-type
+    accuracy and confusion matrix, with 95% intervals, against a gold file."""
+    from annotators.evaluation import (
+        EvalFileError,
+        build_predictions,
+        evaluate,
+        gold_repo_for,
+        load_gold,
+    )
+    from flows.report import print_eval
+    from warehouse.db import connect
+    from warehouse.queries import eval_rows, repo_names
+
+    with _user_errors():
+        try:
+            rows = load_gold(gold)
+        except EvalFileError as exc:
+            raise WarehouseError(str(exc)) from None
+        if strict:
+            rows = [r for r in rows if r.confidence != "low"]
+        gold_repos = {r.repo for r in rows}
+        con = connect(_settings(warehouse).warehouse, read_only=True)
+        try:
+            predictions = build_predictions(eval_rows(con, annotator), gold_repos)
+            mined = [r for r in (gold_repo_for(n, gold_repos) for n in repo_names(con)) if r]
+        finally:
+            con.close()
+    report = evaluate(rows, predictions, mined)
+    if as_json:
+        console.out(report.to_json(), highlight=False)
+    else:
+        print_eval(console, report)
+
+
 def main() -> None:
     app(prog_name="racemine")
 

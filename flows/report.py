@@ -69,3 +69,47 @@ def render_rows(console: Console, columns: list[str], rows: list[tuple], fmt: st
     for row in rows:
         table.add_row(*["" if v is None else str(_plain(v)) for v in row])
     console.print(table)
+
+
+def _rate(rate: Any) -> str:
+    if rate.value is None:
+        return "n/a (0 cases)"
+    return f"{rate.value:.3f}  [{rate.low:.3f}, {rate.high:.3f}]  ({rate.hits}/{rate.total})"
+
+
+def print_eval(console: Console, report: Any) -> None:
+    """The evaluation report as tables: headline rates, patterns, confusion, misses."""
+    head = Table(title=f"racemine eval — {report.gold} gold commits (95% Wilson intervals)")
+    head.add_column("measure")
+    head.add_column("value  [95% CI]  (hits/total)")
+    head.add_row("precision (kept as concurrency fix)", _rate(report.precision))
+    head.add_row("recall (kept as concurrency fix)", _rate(report.recall))
+    head.add_row("bug-type accuracy (true positives)", _rate(report.bug_type_accuracy))
+    head.add_row("scope accuracy (true positives)", _rate(report.scope_accuracy))
+    console.print(head)
+    patterns = Table(title="pattern precision (gold fixes among stored commits it matched)")
+    patterns.add_column("pattern")
+    patterns.add_column("precision  [95% CI]  (fixes/matched)")
+    for name, rate in report.pattern_precision.items():
+        patterns.add_row(name, _rate(rate))
+    console.print(patterns)
+    predicted = sorted({p for row in report.confusion.values() for p in row})
+    confusion = Table(title="bug type: gold (rows) x predicted (columns)")
+    confusion.add_column("gold \\ predicted")
+    for p in predicted:
+        confusion.add_column(p, justify="right")
+    for gold_type, row in report.confusion.items():
+        confusion.add_row(gold_type, *[str(row.get(p, "")) for p in predicted])
+    console.print(confusion)
+    for title, items in (("false positives", report.false_positives),
+                         ("false negatives", report.false_negatives)):
+        if items:
+            console.print(f"[bold]{title}[/bold] ({len(items)})")
+            for item in items:
+                console.print(f"  {item}", highlight=False, markup=False)
+    if report.missing:
+        console.print(f"[bold]gold commits not in the warehouse[/bold] ({len(report.missing)})")
+        for m in report.missing:
+            kind = "fix" if m.is_concurrency_fix else "not a fix"
+            console.print(f"  {m.repo} {m.sha[:10]} [{kind}; {m.reason}] {m.subject}",
+                          highlight=False, markup=False)

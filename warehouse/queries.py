@@ -89,3 +89,21 @@ def run_sql(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[list[str], list[t
     if cur.description is None:
         return [], []
     return [d[0] for d in cur.description], cur.fetchall()
+
+
+def eval_rows(con: duckdb.DuckDBPyConnection, annotator: str | None
+              ) -> list[tuple[str, str, list[str], bool | None, str | None, str | None]]:
+    """(repo, sha, matched_terms, is_concurrency_bug, bug_type, scope) per stored commit,
+    with the given annotator's label (or the newest label when annotator is None)."""
+    label_source = ("(SELECT * FROM commit_labels WHERE annotator = $annotator)"
+                    if annotator else
+                    "(SELECT * FROM commit_labels QUALIFY row_number() OVER "
+                    "(PARTITION BY repo, sha ORDER BY created_at DESC, annotator) = 1)")
+    params = {"annotator": annotator} if annotator else {}
+    return con.execute(
+        f"""SELECT c.repo, c.sha, c.matched_terms, l.is_concurrency_bug, l.bug_type, l.scope
+            FROM commits c LEFT JOIN {label_source} l USING (repo, sha)""", params).fetchall()
+
+
+def repo_names(con: duckdb.DuckDBPyConnection) -> list[str]:
+    return [r[0] for r in con.execute("SELECT repo FROM repos ORDER BY repo").fetchall()]
