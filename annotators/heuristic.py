@@ -88,21 +88,32 @@ def _hunk_range(h: Hunk) -> tuple[int | None, int | None]:
     return h.before_start, h.before_end
 
 
-def _best_cue(message: str) -> tuple[MessageCue | None, str]:
-    best, phrase = None, ""
+def _best_cue(message: str) -> tuple[MessageCue | None, str, float]:
+    """The strongest cue, its phrase, and its weight as this message gives it.
+
+    A cue only in the body of a commit whose subject neither names a concurrency problem
+    nor says it fixes something (a rewrite that mentions races in passing) counts half.
+    """
+    subject = message.split("\n", 1)[0]
+    best, phrase, weight = None, "", 0.0
     for cue in MESSAGE_CUES:
         m = cue.regex.search(message)
-        if m and (best is None or cue.weight > best.weight):
-            best, phrase = cue, m.group(0)
-    return best, phrase
+        if not m:
+            continue
+        w = cue.weight
+        if m.start() > len(subject) and not FIX_INTENT.search(subject) and not any(
+                c.regex.search(subject) for c in MESSAGE_CUES):
+            w *= 0.5
+        if w > weight:
+            best, phrase, weight = cue, m.group(0), w
+    return best, phrase, weight
 
 
 def _negatives(message: str) -> list[str]:
     subject = message.split("\n", 1)[0]
     found = []
     for name, regex in NEGATIVE_CUES:
-        text = subject if name in ("docs_only", "release", "feature") else message
-        if regex.search(text):
+        if regex.search(subject):
             if name == "feature" and FIX_INTENT.search(subject):
                 continue
             found.append(name)
@@ -130,7 +141,7 @@ def _location(signal: Signal | None, files: tuple[FileInput, ...]) -> BugLocatio
 def annotate_heuristic(commit: CommitInput) -> Annotation:
     """Label one commit from its message and diff, offline and deterministically."""
     files = tuple(f for f in commit.files if f.diff)
-    cue, phrase = _best_cue(commit.message)
+    cue, phrase, msg_weight = _best_cue(commit.message)
     negatives = _negatives(commit.message)
     signals = [s for f in files for s in find_signals(f)]
     signals.sort(key=lambda s: (-s.rule.weight, not _agrees(s, cue)))
@@ -140,24 +151,36 @@ def annotate_heuristic(commit: CommitInput) -> Annotation:
     evidence += sorted({f"diff:{s.rule.name}@{s.file.path}" for s in signals})
     scope = _scope(files)
 
-    msg_weight = cue.weight if cue else 0.0
     diff_weight = top.rule.weight if top else 0.0
     strong_diff = diff_weight >= 0.9
-    if not files:
-        label = _not_bug(commit, scope, None, 0.7,
-                         "The commit changes no Elixir or Erlang code, so it cannot fix a "
-                         "concurrency bug in it.")
+    if not files and (negatives or msg_weight < 0.7):
+        label = _not_bug(commit, scope, None, 0.6,
+                         "The commit changes no Elixir or Erlang code and its message does not "
+                         "clearly describe a concurrency fix.")
     elif negatives and not strong_diff and (msg_weight < 0.9 or set(negatives) & _OVERRIDING):
         label = _not_bug(commit, scope, _location(top, files), 0.65,
                          f"The keywords are used in a sense that is not a concurrency fix "
                          f"({', '.join(negatives)}).")
-    elif msg_weight + diff_weight * 0.6 < 0.6:
+    elif not _enough(msg_weight, top):
         label = _not_bug(commit, scope, _location(top, files), 0.55,
                          "Neither the message nor the diff shows a concurrency bug being "
                          "fixed; the matched words are incidental.")
     else:
         label = _bug(commit, cue, phrase, top, files, scope, msg_weight, diff_weight)
     return Annotation(annotator=ANNOTATOR_ID, label=label, evidence=tuple(evidence))
+
+
+def _enough(msg_weight: float, top: Signal | None) -> bool:
+    """Whether message and diff together make the case for a concurrency fix.
+
+    A clear message suffices; so does a fingerprint diff (weight >= 0.9). A weak message
+    (a bare "timeout") needs a production-code signal: test changes add monitors, receives
+    and timeouts for many reasons that are not fixes.
+    """
+    diff_weight = top.rule.weight if top else 0.0
+    if msg_weight >= 0.6 or diff_weight >= 0.9:
+        return True
+    return top is not None and not top.file.is_test and msg_weight >= 0.45 and diff_weight >= 0.55
 
 
 def _agrees(signal: Signal, cue: MessageCue | None) -> bool:
@@ -176,6 +199,8 @@ def _bug(commit: CommitInput, cue: MessageCue | None, phrase: str, top: Signal |
         bug_type = BugType.DEADLOCK
     agree = top is not None and cue is not None and top.rule.bug_type == cue.bug_type
     confidence = min(0.95, 0.35 + 0.4 * msg_weight + 0.2 * diff_weight + (0.1 if agree else 0))
+    if not files:  # the fix is in code racemine does not extract (JavaScript, C, ...)
+        confidence = min(confidence, 0.5)
     location = _location(top, files)
     where = location.file if location else "the changed code"
     if location and location.function:

@@ -69,7 +69,7 @@ MESSAGE_CUES: tuple[MessageCue, ...] = (
                _re(r"\b(?:hangs?|hanging|hung|stuck|blocks? forever|never returns?|"
                    r"wait\w* forever)\b"), 0.6),
     MessageCue("flaky", B.RACE_CONDITION,
-               _re(r"\b(?:flak(?:y|ey|iness)|intermittent(?:ly)?|sporadic\w*|"
+               _re(r"\b(?:flak(?:y|ey|iness|yness|ily)|intermittent(?:ly)?|sporadic\w*|"
                    r"non-?deterministic\w*|randomly fail\w*)\b"), 0.7),
     MessageCue("concurrency", B.RACE_CONDITION,
                _re(r"\b(?:concurrent(?:ly)?|concurrency|atomic(?:ally)?|non-?atomic|"
@@ -78,16 +78,17 @@ MESSAGE_CUES: tuple[MessageCue, ...] = (
     MessageCue("timeout", B.TIMEOUT, _re(r"\b(?:time[ -]?outs?|timed[ -]out)\b"), 0.45),
 )
 
-# Phrases that say the keyword is not a concurrency bug being fixed.
+# Phrases that say the keyword is not a concurrency bug being fixed. They are read in the
+# subject, which states what a commit is for; bodies mention races in passing.
 NEGATIVE_CUES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("docs_only", _re(r"^\s*(?:\[?docs?\]?[:(]|docs?\b|documentation\b|(?:update|improve|clarify|"
                       r"fix|add)\s+(?:the\s+)?(?:docs?|documentation|typos?|readme|changelog|"
                       r"examples?|comments?)\b|typo\b)")),
     ("release", _re(r"^\s*(?:release|bump|prepare|update changelog|changelog|v?\d+\.\d+\.\d+)\b")),
     ("reports_not_fixes", _re(r"\b(?:detect\w*|report\w*|diagnos\w*|better error|error message|"
-                              r"warn\w*|measure\w*|raise\w*|hide|hiding|show\w*|log\w*)\b"
-                              r".{0,40}\b(?:dead[ -]?locks?|races?|timeouts?)\b|\b(?:dead[ -]?lock|"
-                              r"race|timeout)s? (?:detection|reports?|errors?|messages?)\b")),
+                              r"warn\w*|measure\w*|raise\w*|hide|hiding|show\w*|log\w*|"
+                              r"return\w*)\b.{0,60}\b(?:dead[ -]?locks?|races?)\b|"
+                              r"\b(?:dead[ -]?lock|race)s? (?:detection|reports?|errors?)\b")),
     ("filesystem_timing", _re(r"\b(?:file ?system|mtime|timestamps?|granularity|clock|"
                               r"file modification)\b")),
     ("non_process_leak", _re(r"\bleak\w*\b.{0,30}\b(?:vars?|variables?|representation|"
@@ -98,6 +99,7 @@ NEGATIVE_CUES: tuple[tuple[str, re.Pattern[str]], ...] = (
                            r"set)\w*\b.{0,30}\btime[ -]?outs?\b|\btime[ -]?outs?\b.{0,20}\b(?:to "
                            r"infinity|increase\w*|bump\w*)")),
     ("feature", _re(r"^\s*(?:add|adds|added|support|allow|introduce|implement|expose|deprecate|"
+                    r"optionally|make [\w ]{0,30}configurable|"
                     r"optimi[sz]e|refactor|clean ?up|cleanup|simplify|rename|move|format|remove "
                     r"unused|revert)\b")),
 )

@@ -81,10 +81,24 @@ def test_keyword_false_positives(message: str) -> None:
     assert label.bug_type == BugType.NOT_CONCURRENCY
 
 
-def test_no_code_changed_is_not_a_fix() -> None:
-    """A commit with no Elixir/Erlang file cannot be a fix of such code."""
-    label = annotate_heuristic(CommitInput("r", "s", "Fix race in docs", ())).label
-    assert label is not None and not label.is_concurrency_bug and label.bug_location is None
+def test_without_elixir_or_erlang_code() -> None:
+    """With no extracted file, a clear fix message is kept at low confidence; a vague one not."""
+    js = annotate_heuristic(CommitInput("r", "s", "Fix race condition on live patch", ())).label
+    assert js is not None and js.is_concurrency_bug and js.confidence <= 0.5
+    assert js.bug_location is None
+    vague = annotate_heuristic(CommitInput("r", "s", "Fix timeout handling", ())).label
+    assert vague is not None and not vague.is_concurrency_bug
+    docs = annotate_heuristic(CommitInput("r", "s", "Docs: explain races", ())).label
+    assert docs is not None and not docs.is_concurrency_bug
+
+
+def test_weak_message_needs_production_signal() -> None:
+    """A bare "timeout" with only test-side monitors is not enough to call it a fix."""
+    before = "defmodule ATest do\n  test \"a\" do\n    :ok\n  end\nend\n"
+    after = before.replace(":ok", "ref = Process.monitor(pid)")
+    label = annotate_heuristic(_commit("Reset the idle timeout when sending data",
+                                       "test/a_test.exs", before, after, is_test=True)).label
+    assert label is not None and not label.is_concurrency_bug
 
 
 def test_label_schema_rejects_inconsistent_type() -> None:
