@@ -134,8 +134,18 @@ def _location(signal: Signal | None, files: tuple[FileInput, ...]) -> BugLocatio
         # The largest change in production code, else in tests.
         f = max(with_diff, key=lambda x: (not x.is_test, len(x.diff or "")))
         start, end = _hunk_range(parse_hunks(f.diff)[0])
-    function = enclosing_function(f.before, start, f.language) if start else None
+    function = _function_at(f, start) if start else None
     return BugLocation(file=f.path, function=function, start_line=start, end_line=end)
+
+
+def _function_at(file: FileInput, line: int) -> str | None:
+    """The changed function around a before-version line: the narrowest tree-sitter unit,
+    else the nearest head above it."""
+    around = [(end - start, name) for name, start, end in file.functions
+              if start <= line <= end]
+    if around:
+        return min(around)[1]
+    return enclosing_function(file.before, line, file.language)
 
 
 def annotate_heuristic(commit: CommitInput) -> Annotation:

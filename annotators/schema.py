@@ -67,6 +67,8 @@ class FileInput:
     is_test: bool
     before: str | None
     diff: str | None
+    # (name/arity, first line, last line) of each changed function in the before version
+    functions: tuple[tuple[str, int, int], ...] = ()
 
 
 @dataclass(frozen=True)

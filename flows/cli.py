@@ -143,6 +143,9 @@ def stats(warehouse: WarehouseOpt = None) -> None:
 def export(
     out: Annotated[Path, typer.Argument(help="Output file.")],
     format: Annotated[str, typer.Option("--format", "-f", help="jsonl or parquet")] = "jsonl",
+    level: Annotated[str, typer.Option(
+        help="file: one row per changed file; function: one row per changed function")
+    ] = "file",
     warehouse: WarehouseOpt = None,
     all_labels: Annotated[bool, typer.Option(
         "--all", help="Also export pairs labeled as not a concurrency fix.")] = False,
@@ -150,21 +153,22 @@ def export(
 ) -> None:
     """Export labeled file pairs (concurrency fixes by default) as JSONL or Parquet."""
     from warehouse.db import connect
-    from warehouse.export import ExportFormat, export_pairs
+    from warehouse.export import ExportFormat, ExportLevel, export_pairs
 
     try:
-        fmt = ExportFormat(format)
+        fmt, unit = ExportFormat(format), ExportLevel(level)
     except ValueError:
-        err_console.print(f"[red]error:[/red] format {format!r}: use jsonl or parquet")
+        err_console.print(f"[red]error:[/red] format {format!r} / level {level!r}: use "
+                          "jsonl or parquet, and file or function")
         raise typer.Exit(2) from None
     with _user_errors():
         con = connect(_settings(warehouse).warehouse, read_only=True)
         try:
-            count = export_pairs(con, out, fmt, fixes_only=not all_labels,
+            count = export_pairs(con, out, fmt, level=unit, fixes_only=not all_labels,
                                  min_confidence=min_confidence)
         finally:
             con.close()
-    console.print(f"wrote {count:,} pairs to {out}", highlight=False)
+    console.print(f"wrote {count:,} {unit.value} pairs to {out}", highlight=False)
 
 
 @app.command("eval")

@@ -12,6 +12,8 @@ from dataclasses import dataclass, replace
 from itertools import islice
 from pathlib import Path
 
+import duckdb
+
 from annotators.heuristic import ANNOTATOR_ID, annotate_heuristic
 from annotators.schema import CommitInput, FileInput
 from miners.classify import Match, PatternSet, classify_message
@@ -26,6 +28,7 @@ from miners.git import (
     open_local,
     supports_pcre_grep,
 )
+from miners.parallel import DEFAULT_PARSE_WORKERS, FunctionParser, ParsedBatch
 from miners.records import CommitFiles, CommitMeta, RepoRef
 from miners.sources import is_local_spec, parse_remote_spec
 from warehouse.db import connect
@@ -55,6 +58,7 @@ class RepoResult:
     merges: int = 0
     pairs: int = 0
     skipped: int = 0
+    functions: int = 0
     labels: int = 0
     fixes: int = 0
     seconds: float = 0.0
@@ -74,8 +78,19 @@ def _batches(items: list[CommitMeta], size: int) -> list[list[CommitMeta]]:
     return list(iter(lambda: list(islice(it, size)), []))
 
 
+def _store(con: duckdb.DuckDBPyConnection, repo: str, run_id: str,
+           batch: list[CommitFiles], matches: dict[str, Match]) -> tuple[int, int, int]:
+    """Save one extracted batch; returns (pairs, skipped files, function pairs)."""
+    save_commit_files(con, repo, run_id, [(cf, matches[cf.commit.sha]) for cf in batch])
+    files = [f for cf in batch for f in cf.files]
+    return (sum(1 for f in files if not f.skipped_reason),
+            sum(1 for f in files if f.skipped_reason),
+            sum(len(f.functions) for f in files))
+
+
 def mine_repository(ref: RepoRef, warehouse: Path, patterns: PatternSet, run_id: str, *,
                     max_file_bytes: int, all_branches: bool = False,
+                    parse_workers: int = DEFAULT_PARSE_WORKERS,
                     progress: Progress = _quiet) -> RepoResult:
     """Mine the commits of ref not mined before into the warehouse; returns counts."""
     started = time.perf_counter()
@@ -104,23 +119,32 @@ def mine_repository(ref: RepoRef, warehouse: Path, patterns: PatternSet, run_id:
                 matches[commit.sha] = match
                 matched.append(commit)
         matched.reverse()  # oldest first, so a killed run has stored a prefix of history
-        pairs = skipped = done = 0
-        for batch in _batches(matched, BATCH):
-            progress("extracting pairs", done, len(matched))
-            stored: list[tuple[CommitFiles, Match]] = [
-                (cf, matches[cf.commit.sha]) for cf in iter_commit_files(
-                    ref.git_dir, batch, max_file_bytes)]
-            stored += [(CommitFiles(c), matches[c.sha]) for c in batch if c.is_merge]
-            save_commit_files(con, ref.name, run_id, stored)
-            for cf, _ in stored:
-                skipped += sum(1 for f in cf.files if f.skipped_reason)
-                pairs += sum(1 for f in cf.files if not f.skipped_reason)
-            done += len(batch)
+        pairs = skipped = functions = done = 0
+        with FunctionParser(parse_workers) as parser:
+            # Pipeline: batch k's functions are parsed in worker processes while git
+            # extracts batch k+1; a batch is stored once its parse is complete.
+            pending: ParsedBatch | None = None
+            for batch in _batches(matched, BATCH):
+                progress("extracting pairs", done, len(matched))
+                extracted = list(iter_commit_files(ref.git_dir, batch, max_file_bytes))
+                extracted += [CommitFiles(c) for c in batch if c.is_merge]
+                submitted = parser.submit(extracted)
+                if pending is not None:
+                    counts = _store(con, ref.name, run_id, pending.result(), matches)
+                    pairs, skipped, functions = (a + b for a, b in zip(
+                        (pairs, skipped, functions), counts, strict=True))
+                pending = submitted
+                done += len(batch)
+            if pending is not None:
+                counts = _store(con, ref.name, run_id, pending.result(), matches)
+                pairs, skipped, functions = (a + b for a, b in zip(
+                    (pairs, skipped, functions), counts, strict=True))
         progress("extracting pairs", done, len(matched))
         save_high_water_mark(con, ref.name, head, include)
         return RepoResult(ref.name, commits_scanned=scanned_future.result(), matches=len(matched),
                           merges=sum(c.is_merge for c in matched), pairs=pairs,
-                          skipped=skipped, seconds=time.perf_counter() - started)
+                          skipped=skipped, functions=functions,
+                          seconds=time.perf_counter() - started)
     finally:
         con.close()
 

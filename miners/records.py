@@ -51,6 +51,36 @@ class CommitMeta:
         return len(self.parents) > 1
 
 
+class ParseStatus(StrEnum):
+    PARSED = "parsed"
+    PARTIAL = "partial"  # the grammar failed somewhere; units outside the error are kept
+    SYNTAX_ERROR = "syntax_error"  # nothing usable
+
+
+@dataclass(frozen=True)
+class Function:
+    """One function unit of a source text: all its clauses, 1-based inclusive lines."""
+
+    module: str
+    name: str  # name/arity, or test "description"
+    kind: str  # def | defp | defmacro | defmacrop | defguard | defdelegate | test | function
+    start_line: int
+    end_line: int
+    text: str
+
+
+@dataclass(frozen=True)
+class FunctionPair:
+    """A function whose text differs between the before and after version of a file."""
+
+    module: str
+    name: str
+    kind: str
+    change: str  # added | removed | modified
+    before: Function | None
+    after: Function | None
+
+
 @dataclass(frozen=True)
 class FilePair:
     """One modified Elixir/Erlang file of a commit: before and after text plus its diff."""
@@ -66,6 +96,8 @@ class FilePair:
     lines_added: int
     lines_removed: int
     skipped_reason: SkipReason | None = None
+    parse_status: ParseStatus | None = None  # None until function extraction ran
+    functions: tuple[FunctionPair, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -129,3 +129,16 @@ def test_missing_warehouse_for_queries(tmp_path: Path) -> None:
     """Querying before mining tells the user to mine first."""
     out = runner.invoke(app, ["stats", "-w", str(tmp_path / "none.duckdb")])
     assert out.exit_code == 1 and "racemine mine" in out.output
+
+
+def test_export_function_level(mined: tuple[Path, RepoBuilder, Path], tmp_path: Path) -> None:
+    """Function-level export has one row per changed function, flagged at the bug location."""
+    warehouse, _, _ = mined
+    out = tmp_path / "functions.jsonl"
+    res = runner.invoke(app, ["export", str(out), "--level", "function", "-w", str(warehouse)])
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    bump = next(r for r in rows if r["function"] == "bump/1")
+    assert bump["module"] == "Counter" and bump["change"] == "modified"
+    assert bump["is_bug_location"] and bump["bug_type"] == "race_condition"
+    assert ":ets.lookup" in bump["before"] and ":ets.update_counter" in bump["after"]

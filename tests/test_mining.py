@@ -66,6 +66,29 @@ def test_mine_stores_matching_commits_and_pairs(
     assert pair == [("Fix race condition in Counter.bump", "race_condition", "bump/1")]
 
 
+def test_function_pairs_are_stored(history: tuple[RepoBuilder, dict[str, str]],
+                                   warehouse_path: Path, patterns: PatternSet) -> None:
+    """Changed functions are stored with module, kind, spans and both texts."""
+    repo, shas = history
+    result, _, _ = _mine(repo, warehouse_path, patterns)
+    con = connect(warehouse_path)
+    rows = con.execute(
+        "SELECT sha, path, module, function, kind, change, before_start, before_end "
+        "FROM function_changes WHERE sha IN (?, ?, ?) ORDER BY sha, path",
+        [shas["ets_race"], shas["deadlock"], shas["flaky"]]).fetchall()
+    assert sorted(rows) == sorted([
+        (shas["ets_race"], "lib/counter.ex", "Counter", "bump/1", "def", "modified", 11, 16),
+        (shas["deadlock"], "src/pool.erl", "pool", "handle_call/3", "function", "modified",
+         7, 11),
+        (shas["flaky"], "test/counter_test.exs", "CounterTest",
+         'test "bump notifies the listener"', "test", "modified", 4, 9),
+    ])
+    assert result.functions == con.execute("SELECT count(*) FROM function_changes"
+                                            ).fetchone()[0]
+    assert con.execute("SELECT parse_status FROM file_changes WHERE path = 'lib/counter.ex' "
+                       "AND sha = ?", [shas["ets_race"]]).fetchone() == ("parsed",)
+
+
 def test_mining_twice_adds_nothing(history: tuple[RepoBuilder, dict[str, str]],
                                    warehouse_path: Path, patterns: PatternSet) -> None:
     """A second run over an unchanged repository scans nothing and writes no row."""

@@ -6,9 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import duckdb
 import pytest
 
-from warehouse.db import connect, ensure_schema
+from warehouse.db import SCHEMA_VERSION, connect, ensure_schema
 from warehouse.errors import WarehouseUnavailableError
 from warehouse.save import upsert_rows
 
@@ -27,7 +28,7 @@ def test_ensure_schema_twice_is_a_no_op(warehouse_path: Path) -> None:
     con.execute("DELETE FROM schema_version")  # force the DDL path too
     ensure_schema(con)
     assert _schema(con) == first
-    assert con.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+    assert con.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
     tables = {r[0] for r in con.execute("SHOW TABLES").fetchall()}
     assert {"repos", "commits", "file_changes", "function_changes", "annotations", "runs",
             "commit_labels", "fixes", "pairs"} <= tables
@@ -59,3 +60,29 @@ def test_read_only_needs_an_existing_file(tmp_path: Path) -> None:
     """Querying a warehouse that does not exist says to mine first."""
     with pytest.raises(WarehouseUnavailableError, match="racemine mine"):
         connect(tmp_path / "missing.duckdb", read_only=True)
+
+
+def test_version_1_warehouse_is_migrated(tmp_path: Path) -> None:
+    """A version-1 file gains parse_status and the module-keyed function_changes; rows stay."""
+    path = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at "
+                "TIMESTAMPTZ DEFAULT current_timestamp)")
+    con.execute("INSERT INTO schema_version (version) VALUES (1)")
+    con.execute("CREATE TABLE file_changes (repo VARCHAR NOT NULL, sha VARCHAR NOT NULL, "
+                "path VARCHAR NOT NULL, old_path VARCHAR, change_type VARCHAR NOT NULL, "
+                "language VARCHAR NOT NULL, is_test BOOLEAN NOT NULL, before VARCHAR, "
+                "after VARCHAR, diff VARCHAR, lines_added INTEGER NOT NULL, lines_removed "
+                "INTEGER NOT NULL, skipped_reason VARCHAR, run_id VARCHAR NOT NULL, "
+                "PRIMARY KEY (repo, sha, path))")
+    con.execute("INSERT INTO file_changes VALUES ('r', 's', 'a.ex', NULL, 'added', 'elixir', "
+                "false, NULL, 'x', NULL, 1, 0, NULL, 'run')")
+    con.execute("CREATE TABLE function_changes (repo VARCHAR, sha VARCHAR, path VARCHAR, "
+                "function VARCHAR, PRIMARY KEY (repo, sha, path, function))")
+    con.close()
+    con = connect(path)
+    assert con.execute("SELECT max(version) FROM schema_version").fetchone() == (SCHEMA_VERSION,)
+    assert con.execute("SELECT path, parse_status FROM file_changes").fetchall() == [
+        ("a.ex", None)]
+    columns = {r[0] for r in con.execute("DESCRIBE function_changes").fetchall()}
+    assert {"module", "change", "before_start"} <= columns

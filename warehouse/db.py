@@ -9,7 +9,11 @@ import duckdb
 
 from warehouse.errors import WarehouseInUseError, WarehouseUnavailableError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+# Steps that schema.sql's idempotent statements cannot express, keyed by the version
+# they lead to. Version 1 had an always-empty function_changes with a narrower key.
+_MIGRATIONS = {2: "DROP TABLE IF EXISTS function_changes"}
 
 
 def connect(path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
@@ -46,7 +50,14 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
         row = con.execute("SELECT max(version) FROM schema_version").fetchone()
     except duckdb.CatalogException:
         row = None
-    if row and row[0] == SCHEMA_VERSION:
+    current = row[0] if row and row[0] is not None else None
+    if current == SCHEMA_VERSION:
         return  # already there; skipping the DDL keeps concurrent openers from conflicting
+    if current is not None and current > SCHEMA_VERSION:
+        raise WarehouseUnavailableError(
+            f"warehouse schema version {current} is newer than this racemine "
+            f"({SCHEMA_VERSION}); upgrade racemine")
+    for version in range((current or SCHEMA_VERSION) + 1, SCHEMA_VERSION + 1):
+        con.execute(_MIGRATIONS.get(version, "SELECT 1"))
     sql = resources.files("warehouse").joinpath("schema.sql").read_text("utf-8")
     con.execute(sql)

@@ -25,9 +25,13 @@ def unlabeled_commits(con: duckdb.DuckDBPyConnection, repo: str, annotator: str
     return [r[0] for r in rows]
 
 
+FileRow = tuple[str, str, bool, str | None, str | None, tuple[tuple[str, int, int], ...]]
+
+
 def commit_inputs(con: duckdb.DuckDBPyConnection, repo: str, shas: list[str]
-                  ) -> list[tuple[str, str, list[tuple[str, str, bool, str | None, str | None]]]]:
-    """(sha, message, [(path, language, is_test, before, diff)]) for each sha, in order."""
+                  ) -> list[tuple[str, str, list[FileRow]]]:
+    """(sha, message, [(path, language, is_test, before, diff, functions)]) per sha, in
+    order; functions are (name, before start, before end) of changed functions."""
     if not shas:
         return []
     con.execute("CREATE OR REPLACE TEMP TABLE wanted AS SELECT unnest(?::VARCHAR[]) AS sha",
@@ -35,13 +39,20 @@ def commit_inputs(con: duckdb.DuckDBPyConnection, repo: str, shas: list[str]
     messages = dict(con.execute(
         "SELECT c.sha, c.message FROM commits c JOIN wanted USING (sha) WHERE c.repo = ?",
         [repo]).fetchall())
-    files: dict[str, list[tuple[str, str, bool, str | None, str | None]]] = {}
+    spans: dict[tuple[str, str], list[tuple[str, int, int]]] = {}
+    for sha, path, function, start, end in con.execute(
+            """SELECT g.sha, g.path, g.function, g.before_start, g.before_end
+               FROM function_changes g JOIN wanted USING (sha)
+               WHERE g.repo = ? AND g.before_start IS NOT NULL""", [repo]).fetchall():
+        spans.setdefault((sha, path), []).append((function, start, end))
+    files: dict[str, list[FileRow]] = {}
     for sha, path, language, is_test, before, diff in con.execute(
             """SELECT f.sha, f.path, f.language, f.is_test, f.before, f.diff
                FROM file_changes f JOIN wanted USING (sha)
                WHERE f.repo = ? AND f.skipped_reason IS NULL ORDER BY f.sha, f.path""",
             [repo]).fetchall():
-        files.setdefault(sha, []).append((path, language, is_test, before, diff))
+        files.setdefault(sha, []).append((path, language, is_test, before, diff,
+                                          tuple(spans.get((sha, path), ()))))
     con.execute("DROP TABLE wanted")
     return [(sha, messages[sha], files.get(sha, [])) for sha in shas if sha in messages]
 

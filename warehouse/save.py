@@ -18,7 +18,7 @@ from miners.records import CommitFiles, RepoRef
 _KEYS = {
     "commits": ("repo", "sha"),
     "file_changes": ("repo", "sha", "path"),
-    "function_changes": ("repo", "sha", "path", "function"),
+    "function_changes": ("repo", "sha", "path", "module", "function"),
     "annotations": ("repo", "sha", "target", "annotator"),
 }
 
@@ -78,7 +78,7 @@ def save_high_water_mark(con: duckdb.DuckDBPyConnection, repo: str, head: str | 
 def save_commit_files(con: duckdb.DuckDBPyConnection, repo: str, run_id: str,
                       batch: Iterable[tuple[CommitFiles, Match]]) -> tuple[int, int]:
     """Store matching commits and their file pairs; returns (commits, file pairs) written."""
-    commit_rows, file_rows = [], []
+    commit_rows, file_rows, function_rows = [], [], []
     for item, match in batch:
         c = item.commit
         commit_rows.append({
@@ -95,12 +95,26 @@ def save_commit_files(con: duckdb.DuckDBPyConnection, repo: str, run_id: str,
                 "is_test": f.is_test, "before": f.before, "after": f.after, "diff": f.diff,
                 "lines_added": f.lines_added, "lines_removed": f.lines_removed,
                 "skipped_reason": str(f.skipped_reason) if f.skipped_reason else None,
+                "parse_status": str(f.parse_status) if f.parse_status else None,
                 "run_id": run_id,
             })
+            for fn in f.functions:
+                function_rows.append({
+                    "repo": repo, "sha": c.sha, "path": f.path, "module": fn.module,
+                    "function": fn.name, "kind": fn.kind, "change": fn.change,
+                    "before_start": fn.before.start_line if fn.before else None,
+                    "before_end": fn.before.end_line if fn.before else None,
+                    "after_start": fn.after.start_line if fn.after else None,
+                    "after_end": fn.after.end_line if fn.after else None,
+                    "before": fn.before.text if fn.before else None,
+                    "after": fn.after.text if fn.after else None,
+                    "run_id": run_id,
+                })
     con.execute("BEGIN")
     try:
         n_commits = upsert_rows(con, "commits", commit_rows)
         n_files = upsert_rows(con, "file_changes", file_rows)
+        upsert_rows(con, "function_changes", function_rows)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")

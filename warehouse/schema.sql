@@ -1,4 +1,4 @@
--- racemine warehouse, schema version 1.
+-- racemine warehouse, schema version 2.
 -- Applied by warehouse.db.ensure_schema; every statement is idempotent.
 -- Natural keys are the primary keys, so every save is an upsert and re-running
 -- anything never duplicates a row.
@@ -56,23 +56,27 @@ CREATE TABLE IF NOT EXISTS file_changes (
     lines_removed   INTEGER NOT NULL,
     skipped_reason  VARCHAR,              -- binary | too_large | undecodable; NULL when kept
     run_id          VARCHAR NOT NULL,
+    parse_status    VARCHAR,              -- parsed | partial | syntax_error (function extraction)
     PRIMARY KEY (repo, sha, path)
 );
+ALTER TABLE file_changes ADD COLUMN IF NOT EXISTS parse_status VARCHAR;
 
--- Functions whose body changed (filled by function-level extraction).
+-- Functions added, removed or changed by a file pair: every clause of one name/arity
+-- in one module as one unit (tree-sitter). ExUnit `test "..."` blocks are units too.
 CREATE TABLE IF NOT EXISTS function_changes (
     repo            VARCHAR NOT NULL,
     sha             VARCHAR NOT NULL,
     path            VARCHAR NOT NULL,
-    function        VARCHAR NOT NULL,     -- name/arity
-    kind            VARCHAR NOT NULL,     -- def | defp | defmacro | defmacrop | defguard | function
-    module          VARCHAR,
-    before_start    INTEGER, before_end INTEGER,  -- 1-based line span in the before text
+    module          VARCHAR NOT NULL,     -- '' when the file declares none
+    function        VARCHAR NOT NULL,     -- name/arity, or test "description"
+    kind            VARCHAR NOT NULL,     -- def | defp | defmacro | defmacrop | defguard | defdelegate | test | function
+    change          VARCHAR NOT NULL,     -- added | removed | modified
+    before_start    INTEGER, before_end INTEGER,  -- 1-based inclusive lines in the before text
     after_start     INTEGER, after_end  INTEGER,
     before          VARCHAR,
     after           VARCHAR,
     run_id          VARCHAR NOT NULL,
-    PRIMARY KEY (repo, sha, path, function)
+    PRIMARY KEY (repo, sha, path, module, function)
 );
 
 -- Labels. target is '' for a label of the whole commit, else the file path it labels.
@@ -163,4 +167,4 @@ LEFT JOIN (
         WHERE x.repo = f.repo AND x.sha = f.sha AND x.target = f.path AND x.status = 'ok')))
 WHERE f.skipped_reason IS NULL;
 
-INSERT INTO schema_version (version) VALUES (1) ON CONFLICT DO NOTHING;
+INSERT INTO schema_version (version) VALUES (2) ON CONFLICT DO NOTHING;

@@ -1,0 +1,299 @@
+"""Cutting Elixir and Erlang source into functions with tree-sitter (pure).
+
+A function unit is every clause of one name/arity in one module, kept together: Elixir
+clauses with the same name and arity even with @doc/@spec between them, Erlang clauses
+joined by `;`. ExUnit `test "…"` blocks are units too, since flaky-test fixes live there.
+Source the grammar cannot parse is reported as such and yields no units.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+from tree_sitter import Node, Parser, Point, Tree
+from tree_sitter_language_pack import get_parser
+
+from miners.records import Function, FunctionPair, ParseStatus
+
+_ELIXIR_DEFS = {"def", "defp", "defmacro", "defmacrop", "defguard", "defguardp",
+                "defdelegate", "defn", "defnp"}
+_ELIXIR_MODULES = {"defmodule", "defprotocol", "defimpl"}
+_ELIXIR_TESTS = {"test"}
+_ELIXIR_GROUPS = {"describe"}
+
+
+@cache
+def _parser(language: str) -> Parser:
+    # The grammars ship inside the tree-sitter-language-pack wheel (pinned): no download.
+    return get_parser(language)  # type: ignore[arg-type]
+
+
+def _text(node: Node | None) -> str:
+    return node.text.decode("utf-8", errors="replace") if node is not None and node.text else ""
+
+
+def _named(node: Node) -> list[Node]:
+    return [c for c in node.children if c.is_named and c.type != "comment"]
+
+
+def _call_name(node: Node) -> str | None:
+    target = node.child_by_field_name("target")
+    if target is None and node.children:
+        target = node.children[0]
+    return _text(target) if target is not None and target.type == "identifier" else None
+
+
+def _arguments(node: Node) -> Node | None:
+    for child in node.children:
+        if child.type == "arguments":
+            return child
+    return None
+
+
+def _do_block(node: Node) -> Node | None:
+    for child in node.children:
+        if child.type == "do_block":
+            return child
+    return None
+
+
+def _elixir_head(head: Node) -> tuple[str, int] | None:
+    """name and arity of a definition head: f(a, b), f, f(a) when guard, a + b."""
+    if head.type == "binary_operator":
+        operator = head.child_by_field_name("operator")
+        left = head.child_by_field_name("left")
+        if _text(operator) == "when" and left is not None:
+            return _elixir_head(left)
+        return (_text(operator), 2) if operator is not None else None
+    if head.type == "identifier":
+        return _text(head), 0
+    if head.type == "call":
+        name = _call_name(head)
+        args = _arguments(head)
+        if name is None:  # unquote(name)(...) and other generated heads
+            return _text(head.children[0]) if head.children else None, len(_named(args)) \
+                if args is not None else 0
+        return name, len(_named(args)) if args is not None else 0
+    if head.type == "unary_operator":
+        operator = head.child_by_field_name("operator")
+        return (_text(operator), 1) if operator is not None else None
+    return None
+
+
+def _module_name(call: Node, keyword: str, outer: str) -> str:
+    args = _arguments(call)
+    names = [_text(a) for a in _named(args)] if args is not None else []
+    first = names[0] if names else "?"
+    if keyword == "defimpl":
+        target = next((a for a in _named(args) if a.type == "keywords"), None) \
+            if args is not None else None
+        implemented = _text(target).split(":", 1)[-1].strip() if target is not None else ""
+        first = f"{first}.{implemented}" if implemented else first
+    return f"{outer}.{first}" if outer else first
+
+
+def _lines(source_lines: list[str], start: int, end: int) -> str:
+    return "\n".join(source_lines[start - 1:end])
+
+
+def _elixir_units(node: Node, module: str, group: str, out: list[tuple[str, str, str, int, int]]
+                  ) -> None:
+    for child in _named(node):
+        if child.type == "call":
+            keyword = _call_name(child)
+            if keyword in _ELIXIR_MODULES:
+                block = _do_block(child)
+                if block is not None:
+                    _elixir_units(block, _module_name(child, keyword, module), "", out)
+                continue
+            if keyword in _ELIXIR_DEFS:
+                if child.has_error:
+                    continue
+                args = _arguments(child)
+                heads = _named(args) if args is not None else []
+                found = _elixir_head(heads[0]) if heads else None
+                if found and found[0]:
+                    out.append((module, f"{found[0]}/{found[1]}", keyword,
+                                child.start_point.row + 1, child.end_point.row + 1))
+                continue
+            if keyword in _ELIXIR_TESTS or keyword in _ELIXIR_GROUPS:
+                args = _arguments(child)
+                title = next((a for a in _named(args) if a.type == "string"), None) \
+                    if args is not None else None
+                if keyword in _ELIXIR_GROUPS:
+                    block = _do_block(child)
+                    if block is not None:
+                        _elixir_units(block, module, _text(title).strip('"') + " ", out)
+                    continue
+                if title is not None and not child.has_error:
+                    out.append((module, f'test "{group}{_text(title).strip(chr(34))}"', "test",
+                                child.start_point.row + 1, child.end_point.row + 1))
+                continue
+            if keyword not in ("quote", "defmacro"):  # for/if/unless around definitions
+                block = _do_block(child)
+                if block is not None:
+                    _elixir_units(block, module, group, out)
+                continue
+        if child.type in ("do_block", "block"):
+            _elixir_units(child, module, group, out)
+
+
+def _erlang_units(root: Node, out: list[tuple[str, str, str, int, int]]) -> None:
+    module = ""
+    for child in _named(root):
+        if child.type == "module_attribute":
+            atom = next((a for a in _named(child) if a.type == "atom"), None)
+            module = _text(atom)
+        elif child.type == "fun_decl" and not child.has_error:
+            for clause in _named(child):
+                if clause.type != "function_clause":
+                    continue
+                name = clause.child_by_field_name("name") or next(
+                    (a for a in _named(clause) if a.type == "atom"), None)
+                args = clause.child_by_field_name("args") or next(
+                    (a for a in _named(clause) if a.type == "expr_args"), None)
+                arity = len(_named(args)) if args is not None else 0
+                out.append((module, f"{_text(name)}/{arity}", "function",
+                            child.start_point.row + 1, child.end_point.row + 1))
+
+
+def _common_prefix(a: bytes, b: bytes) -> int:
+    lo, hi = 0, min(len(a), len(b))
+    while lo < hi:  # binary search over C-speed slice comparisons
+        mid = (lo + hi + 1) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def _common_suffix(a: bytes, b: bytes, limit: int) -> int:
+    lo, hi = 0, limit
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[len(a) - mid:] == b[len(b) - mid:]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def _point(data: bytes, offset: int) -> Point:
+    return Point(data.count(b"\n", 0, offset), offset - (data.rfind(b"\n", 0, offset) + 1))
+
+
+def _parse(data: bytes, language: str, previous: tuple[bytes, Tree] | None) -> Tree:
+    """Parse data; given the previous version's text and tree, reparse only what changed."""
+    parser = _parser(language)
+    if previous is None:
+        return parser.parse(data)
+    old, tree = previous
+    start = _common_prefix(old, data)
+    tail = _common_suffix(old, data, min(len(old), len(data)) - start)
+    old_end, new_end = len(old) - tail, len(data) - tail
+    tree = tree.copy()
+    tree.edit(start_byte=start, old_end_byte=old_end, new_end_byte=new_end,
+              start_point=_point(old, start), old_end_point=_point(old, old_end),
+              new_end_point=_point(data, new_end))
+    return parser.parse(data, tree)
+
+
+def _error_lines(root: Node) -> list[int]:
+    """1-based lines of error and missing nodes, visiting only subtrees that hold one."""
+    lines, stack = [], [root]
+    while stack:
+        node = stack.pop()
+        if node.is_missing:  # a missing `end` makes its whole enclosing block suspect
+            anchor = node.parent or node
+            lines.append(anchor.start_point.row + 1)
+            continue
+        if node.is_error:
+            lines.append(node.start_point.row + 1)
+            continue
+        stack.extend(c for c in node.children if c.has_error or c.is_missing)
+    return lines
+
+
+def _units(tree: Tree, language: str, source: str
+           ) -> tuple[ParseStatus, list[Function]]:
+    raw: list[tuple[str, str, str, int, int]] = []
+    if language == "elixir":
+        _elixir_units(tree.root_node, "", "", raw)
+    else:
+        _erlang_units(tree.root_node, raw)
+    status = ParseStatus.PARSED
+    if tree.root_node.has_error:
+        # Recovery can stretch a unit over its neighbours without flagging it (a missing
+        # `end` lands after the unit it swallowed), so only units that end before the
+        # first error are trusted.
+        first_error = min(_error_lines(tree.root_node), default=0)
+        raw = [u for u in raw if u[4] < first_error]
+        status = ParseStatus.PARTIAL if raw else ParseStatus.SYNTAX_ERROR
+    return status, _merge(raw, source.split("\n"))
+
+
+def parse_functions(source: str, language: str) -> tuple[ParseStatus, list[Function]]:
+    """The function units of source, clauses of one name/arity merged, in source order."""
+    return _units(_parse(source.encode("utf-8"), language, None), language, source)
+
+
+def _merge(raw: list[tuple[str, str, str, int, int]], lines: list[str]) -> list[Function]:
+    """One Function per (module, name): the span from its first to its last clause."""
+    merged: dict[tuple[str, str], list[int | str]] = {}
+    for module, name, kind, start, end in raw:
+        if (module, name) in merged:
+            unit = merged[(module, name)]
+            unit[1] = min(int(unit[1]), start)
+            unit[2] = max(int(unit[2]), end)
+        else:
+            merged[(module, name)] = [kind, start, end]
+    return [Function(module, name, str(kind), int(start), int(end),
+                     _lines(lines, int(start), int(end)))
+            for (module, name), (kind, start, end) in merged.items()]
+
+
+def build_function_pairs(before: str | None, after: str | None, language: str
+                         ) -> tuple[ParseStatus, list[FunctionPair]]:
+    """Functions added, removed or changed between two versions of one file.
+
+    Where a version parsed only partly, a unit missing from it is not reported as added or
+    removed: the grammar, not the commit, may have lost it.
+    """
+    statuses: list[ParseStatus] = []
+    sides: list[dict[tuple[str, str], Function]] = []
+    previous: tuple[bytes, Tree] | None = None
+    for text in (before, after):
+        if text is None:
+            statuses.append(ParseStatus.PARSED)
+            sides.append({})
+            continue
+        data = text.encode("utf-8")
+        tree = _parse(data, language, previous)
+        previous = (data, tree)
+        side_status, functions = _units(tree, language, text)
+        statuses.append(side_status)
+        sides.append({(f.module, f.name): f for f in functions})
+    if ParseStatus.SYNTAX_ERROR in statuses:
+        return ParseStatus.SYNTAX_ERROR, []
+    status = ParseStatus.PARTIAL if ParseStatus.PARTIAL in statuses else ParseStatus.PARSED
+    old, new = sides
+    pairs = []
+    for key in [*old, *(k for k in new if k not in old)]:
+        a, b = old.get(key), new.get(key)
+        if a is not None and b is not None and a.text == b.text:
+            continue
+        if (a is None and statuses[0] == ParseStatus.PARTIAL) or (
+                b is None and statuses[1] == ParseStatus.PARTIAL):
+            continue
+        change = "modified" if a and b else "removed" if a else "added"
+        unit = a or b
+        assert unit is not None
+        pairs.append(FunctionPair(key[0], key[1], unit.kind, change, a, b))
+    return status, pairs
+
+
+def function_pairs_job(job: tuple[str | None, str | None, str]
+                       ) -> tuple[ParseStatus, list[FunctionPair]]:
+    """build_function_pairs for a process pool: one picklable argument."""
+    return build_function_pairs(*job)

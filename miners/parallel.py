@@ -1,0 +1,88 @@
+"""Function extraction on worker processes (tree-sitter holds the GIL while it parses)."""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+import os
+import sys
+from concurrent.futures import Future, ProcessPoolExecutor
+from types import TracebackType
+
+from miners.functions import build_function_pairs, function_pairs_job
+from miners.records import CommitFiles, FilePair
+
+DEFAULT_PARSE_WORKERS = max(1, min(4, os.cpu_count() or 1))
+# Below this many files a batch is parsed inline: starting worker processes costs more.
+_INLINE_BELOW = 24
+
+
+def _parseable(f: FilePair) -> bool:
+    return f.skipped_reason is None and (f.before is not None or f.after is not None)
+
+
+class ParsedBatch:
+    """A batch of commits whose file pairs get their function pairs when result() is read."""
+
+    def __init__(self, batch: list[CommitFiles], futures: dict[tuple[int, int], Future]
+                 ) -> None:
+        self._batch = batch
+        self._futures = futures
+
+    def result(self) -> list[CommitFiles]:
+        out = []
+        for i, cf in enumerate(self._batch):
+            files = []
+            for j, f in enumerate(cf.files):
+                future = self._futures.get((i, j))
+                if future is not None:
+                    status, pairs = future.result()
+                    f = dataclasses.replace(f, parse_status=status, functions=tuple(pairs))
+                files.append(f)
+            out.append(dataclasses.replace(cf, files=tuple(files)))
+        return out
+
+
+class _Done(Future):
+    def __init__(self, value: object) -> None:
+        super().__init__()
+        self.set_result(value)
+
+
+class FunctionParser:
+    """Submits file pairs for function extraction; a context manager owning the workers."""
+
+    def __init__(self, workers: int = DEFAULT_PARSE_WORKERS) -> None:
+        self._workers = workers
+        self._pool: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> FunctionParser:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=exc is not None)
+
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            # fork on Linux: forkserver and spawn re-import the caller's __main__, which breaks
+            # scripts without a main guard. The workers run only tree-sitter and our pure
+            # code, never a lock or a logger that another parent thread might hold.
+            method = "fork" if sys.platform == "linux" else "spawn"
+            context = multiprocessing.get_context(method)
+            self._pool = ProcessPoolExecutor(self._workers, mp_context=context)
+        return self._pool
+
+    def submit(self, batch: list[CommitFiles]) -> ParsedBatch:
+        jobs = {(i, j): (f.before, f.after, f.language)
+                for i, cf in enumerate(batch) for j, f in enumerate(cf.files) if _parseable(f)}
+        futures: dict[tuple[int, int], Future] = {}
+        if self._workers <= 1 or len(jobs) < _INLINE_BELOW:
+            for key, job in jobs.items():
+                futures[key] = _Done(build_function_pairs(*job))
+        else:
+            pool = self._executor()
+            for key, job in jobs.items():
+                futures[key] = pool.submit(function_pairs_job, job)
+        return ParsedBatch(batch, futures)
