@@ -150,6 +150,9 @@ def export(
     all_labels: Annotated[bool, typer.Option(
         "--all", help="Also export pairs labeled as not a concurrency fix.")] = False,
     min_confidence: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.0,
+    duplicates: Annotated[bool, typer.Option(
+        "--duplicates", help="Keep every copy of a fix found in several branches or forks.")
+    ] = False,
 ) -> None:
     """Export labeled file pairs (concurrency fixes by default) as JSONL or Parquet."""
     from warehouse.db import connect
@@ -165,7 +168,7 @@ def export(
         con = connect(_settings(warehouse).warehouse, read_only=True)
         try:
             count = export_pairs(con, out, fmt, level=unit, fixes_only=not all_labels,
-                                 min_confidence=min_confidence)
+                                 min_confidence=min_confidence, duplicates=duplicates)
         finally:
             con.close()
     console.print(f"wrote {count:,} {unit.value} pairs to {out}", highlight=False)

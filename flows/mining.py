@@ -24,6 +24,7 @@ from miners.git import (
     fetch_existing,
     fetch_head,
     fetch_mirror,
+    fetch_patch_ids,
     iter_commits,
     open_local,
     supports_pcre_grep,
@@ -78,10 +79,13 @@ def _batches(items: list[CommitMeta], size: int) -> list[list[CommitMeta]]:
     return list(iter(lambda: list(islice(it, size)), []))
 
 
-def _store(con: duckdb.DuckDBPyConnection, repo: str, run_id: str,
+def _store(con: duckdb.DuckDBPyConnection, ref: RepoRef, run_id: str,
            batch: list[CommitFiles], matches: dict[str, Match]) -> tuple[int, int, int]:
     """Save one extracted batch; returns (pairs, skipped files, function pairs)."""
-    save_commit_files(con, repo, run_id, [(cf, matches[cf.commit.sha]) for cf in batch])
+    patch_ids = fetch_patch_ids(ref.git_dir, {
+        cf.commit.sha: "".join(f.diff for f in cf.files if f.diff) for cf in batch})
+    save_commit_files(con, ref.name, run_id,
+                      [(cf, matches[cf.commit.sha]) for cf in batch], patch_ids)
     files = [f for cf in batch for f in cf.files]
     return (sum(1 for f in files if not f.skipped_reason),
             sum(1 for f in files if f.skipped_reason),
@@ -130,13 +134,13 @@ def mine_repository(ref: RepoRef, warehouse: Path, patterns: PatternSet, run_id:
                 extracted += [CommitFiles(c) for c in batch if c.is_merge]
                 submitted = parser.submit(extracted)
                 if pending is not None:
-                    counts = _store(con, ref.name, run_id, pending.result(), matches)
+                    counts = _store(con, ref, run_id, pending.result(), matches)
                     pairs, skipped, functions = (a + b for a, b in zip(
                         (pairs, skipped, functions), counts, strict=True))
                 pending = submitted
                 done += len(batch)
             if pending is not None:
-                counts = _store(con, ref.name, run_id, pending.result(), matches)
+                counts = _store(con, ref, run_id, pending.result(), matches)
                 pairs, skipped, functions = (a + b for a, b in zip(
                     (pairs, skipped, functions), counts, strict=True))
         progress("extracting pairs", done, len(matched))

@@ -219,3 +219,19 @@ def _parse_log_record(record: str) -> CommitMeta:
     sha, parents, author, adate, cdate, message = record.split(_FIELD, 5)
     return CommitMeta(sha=sha.strip(), parents=tuple(parents.split()), author_name=author,
                       author_date=adate, committer_date=cdate, message=message.strip("\n"))
+
+
+def fetch_patch_ids(git_dir: str, patches: dict[str, str]) -> dict[str, str]:
+    """`git patch-id --stable` of each commit's patch text (sha -> patch id).
+
+    The patches are the ones extraction already holds, so no commit is diffed twice.
+    """
+    text = "".join(f"commit {sha}\n{patch}\n" for sha, patch in patches.items() if patch)
+    if not text:
+        return {}
+    out = run_git(git_dir, ["patch-id", "--stable"], input_text=text)
+    ids = {}
+    for line in out.splitlines():
+        patch_id, sha = line.split()
+        ids[sha] = patch_id
+    return ids

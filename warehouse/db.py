@@ -9,11 +9,11 @@ import duckdb
 
 from warehouse.errors import WarehouseInUseError, WarehouseUnavailableError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Steps that schema.sql's idempotent statements cannot express, keyed by the version
 # they lead to. Version 1 had an always-empty function_changes with a narrower key.
-_MIGRATIONS = {2: "DROP TABLE IF EXISTS function_changes"}
+_MIGRATIONS = {2: "DROP TABLE IF EXISTS function_changes"}  # 3 only adds views
 
 
 def connect(path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:

@@ -35,10 +35,11 @@ _FUNCTION_QUERY = """
            a.explanation, a.fix_summary, a.confidence,
            coalesce(a.location_file = g.path AND a.location_function = g.function, false)
                AS is_bug_location,
-           g.run_id
+           d.is_canonical, g.run_id
     FROM function_changes g
     JOIN file_changes f USING (repo, sha, path)
     JOIN commits c USING (repo, sha)
+    JOIN commit_dedup d USING (repo, sha)
     JOIN labels a ON a.repo = g.repo AND a.sha = g.sha AND a.target IN ('', g.path)
     QUALIFY row_number() OVER (PARTITION BY g.repo, g.sha, g.path, g.module, g.function
                                ORDER BY a.target DESC) = 1
@@ -48,7 +49,7 @@ _FUNCTION_QUERY = """
 _COLUMNS = """
     repo, sha, path, old_path, change_type, language, is_test, subject, message,
     strftime(author_date, '%Y-%m-%dT%H:%M:%SZ') AS author_date, before, after, diff,
-    lines_added, lines_removed, annotator, is_concurrency_bug, bug_type, scope,
+    lines_added, lines_removed, is_canonical, annotator, is_concurrency_bug, bug_type, scope,
     location_file, location_function, location_start, location_end, event_sequence,
     explanation, fix_summary, confidence, run_id
 """
@@ -56,12 +57,16 @@ _COLUMNS = """
 
 def export_pairs(con: duckdb.DuckDBPyConnection, out: Path, fmt: ExportFormat, *,
                  level: ExportLevel = ExportLevel.FILE, fixes_only: bool = True,
-                 min_confidence: float = 0.0) -> int:
+                 min_confidence: float = 0.0, duplicates: bool = False) -> int:
     """Write labeled file or function pairs; returns rows written.
 
     Rows are ordered by their natural key, so the same warehouse gives the same file.
+    A fix present in several branches or forks is exported once (its canonical commit)
+    unless duplicates is true.
     """
     where = ["annotator IS NOT NULL", "coalesce(confidence, 0) >= $min_confidence"]
+    if not duplicates:
+        where.append("is_canonical")
     if fixes_only:
         where.append("is_concurrency_bug")
     if level == ExportLevel.FUNCTION:

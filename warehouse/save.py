@@ -76,8 +76,10 @@ def save_high_water_mark(con: duckdb.DuckDBPyConnection, repo: str, head: str | 
 
 
 def save_commit_files(con: duckdb.DuckDBPyConnection, repo: str, run_id: str,
-                      batch: Iterable[tuple[CommitFiles, Match]]) -> tuple[int, int]:
+                      batch: Iterable[tuple[CommitFiles, Match]],
+                      patch_ids: Mapping[str, str] | None = None) -> tuple[int, int]:
     """Store matching commits and their file pairs; returns (commits, file pairs) written."""
+    patch_ids = patch_ids or {}
     commit_rows, file_rows, function_rows = [], [], []
     for item, match in batch:
         c = item.commit
@@ -86,7 +88,8 @@ def save_commit_files(con: duckdb.DuckDBPyConnection, repo: str, run_id: str,
             "author_name": c.author_name, "author_date": c.author_date,
             "committer_date": c.committer_date, "subject": c.subject, "message": c.message,
             "matched_terms": list(match.terms), "match_score": match.score,
-            "n_files": len(item.files), "run_id": run_id,
+            "n_files": len(item.files), "patch_id": patch_ids.get(c.sha),
+            "run_id": run_id,
         })
         for f in item.files:
             file_rows.append({

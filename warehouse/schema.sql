@@ -1,4 +1,4 @@
--- racemine warehouse, schema version 2.
+-- racemine warehouse, schema version 3.
 -- Applied by warehouse.db.ensure_schema; every statement is idempotent.
 -- Natural keys are the primary keys, so every save is an upsert and re-running
 -- anything never duplicates a row.
@@ -121,6 +121,18 @@ CREATE TABLE IF NOT EXISTS runs (
     errors       VARCHAR[]
 );
 
+-- The same fix reached through several branches or forks (same git patch-id --stable of
+-- its Elixir/Erlang changes): the earliest commit is canonical, the others point to it.
+CREATE OR REPLACE VIEW commit_dedup AS
+SELECT repo, sha, patch_id,
+       coalesce(first_value(repo) OVER w, repo) AS canonical_repo,
+       coalesce(first_value(sha) OVER w, sha) AS canonical_sha,
+       patch_id IS NULL OR (first_value(repo) OVER w = repo AND first_value(sha) OVER w = sha)
+           AS is_canonical
+FROM commits
+WINDOW w AS (PARTITION BY patch_id ORDER BY committer_date, repo, sha
+             ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING);
+
 -- A commit's label per annotator: its most confident concurrency label when labeled per file.
 CREATE OR REPLACE VIEW commit_labels AS
 SELECT repo, sha, annotator, is_concurrency_bug, bug_type, scope, confidence,
@@ -151,12 +163,13 @@ LEFT JOIN (
 CREATE OR REPLACE VIEW pairs AS
 SELECT f.repo, f.sha, f.path, f.old_path, f.change_type, f.language, f.is_test,
        f.before, f.after, f.diff, f.lines_added, f.lines_removed,
-       c.subject, c.message, c.author_date,
+       c.subject, c.message, c.author_date, d.is_canonical, d.canonical_repo, d.canonical_sha,
        a.annotator, a.is_concurrency_bug, a.bug_type, a.scope, a.confidence,
        a.location_file, a.location_function, a.location_start, a.location_end,
        a.event_sequence, a.explanation, a.fix_summary
 FROM file_changes f
 JOIN commits c USING (repo, sha)
+JOIN commit_dedup d USING (repo, sha)
 LEFT JOIN (
     SELECT *, row_number() OVER (PARTITION BY repo, sha, target ORDER BY created_at DESC,
                                  annotator) AS rank
@@ -167,4 +180,4 @@ LEFT JOIN (
         WHERE x.repo = f.repo AND x.sha = f.sha AND x.target = f.path AND x.status = 'ok')))
 WHERE f.skipped_reason IS NULL;
 
-INSERT INTO schema_version (version) VALUES (2) ON CONFLICT DO NOTHING;
+INSERT INTO schema_version (version) VALUES (3) ON CONFLICT DO NOTHING;
