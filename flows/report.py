@@ -64,8 +64,9 @@ def render_rows(console: Console, columns: list[str], rows: list[tuple], fmt: st
         console.out(buf.getvalue(), end="", highlight=False)
         return
     table = Table(title=title)
-    for col in columns:
-        table.add_column(col, overflow="fold")
+    for i, col in enumerate(columns):
+        # The first column names the row (a repository, a bug type): keep it on one line.
+        table.add_column(col, overflow="fold", no_wrap=i == 0)
     for row in rows:
         table.add_row(*["" if v is None else str(_plain(v)) for v in row])
     console.print(table)

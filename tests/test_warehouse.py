@@ -86,3 +86,14 @@ def test_version_1_warehouse_is_migrated(tmp_path: Path) -> None:
         ("a.ex", None)]
     columns = {r[0] for r in con.execute("DESCRIBE function_changes").fetchall()}
     assert {"module", "change", "before_start"} <= columns
+
+
+def test_read_only_open_upgrades_an_older_warehouse(warehouse_path: Path) -> None:
+    """Queries on a file from an older racemine upgrade it first instead of failing."""
+    con = connect(warehouse_path)
+    con.execute("DROP VIEW commit_dedup")
+    con.execute("DELETE FROM schema_version")
+    con.execute("INSERT INTO schema_version (version) VALUES (2)")
+    con.close()
+    ro = connect(warehouse_path, read_only=True)
+    assert ro.execute("SELECT count(*) FROM commit_dedup").fetchone() == (0,)

@@ -41,16 +41,25 @@ def connect(path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConn
         ) from exc
     if not read_only:
         ensure_schema(con)
+    elif _version(con) != SCHEMA_VERSION:
+        # A warehouse written by an older racemine: upgrade it once, then read.
+        con.close()
+        connect(path).close()
+        return connect(path, read_only=True)
     return con
+
+
+def _version(con: duckdb.DuckDBPyConnection) -> int | None:
+    try:
+        row = con.execute("SELECT max(version) FROM schema_version").fetchone()
+    except duckdb.CatalogException:
+        return None
+    return row[0] if row else None
 
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     """Create every table and view that is missing; applying it twice changes nothing."""
-    try:
-        row = con.execute("SELECT max(version) FROM schema_version").fetchone()
-    except duckdb.CatalogException:
-        row = None
-    current = row[0] if row and row[0] is not None else None
+    current = _version(con)
     if current == SCHEMA_VERSION:
         return  # already there; skipping the DDL keeps concurrent openers from conflicting
     if current is not None and current > SCHEMA_VERSION:
