@@ -59,17 +59,25 @@ MESSAGE_CUES: tuple[MessageCue, ...] = (
                    r"ets|tables?|refs?|references?|children|workers?|listeners?)\b|"
                    r"\b(?:process\w*|pids?|monitors?|links?|timers?|ports?|sockets?|connections?|"
                    r"tasks?|messages?|children|workers?)\b.{0,30}\b(?:leak\w*|orphan\w*)"), 0.8),
+    # Messages left behind in a mailbox are about delivery, not a leaked resource.
+    MessageCue("stray_exit_messages", B.EXIT_SIGNAL,
+               _re(r"\b(?:leak\w*|stray|late|spurious|unexpected|left ?over)\s+(?:EXIT|DOWN)"
+                   r"\s+(?:messages?|signals?)|\b(?:EXIT|DOWN) messages? leak\w*"), 0.85),
+    MessageCue("stray_messages", B.MESSAGE_ORDERING,
+               _re(r"\bmessage leak\w*|\bleak\w* (?:\w+ )?(?:messages|replies)\b|"
+                   r"\b(?:stray|late|spurious|left ?over) (?:\w+ )?(?:messages?|repl(?:y|ies))\b"),
+               0.82),
     MessageCue("ordering", B.MESSAGE_ORDERING,
                _re(r"\b(?:out[ -]of[ -]order|message order\w*|ordering of (?:messages|events)|"
                    r"reorder\w*|arriv\w+ (?:before|after))\b"), 0.7),
     MessageCue("exit_signal", B.EXIT_SIGNAL,
-               _re(r"\b(?:trap_exit|trapping exits?|exit signals?|EXIT messages?|:EXIT|"
+               _re(r"\b(?:trap_exit|trap(?:s|ped|ping)? exits?|exit signals?|EXIT messages?|:EXIT|"
                    r"'EXIT'|DOWN messages?|linked process\w* (?:crash|exit|die)\w*)\b"), 0.75),
     MessageCue("hang", B.DEADLOCK,
                _re(r"\b(?:hangs?|hanging|hung|stuck|blocks? forever|never returns?|"
                    r"wait\w* forever)\b"), 0.6),
     MessageCue("flaky", B.RACE_CONDITION,
-               _re(r"\b(?:flak(?:y|ey|iness|yness|ily)|intermittent(?:ly)?|sporadic\w*|"
+               _re(r"\b(?:(?:de-?)?flak(?:e|y|ey|iness|yness|es|ily)|intermittent(?:ly)?|sporadic\w*|"
                    r"non-?deterministic\w*|randomly fail\w*)\b"), 0.7),
     MessageCue("concurrency", B.RACE_CONDITION,
                _re(r"\b(?:concurrent(?:ly)?|concurrency|atomic(?:ally)?|non-?atomic|"

@@ -109,3 +109,18 @@ def test_label_schema_rejects_inconsistent_type() -> None:
     with pytest.raises(ValidationError):
         BugLabel(is_concurrency_bug=False, bug_type=BugType.DEADLOCK, scope=Scope.TEST,
                  explanation="x", fix_summary="y", confidence=1.5)
+
+
+@pytest.mark.parametrize(("message", "bug_type"), [
+    ("Do not leak EXIT messages on dispatch", BugType.EXIT_SIGNAL),
+    ("Fix message leak in async_stream", BugType.MESSAGE_ORDERING),
+    ("Avoid sending late reply messages to callers", BugType.MESSAGE_ORDERING),
+    ("Trap exits to fix flaky test", BugType.EXIT_SIGNAL),
+    ("Fix leak of monitor processes on shutdown", BugType.RESOURCE_LEAK),
+])
+def test_bug_type_names_the_cause(message: str, bug_type: BugType) -> None:
+    """Messages left in a mailbox are delivery bugs; leaked processes are leaks."""
+    before = "defmodule A do\n  def a, do: 1\nend\n"
+    label = annotate_heuristic(_commit(message, "lib/a.ex", before,
+                                       before.replace("1", "2"))).label
+    assert label is not None and label.bug_type == bug_type
