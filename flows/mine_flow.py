@@ -97,7 +97,8 @@ def mine_flow(repos: list[str], name: str | None = None, patterns_file: str | No
     finally:
         # Also on an unexpected crash: the runs row must not stay "running".
         totals = {k: sum(getattr(r, k) for r in results) for k in
-                  ("commits_scanned", "matches", "pairs", "skipped", "labels", "fixes")}
+                  ("commits_scanned", "matches", "pairs", "functions", "skipped", "labels",
+                   "fixes")}
         con = connect(db)
         try:
             finish_run(con, run_id, status=status, counts=totals, errors=errors)

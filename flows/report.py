@@ -15,7 +15,8 @@ from rich.table import Table
 from flows.mining import RepoResult
 
 _SUMMARY = (("scanned", "commits_scanned"), ("matches", "matches"), ("pairs", "pairs"),
-            ("skipped", "skipped"), ("labels", "labels"), ("fixes", "fixes"))
+            ("functions", "functions"), ("skipped", "skipped"), ("labels", "labels"),
+            ("fixes", "fixes"))
 
 
 def summary_table(results: Sequence[RepoResult], seconds: float) -> Table:

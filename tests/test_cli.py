@@ -19,6 +19,32 @@ from tests.conftest import RepoBuilder
 runner = CliRunner()
 
 
+def test_eval_against_gold(mined: tuple[Path, RepoBuilder, Path], tmp_path: Path) -> None:
+    """eval reads a gold file and reports precision and recall as JSON."""
+    warehouse, repo, _ = mined
+    shas = dict(line.split(" ", 1)[::-1] for line in
+                repo.git("log", "--format=%H %s").splitlines())
+    gold = tmp_path / "gold.jsonl"
+    rows = [
+        {"repo": "acme/project", "sha": shas["Fix race condition in Counter.bump"],
+         "is_concurrency_fix": True, "bug_type": "race_condition"},
+        {"repo": "acme/project", "sha": shas["Fix deadlock when the pool calls itself"],
+         "is_concurrency_fix": True, "bug_type": "deadlock"},
+        {"repo": "acme/project", "sha": shas["Fix trace output formatting"],
+         "is_concurrency_fix": False, "bug_type": "not_concurrency"},
+    ]
+    gold.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = runner.invoke(app, ["eval", str(gold), "-w", str(warehouse), "--json"])
+    assert out.exit_code == 0, out.output
+    report = json.loads(out.output)
+    assert report["precision"]["value"] == 1.0 and report["recall"]["value"] == 1.0
+    assert report["bug_type_accuracy"]["hits"] == 2
+    assert [m["reason"] for m in report["missing"]] == ["commit not matched"]
+    table = runner.invoke(app, ["eval", str(gold), "-w", str(warehouse)],
+                          env={"COLUMNS": "200"})
+    assert "precision" in table.output and "gold commits not in the warehouse" in table.output
+
+
 def _racemine(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "RACEMINE_"))}
     env.update({"PREFECT_HOME": str(home / "prefect"), "RACEMINE_CACHE_DIR": str(home / "cache"),
