@@ -92,6 +92,57 @@ def _store(con: duckdb.DuckDBPyConnection, ref: RepoRef, run_id: str,
             sum(len(f.functions) for f in files))
 
 
+def _scan(ref: RepoRef, include: list[str], exclude: list[str], patterns: PatternSet
+          ) -> tuple[list[CommitMeta], dict[str, Match]]:
+    """Matching commits, oldest first (a killed run has then stored a prefix of history)."""
+    grep: str | None = patterns.prefilter.pattern
+    if not supports_pcre_grep(ref.git_dir, patterns.prefilter.pattern):
+        grep = None  # this git has no PCRE: Python reads every message instead
+    matches: dict[str, Match] = {}
+    matched: list[CommitMeta] = []
+    for commit in iter_commits(ref.git_dir, include, exclude, grep=grep):
+        match = classify_message(commit.message, patterns)
+        if match.matched:
+            matches[commit.sha] = match
+            matched.append(commit)
+    matched.reverse()
+    return matched, matches
+
+
+def _extract_and_store(con: duckdb.DuckDBPyConnection, ref: RepoRef, run_id: str,
+                       matched: list[CommitMeta], matches: dict[str, Match],
+                       max_file_bytes: int, parse_workers: int, progress: Progress
+                       ) -> list[int]:
+    """File and function pairs of the matched commits, stored batch by batch.
+
+    Pipelined: batch k's functions are parsed in worker processes while git extracts
+    batch k+1; a batch is stored once its parse is complete. Returns [pairs, skipped,
+    function pairs].
+    """
+    totals = [0, 0, 0]
+
+    def store(parsed: ParsedBatch) -> None:
+        for i, n in enumerate(_store(con, ref, run_id, parsed.result(), matches)):
+            totals[i] += n
+
+    done = 0
+    with FunctionParser(parse_workers) as parser:
+        pending: ParsedBatch | None = None
+        for batch in _batches(matched, BATCH):
+            progress("extracting pairs", done, len(matched))
+            extracted = list(iter_commit_files(ref.git_dir, batch, max_file_bytes))
+            extracted += [CommitFiles(c) for c in batch if c.is_merge]
+            submitted = parser.submit(extracted)
+            if pending is not None:
+                store(pending)
+            pending = submitted
+            done += len(batch)
+        if pending is not None:
+            store(pending)
+    progress("extracting pairs", done, len(matched))
+    return totals
+
+
 def mine_repository(ref: RepoRef, warehouse: Path, patterns: PatternSet, run_id: str, *,
                     max_file_bytes: int, all_branches: bool = False,
                     parse_workers: int = DEFAULT_PARSE_WORKERS,
@@ -110,42 +161,13 @@ def mine_repository(ref: RepoRef, warehouse: Path, patterns: PatternSet, run_id:
         progress("scanning messages", 0, 0)
         # Counting every commit is a second git process; it runs while the scan streams.
         counter = ThreadPoolExecutor(max_workers=1)
-        scanned_future = counter.submit(count_commits, ref.git_dir, include, exclude)
+        scanned = counter.submit(count_commits, ref.git_dir, include, exclude)
         counter.shutdown(wait=False)
-        grep = patterns.prefilter.pattern
-        if not supports_pcre_grep(ref.git_dir, grep):
-            grep = None  # this git has no PCRE: Python reads every message instead
-        matches: dict[str, Match] = {}
-        matched: list[CommitMeta] = []
-        for commit in iter_commits(ref.git_dir, include, exclude, grep=grep):
-            match = classify_message(commit.message, patterns)
-            if match.matched:
-                matches[commit.sha] = match
-                matched.append(commit)
-        matched.reverse()  # oldest first, so a killed run has stored a prefix of history
-        pairs = skipped = functions = done = 0
-        with FunctionParser(parse_workers) as parser:
-            # Pipeline: batch k's functions are parsed in worker processes while git
-            # extracts batch k+1; a batch is stored once its parse is complete.
-            pending: ParsedBatch | None = None
-            for batch in _batches(matched, BATCH):
-                progress("extracting pairs", done, len(matched))
-                extracted = list(iter_commit_files(ref.git_dir, batch, max_file_bytes))
-                extracted += [CommitFiles(c) for c in batch if c.is_merge]
-                submitted = parser.submit(extracted)
-                if pending is not None:
-                    counts = _store(con, ref, run_id, pending.result(), matches)
-                    pairs, skipped, functions = (a + b for a, b in zip(
-                        (pairs, skipped, functions), counts, strict=True))
-                pending = submitted
-                done += len(batch)
-            if pending is not None:
-                counts = _store(con, ref, run_id, pending.result(), matches)
-                pairs, skipped, functions = (a + b for a, b in zip(
-                    (pairs, skipped, functions), counts, strict=True))
-        progress("extracting pairs", done, len(matched))
+        matched, matches = _scan(ref, include, exclude, patterns)
+        pairs, skipped, functions = _extract_and_store(
+            con, ref, run_id, matched, matches, max_file_bytes, parse_workers, progress)
         save_high_water_mark(con, ref.name, head, include)
-        return RepoResult(ref.name, commits_scanned=scanned_future.result(), matches=len(matched),
+        return RepoResult(ref.name, commits_scanned=scanned.result(), matches=len(matched),
                           merges=sum(c.is_merge for c in matched), pairs=pairs,
                           skipped=skipped, functions=functions,
                           seconds=time.perf_counter() - started)
