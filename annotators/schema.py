@@ -94,3 +94,8 @@ class Annotation:
     tokens_out: int = 0
     cost_usd: float = 0.0
     latency_ms: float = 0.0
+    input_hash: str | None = None  # what the annotator saw; equal inputs share a label
+    input_note: str = ""  # what an input cap left out, "" when nothing
+    is_plausible: bool | None = None  # the skeptical reviewer's verdict, when asked
+    critique: str | None = None
+    verifier: str | None = None

@@ -96,6 +96,50 @@ def mine(
         raise typer.Exit(1)
 
 
+@app.command()
+def annotate(
+    warehouse: WarehouseOpt = None,
+    repo: Annotated[list[str] | None, typer.Option(
+        help="Only this repository (canonical name); repeatable.")] = None,
+    model: Annotated[str | None, typer.Option(help="[env: RACEMINE_LLM_MODEL]")] = None,
+    verify: Annotated[bool, typer.Option(
+        help="Ask a skeptical reviewer to check each fix's event sequence.")] = False,
+    concurrency: Annotated[int | None, typer.Option(
+        help="Requests in flight [env: RACEMINE_LLM_CONCURRENCY; default 8]")] = None,
+    max_usd: Annotated[float | None, typer.Option(help="Stop once this much is spent.")] = None,
+    max_tokens: Annotated[int | None, typer.Option(help="Stop after this many tokens.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Label at most this many commits.")] = None,
+    retry_failed: Annotated[bool, typer.Option(
+        help="Also retry commits whose earlier label failed.")] = False,
+    verbose: Annotated[bool, typer.Option(help="Show Prefect's run logs.")] = False,
+) -> None:
+    """Label stored commits with an LLM (any OpenAI-compatible endpoint; a Prefect flow)."""
+    if not verbose:
+        _quiet_prefect()
+    settings = _settings(warehouse)
+    from annotators.llm import LLMError
+
+    try:
+        with _user_errors():
+            from flows.annotate_flow import annotate_flow
+
+            result = annotate_flow(repo, model=model, verify=verify, concurrency=concurrency,
+                                   max_usd=max_usd, max_tokens=max_tokens, limit=limit,
+                                   retry_failed=retry_failed,
+                                   warehouse=str(settings.warehouse))
+    except LLMError as exc:
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    s = result.summary
+    console.print(
+        f"{result.annotator}: {result.commits:,} commits to label, {result.cache_hits:,} from "
+        f"cache, {s.labeled:,} labeled, {s.failed:,} failed, {s.requests:,} requests "
+        f"({s.retries:,} retries), {s.tokens_in + s.tokens_out:,} tokens, ~${s.cost_usd:.4f}",
+        highlight=False)
+    if s.stopped_by_budget:
+        console.print(f"budget reached: {s.not_started:,} commits left for the next run")
+
+
 class OutputFormat(StrEnum):
     TABLE = "table"
     CSV = "csv"
@@ -123,16 +167,20 @@ def sql(
 
 
 @app.command()
-def stats(warehouse: WarehouseOpt = None) -> None:
-    """Counts per repository, bug type, language and year."""
+def stats(warehouse: WarehouseOpt = None,
+          cost: Annotated[bool, typer.Option(
+              "--cost", help="LLM requests, retries, tokens and estimated USD instead.")
+          ] = False) -> None:
+    """Counts per repository, bug type, language and year (or LLM cost with --cost)."""
     from flows.report import render_rows
     from warehouse.db import connect
+    from warehouse.queries import cost as cost_query
     from warehouse.queries import stats as stats_query
 
     with _user_errors():
         con = connect(_settings(warehouse).warehouse, read_only=True)
         try:
-            tables = stats_query(con)
+            tables = {"LLM cost": cost_query(con)} if cost else stats_query(con)
         finally:
             con.close()
     for title, (columns, rows) in tables.items():

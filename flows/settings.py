@@ -31,6 +31,14 @@ class Settings(BaseSettings):
     llm_model: str | None = None
     llm_api_key: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("RACEMINE_LLM_API_KEY", "OPENAI_API_KEY"))
+    llm_concurrency: int = Field(default=8, ge=1, le=256)
+    llm_requests_per_minute: int | None = Field(default=None, ge=1)
+    llm_tokens_per_minute: int | None = Field(default=None, ge=1)
+    llm_max_usd: float | None = Field(default=None, ge=0)
+    llm_max_tokens: int | None = Field(default=None, ge=1)
+    llm_price_in: float | None = Field(default=None, ge=0)  # USD per million input tokens
+    llm_price_out: float | None = Field(default=None, ge=0)  # USD per million output tokens
+    llm_timeout: float = Field(default=120.0, gt=0)
     concurrency: int = Field(default=2, ge=1, le=64)
     max_file_bytes: int = Field(default=1_000_000, ge=1)
 

@@ -11,15 +11,17 @@ def mined_tips(con: duckdb.DuckDBPyConnection, repo: str) -> list[str]:
     return list(row[0]) if row and row[0] else []
 
 
-def unlabeled_commits(con: duckdb.DuckDBPyConnection, repo: str, annotator: str
-                      ) -> list[str]:
-    """Shas of repo's matching non-merge commits without a label from annotator."""
+def unlabeled_commits(con: duckdb.DuckDBPyConnection, repo: str, annotator: str,
+                      retry_failed: bool = False) -> list[str]:
+    """Shas of repo's matching non-merge commits without a label from annotator (or with
+    only a failed one, when retry_failed)."""
+    failed = "AND a.status = 'ok'" if retry_failed else ""
     rows = con.execute(
-        """SELECT c.sha FROM commits c
-           WHERE c.repo = ? AND NOT c.is_merge AND NOT EXISTS (
-               SELECT 1 FROM annotations a
-               WHERE a.repo = c.repo AND a.sha = c.sha AND a.annotator = ?)
-           ORDER BY c.committer_date, c.sha""",
+        f"""SELECT c.sha FROM commits c
+            WHERE c.repo = ? AND NOT c.is_merge AND NOT EXISTS (
+                SELECT 1 FROM annotations a
+                WHERE a.repo = c.repo AND a.sha = c.sha AND a.annotator = ? {failed})
+            ORDER BY c.committer_date, c.sha""",
         [repo, annotator],
     ).fetchall()
     return [r[0] for r in rows]
@@ -118,3 +120,19 @@ def eval_rows(con: duckdb.DuckDBPyConnection, annotator: str | None
 
 def repo_names(con: duckdb.DuckDBPyConnection) -> list[str]:
     return [r[0] for r in con.execute("SELECT repo FROM repos ORDER BY repo").fetchall()]
+
+
+COST_QUERY = """
+    SELECT annotator, count(DISTINCT run_id) AS runs, count(*) AS requests,
+           sum(retries) AS retries, count(*) FILTER (WHERE status = 'invalid') AS invalid,
+           sum(tokens_in) AS tokens_in, sum(tokens_out) AS tokens_out,
+           round(sum(cost_usd), 4) AS usd, round(avg(latency_ms)) AS avg_latency_ms,
+           (SELECT count(*) FROM annotations a WHERE a.annotator = l.annotator
+               AND a.status = 'ok') AS labels
+    FROM llm_calls l GROUP BY annotator ORDER BY annotator"""
+
+
+def cost(con: duckdb.DuckDBPyConnection) -> tuple[list[str], list[tuple]]:
+    """Requests, retries, tokens, estimated USD and latency per LLM annotator."""
+    cur = con.execute(COST_QUERY)
+    return [d[0] for d in cur.description], cur.fetchall()

@@ -20,6 +20,7 @@ _KEYS = {
     "file_changes": ("repo", "sha", "path"),
     "function_changes": ("repo", "sha", "path", "module", "function"),
     "annotations": ("repo", "sha", "target", "annotator"),
+    "llm_calls": ("run_id", "repo", "sha", "annotator", "seq"),
 }
 
 
@@ -150,6 +151,39 @@ def save_annotations(con: duckdb.DuckDBPyConnection, repo: str, run_id: str,
             "evidence": list(ann.evidence), "raw_response": ann.raw_response,
             "tokens_in": ann.tokens_in, "tokens_out": ann.tokens_out,
             "cost_usd": ann.cost_usd, "latency_ms": ann.latency_ms,
-            "run_id": run_id, "created_at": created,
+            "run_id": run_id, "created_at": created, "input_hash": ann.input_hash,
+            "input_note": ann.input_note or None, "is_plausible": ann.is_plausible,
+            "critique": ann.critique, "verifier": ann.verifier,
         })
     return upsert_rows(con, "annotations", rows)
+
+
+def save_llm_calls(con: duckdb.DuckDBPyConnection, run_id: str, repo: str, sha: str,
+                   annotator: str, calls: Sequence[Mapping[str, Any]]) -> int:
+    """Append one commit's requests to the ledger (keyed by run, commit and order)."""
+    created = now()
+    rows = [{"run_id": run_id, "repo": repo, "sha": sha, "annotator": annotator, "seq": i,
+             "created_at": created, **call} for i, call in enumerate(calls)]
+    return upsert_rows(con, "llm_calls", rows)
+
+
+def copy_cached_labels(con: duckdb.DuckDBPyConnection, annotator: str, run_id: str,
+                       wanted: Sequence[tuple[str, str, str]]) -> set[tuple[str, str]]:
+    """Give (repo, sha) the label this annotator already made for the same input hash
+    (a fork, a rebase, a re-mined commit): no request is paid twice. Returns those copied."""
+    if not wanted:
+        return set()
+    con.execute("CREATE OR REPLACE TEMP TABLE wanted_hashes (repo VARCHAR, sha VARCHAR, "
+                "input_hash VARCHAR)")
+    con.executemany("INSERT INTO wanted_hashes VALUES (?, ?, ?)", list(wanted))
+    copied = con.execute(
+        """INSERT OR REPLACE INTO annotations BY NAME
+           SELECT a.* EXCLUDE (repo, sha, run_id, created_at), w.repo, w.sha,
+                  $run AS run_id, current_timestamp AS created_at
+           FROM wanted_hashes w
+           JOIN (SELECT * FROM annotations WHERE annotator = $annotator AND status = 'ok'
+                 QUALIFY row_number() OVER (PARTITION BY input_hash ORDER BY created_at) = 1
+                ) a USING (input_hash)
+           RETURNING repo, sha""", {"run": run_id, "annotator": annotator}).fetchall()
+    con.execute("DROP TABLE wanted_hashes")
+    return {(r[0], r[1]) for r in copied}

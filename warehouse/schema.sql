@@ -1,4 +1,4 @@
--- racemine warehouse, schema version 3.
+-- racemine warehouse, schema version 4.
 -- Applied by warehouse.db.ensure_schema; every statement is idempotent.
 -- Natural keys are the primary keys, so every save is an upsert and re-running
 -- anything never duplicates a row.
@@ -106,7 +106,36 @@ CREATE TABLE IF NOT EXISTS annotations (
     latency_ms         DOUBLE,
     run_id             VARCHAR NOT NULL,
     created_at         TIMESTAMPTZ NOT NULL,
+    input_hash         VARCHAR,           -- hash of what the annotator saw (the label cache key)
+    input_note         VARCHAR,           -- what an input cap left out
+    is_plausible       BOOLEAN,           -- the skeptical reviewer's verdict (--verify)
+    critique           VARCHAR,
+    verifier           VARCHAR,           -- reviewer model + prompt hash
     PRIMARY KEY (repo, sha, target, annotator)
+);
+ALTER TABLE annotations ADD COLUMN IF NOT EXISTS input_hash VARCHAR;
+ALTER TABLE annotations ADD COLUMN IF NOT EXISTS input_note VARCHAR;
+ALTER TABLE annotations ADD COLUMN IF NOT EXISTS is_plausible BOOLEAN;
+ALTER TABLE annotations ADD COLUMN IF NOT EXISTS critique VARCHAR;
+ALTER TABLE annotations ADD COLUMN IF NOT EXISTS verifier VARCHAR;
+
+-- The ledger: one row per LLM request (retries folded in), what it cost and how it went.
+CREATE TABLE IF NOT EXISTS llm_calls (
+    run_id      VARCHAR NOT NULL,
+    repo        VARCHAR NOT NULL,
+    sha         VARCHAR NOT NULL,
+    annotator   VARCHAR NOT NULL,
+    seq         INTEGER NOT NULL,         -- order of the request for this commit in this run
+    kind        VARCHAR NOT NULL,         -- label | reask | verify
+    status      VARCHAR NOT NULL,         -- ok | invalid | error
+    tokens_in   INTEGER NOT NULL,
+    tokens_out  INTEGER NOT NULL,
+    retries     INTEGER NOT NULL,         -- 429 / 5xx / timeouts retried inside this request
+    latency_ms  DOUBLE NOT NULL,
+    cost_usd    DOUBLE NOT NULL,          -- estimated from the price table
+    error       VARCHAR,
+    created_at  TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (run_id, repo, sha, annotator, seq)
 );
 
 -- One row per flow run: what was asked, what happened.
@@ -180,4 +209,4 @@ LEFT JOIN (
         WHERE x.repo = f.repo AND x.sha = f.sha AND x.target = f.path AND x.status = 'ok')))
 WHERE f.skipped_reason IS NULL;
 
-INSERT INTO schema_version (version) VALUES (3) ON CONFLICT DO NOTHING;
+INSERT INTO schema_version (version) VALUES (4) ON CONFLICT DO NOTHING;

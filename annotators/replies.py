@@ -1,0 +1,88 @@
+"""Reading model replies (pure): tolerant JSON, schema validation, location checks."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from pydantic import ValidationError
+
+from annotators.schema import BugLabel, CommitInput
+
+_CODE_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
+MAX_REPLY_CHARS = 200_000
+
+
+class ReplyError(ValueError):
+    """A reply that cannot be used; the message is what the model is told on a re-ask."""
+
+
+def parse_json_reply(text: str | None) -> dict[str, Any]:
+    """The JSON object in a reply: bare, inside ``` fences, or surrounded by prose."""
+    if not text or not text.strip():
+        raise ReplyError("the reply was empty; answer with one JSON object")
+    text = text[:MAX_REPLY_CHARS]
+    candidates = [text.strip(), *(m.group(1).strip() for m in _CODE_FENCE.finditer(text))]
+    start = text.find("{")
+    if start >= 0:
+        candidates.append(text[start:])
+    for candidate in candidates:
+        try:
+            value, _ = json.JSONDecoder().raw_decode(candidate)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(value, dict):
+            return value
+    raise ReplyError("the reply was not a JSON object; answer with one JSON object only")
+
+
+def check_location(label: BugLabel, commit: CommitInput) -> None:
+    """The named file, function and lines must exist in the change (before version)."""
+    loc = label.bug_location
+    if loc is None:
+        if label.is_concurrency_bug:
+            raise ReplyError("a concurrency fix needs a bug_location with a changed file")
+        return
+    files = {f.path: f for f in commit.files}
+    if not files and label.is_concurrency_bug:
+        return  # nothing extracted (e.g. a JavaScript fix): no location can be checked
+    file = files.get(loc.file)
+    if file is None:
+        raise ReplyError(f"bug_location.file {loc.file!r} is not one of the changed files "
+                         f"({', '.join(sorted(files)) or 'none'})")
+    if loc.function and file.functions:
+        names = {name for name, _, _ in file.functions}
+        bare = {n.split("/")[0] for n in names}
+        if loc.function not in names and loc.function.split("/")[0] not in bare:
+            raise ReplyError(f"bug_location.function {loc.function!r} is not a changed function "
+                             f"of {loc.file} ({', '.join(sorted(names))})")
+    if loc.start_line is not None and loc.end_line is not None and loc.start_line > loc.end_line:
+        raise ReplyError("bug_location.start_line is after end_line")
+    if file.before is not None and loc.end_line is not None:
+        lines = file.before.count("\n") + 1
+        if loc.end_line > lines:
+            raise ReplyError(f"bug_location.end_line {loc.end_line} is past the end of "
+                             f"{loc.file} before the change ({lines} lines)")
+
+
+def parse_label(text: str | None, commit: CommitInput) -> BugLabel:
+    """A validated label whose location exists in the change, or a ReplyError saying why."""
+    data = parse_json_reply(text)
+    try:
+        label = BugLabel.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "the object"
+        raise ReplyError(f"{where}: {first['msg']}; answer again following the schema") from exc
+    check_location(label, commit)
+    return label
+
+
+def parse_verdict(text: str | None) -> tuple[bool, str]:
+    """(is_plausible, critique) from a reviewer reply."""
+    data = parse_json_reply(text)
+    plausible = data.get("is_plausible")
+    if not isinstance(plausible, bool):
+        raise ReplyError("is_plausible must be true or false")
+    return plausible, str(data.get("critique", ""))[:4000]

@@ -1,0 +1,92 @@
+"""LLM annotation of stored commits: cache, requests, and saving as each label arrives."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from annotators.limits import price_for
+from annotators.llm import LLMConfig, Outcome, RunSummary, annotate_commits
+from annotators.prompting import input_hash
+from annotators.schema import CommitInput, FileInput
+from flows.settings import Settings
+from warehouse.db import connect
+from warehouse.queries import commit_inputs, repo_names, unlabeled_commits
+from warehouse.save import copy_cached_labels, save_annotations, save_llm_calls
+
+BATCH = 100
+
+
+@dataclass(frozen=True)
+class AnnotateResult:
+    annotator: str
+    commits: int  # commits that needed a label
+    cache_hits: int
+    summary: RunSummary
+
+
+def llm_config(settings: Settings, *, model: str | None = None, verify: bool = False,
+               concurrency: int | None = None, max_usd: float | None = None,
+               max_tokens: int | None = None) -> LLMConfig:
+    """The LLM settings of a run: command-line values over RACEMINE_* settings."""
+    name = model or settings.llm_model or "gpt-4o-mini"
+    key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
+    return LLMConfig(
+        model=name, base_url=settings.llm_base_url, api_key=key,
+        price=price_for(name, settings.llm_price_in, settings.llm_price_out),
+        concurrency=concurrency or settings.llm_concurrency,
+        requests_per_minute=settings.llm_requests_per_minute,
+        tokens_per_minute=settings.llm_tokens_per_minute,
+        max_usd=settings.llm_max_usd if max_usd is None else max_usd,
+        max_tokens=settings.llm_max_tokens if max_tokens is None else max_tokens,
+        timeout_s=settings.llm_timeout, verify=verify)
+
+
+def annotate_with_llm(warehouse: Path, config: LLMConfig, run_id: str, *,
+                      repos: list[str] | None = None, limit: int | None = None,
+                      retry_failed: bool = False) -> AnnotateResult:
+    """Label every stored commit that has no label from this model and prompt yet."""
+    con = connect(warehouse)
+    try:
+        annotator = config.annotator
+        todo = [(repo, sha) for repo in (repos or repo_names(con))
+                for sha in unlabeled_commits(con, repo, annotator, retry_failed)]
+        todo = todo[:limit] if limit is not None else todo
+        hits = 0
+
+        def commits() -> Iterator[CommitInput]:
+            # Read in batches as the workers ask, so memory does not grow with the backlog.
+            nonlocal hits
+            for start in range(0, len(todo), BATCH):
+                chunk = todo[start:start + BATCH]
+                inputs = [CommitInput(repo, sha, message, tuple(FileInput(*f) for f in files))
+                          for repo in dict.fromkeys(r for r, _ in chunk)
+                          for sha, message, files in commit_inputs(
+                              con, repo, [s for r, s in chunk if r == repo])]
+                hashes = {(c.repo, c.sha): input_hash(c) for c in inputs}
+                copied = copy_cached_labels(con, annotator, run_id,
+                                            [(r, s, h) for (r, s), h in hashes.items()])
+                hits += len(copied)
+                yield from (c for c in inputs if (c.repo, c.sha) not in copied)
+
+        def save(outcome: Outcome) -> None:
+            commit = outcome.commit
+            annotation = dataclasses.replace(
+                outcome.annotation, input_hash=input_hash(commit), input_note=outcome.input_note,
+                is_plausible=outcome.verdict.is_plausible if outcome.verdict else None,
+                critique=outcome.verdict.critique if outcome.verdict else None,
+                verifier=outcome.verdict.verifier if outcome.verdict else None)
+            con.execute("BEGIN")
+            save_annotations(con, commit.repo, run_id, [(commit.sha, "", annotation)])
+            save_llm_calls(con, run_id, commit.repo, commit.sha, annotator,
+                           [{k: v for k, v in dataclasses.asdict(c).items() if k != "sha"}
+                            for c in outcome.calls])
+            con.execute("COMMIT")
+
+        summary = asyncio.run(annotate_commits(commits(), config, save))
+        return AnnotateResult(annotator, len(todo), hits, summary)
+    finally:
+        con.close()

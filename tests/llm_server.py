@@ -1,0 +1,127 @@
+"""A small OpenAI-compatible chat-completions server on 127.0.0.1 for tests and benchmarks.
+
+Each request is answered by a script: a function of (request body, call number) returning a
+Reply. The default script is a naive "model" that labels from the prompt: it picks the first
+changed file, and it obeys any "ignore previous instructions" it finds outside the data fence
+(so a test can show that data inside the fence cannot reach it).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    content: str | None = None  # the assistant message; None gives a default label
+    headers: dict[str, str] = field(default_factory=dict)
+    finish_reason: str = "stop"
+    raw: str | None = None  # a raw body instead of a completion
+    delay: float = 0.0
+
+
+Script = Callable[[dict[str, Any], int], Reply]
+
+
+def fence_of(request: dict[str, Any]) -> str:
+    system = request["messages"][0]["content"]
+    return re.search(r"carry the token ([0-9a-f]+)", system).group(1)  # type: ignore[union-attr]
+
+
+def outside_fence(request: dict[str, Any]) -> str:
+    """The user text with the fenced data cut out."""
+    fence = fence_of(request)
+    user = "\n".join(m["content"] for m in request["messages"][1:] if m["role"] == "user")
+    return re.sub(rf"<<<DATA {fence}.*?DATA {fence}>>>", "", user, flags=re.DOTALL)
+
+
+def naive_label(request: dict[str, Any]) -> dict[str, Any]:
+    user = request["messages"][1]["content"]
+    files = re.search(r"Changed files: (.*)", user).group(1).split(", ")  # type: ignore[union-attr]
+    if "ignore previous instructions" in outside_fence(request).lower():
+        return {"is_concurrency_bug": False, "bug_type": "not_concurrency",
+                "scope": "production", "bug_location": None, "event_sequence": [],
+                "explanation": "told to", "fix_summary": "", "confidence": 0.9}
+    return {"is_concurrency_bug": True, "bug_type": "race_condition", "scope": "production",
+            "bug_location": {"file": files[0], "function": None, "start_line": 1,
+                             "end_line": 1},
+            "event_sequence": ["1. process A reads", "2. process B writes"],
+            "explanation": "two processes interleave", "fix_summary": "made it atomic",
+            "confidence": 0.8}
+
+
+def default_script(request: dict[str, Any], call: int) -> Reply:
+    if "is_plausible" in request["messages"][0]["content"]:
+        return Reply(content=json.dumps({"is_plausible": True, "critique": "steps follow"}))
+    return Reply(content=json.dumps(naive_label(request)))
+
+
+class FakeLLM:
+    """Start with `with FakeLLM(script) as llm:`; llm.base_url is for the openai client."""
+
+    def __init__(self, script: Script = default_script) -> None:
+        self.script = script
+        self.requests: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
+        self._lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with outer._lock:
+                    call = len(outer.requests)
+                    outer.requests.append(body)
+                    outer.headers.append({k.lower(): v for k, v in self.headers.items()})
+                reply = outer.script(body, call)
+                if reply.delay:
+                    time.sleep(reply.delay)
+                if reply.raw is not None:
+                    payload = reply.raw.encode()
+                elif reply.status != 200:
+                    payload = json.dumps({"error": {"message": reply.content or "error",
+                                                    "type": "server_error"}}).encode()
+                else:
+                    content = reply.content if reply.content is not None else json.dumps(
+                        naive_label(body))
+                    payload = json.dumps({
+                        "id": f"c{call}", "object": "chat.completion", "created": 0,
+                        "model": body.get("model", "m"),
+                        "choices": [{"index": 0, "finish_reason": reply.finish_reason,
+                                     "message": {"role": "assistant", "content": content}}],
+                        "usage": {"prompt_tokens": 100, "completion_tokens": 20,
+                                  "total_tokens": 120}}).encode()
+                self.send_response(reply.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                for key, value in reply.headers.items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(payload)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+
+    def __enter__(self) -> FakeLLM:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
