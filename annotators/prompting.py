@@ -34,9 +34,14 @@ def load_template(name: str) -> Template:
     return Template(name, system.strip(), user.strip())
 
 
+@cache
+def _schema_json() -> str:
+    return json.dumps(BugLabel.model_json_schema(), separators=(",", ":"))
+
+
 def label_schema() -> dict[str, object]:
-    """The JSON schema of a label, as sent in response_format."""
-    return BugLabel.model_json_schema()
+    """The JSON schema of a label, as sent in response_format (a fresh copy each call)."""
+    return json.loads(_schema_json())
 
 
 def annotator_id(model: str, template: Template) -> str:
@@ -101,8 +106,7 @@ def build_label_messages(commit: CommitInput, template: Template, fence: str,
                          ) -> tuple[list[dict[str, str]], str]:
     """Chat messages for labeling one commit, and a note on what the cap cut."""
     code = render_code(commit, max_chars)
-    system = _fill(template.system, fence=fence,
-                   schema=json.dumps(label_schema(), separators=(",", ":")))
+    system = _fill(template.system, fence=fence, schema=_schema_json())
     note = f"Note: to fit the input limit, {code.note}.\n\n" if code.note else ""
     user = _fill(template.user, fence=fence, repo=commit.repo, sha=commit.sha,
                  message=_defang(commit.message, fence),

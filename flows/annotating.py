@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import queue
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import duckdb
+
 from annotators.limits import price_for
 from annotators.llm import LLMConfig, Outcome, RunSummary, annotate_commits
 from annotators.prompting import input_hash
-from annotators.schema import CommitInput, FileInput
+from annotators.schema import Annotation, CommitInput, FileInput
 from flows.settings import Settings
 from warehouse.db import connect
 from warehouse.queries import commit_inputs, repo_names, unlabeled_commits
@@ -72,21 +76,79 @@ def annotate_with_llm(warehouse: Path, config: LLMConfig, run_id: str, *,
                 hits += len(copied)
                 yield from (c for c in inputs if (c.repo, c.sha) not in copied)
 
-        def save(outcome: Outcome) -> None:
-            commit = outcome.commit
-            annotation = dataclasses.replace(
-                outcome.annotation, input_hash=input_hash(commit), input_note=outcome.input_note,
-                is_plausible=outcome.verdict.is_plausible if outcome.verdict else None,
-                critique=outcome.verdict.critique if outcome.verdict else None,
-                verifier=outcome.verdict.verifier if outcome.verdict else None)
-            con.execute("BEGIN")
-            save_annotations(con, commit.repo, run_id, [(commit.sha, "", annotation)])
-            save_llm_calls(con, run_id, commit.repo, commit.sha, annotator,
-                           [{k: v for k, v in dataclasses.asdict(c).items() if k != "sha"}
-                            for c in outcome.calls])
-            con.execute("COMMIT")
-
-        summary = asyncio.run(annotate_commits(commits(), config, save))
+        with _Writer(con.cursor(), run_id, annotator) as writer:
+            summary = asyncio.run(annotate_commits(commits(), config, writer.put))
         return AnnotateResult(annotator, len(todo), hits, summary)
     finally:
         con.close()
+
+
+class _Writer(threading.Thread):
+    """Saves outcomes as they arrive, off the event loop, on its own DuckDB cursor.
+
+    Each drain of the queue is one transaction, so a label is on disk milliseconds after
+    it was paid for, and the workers never wait for the database.
+    """
+
+    def __init__(self, cursor: duckdb.DuckDBPyConnection, run_id: str, annotator: str) -> None:
+        super().__init__(name="racemine-label-writer", daemon=True)
+        self._cursor = cursor
+        self._run_id = run_id
+        self._annotator = annotator
+        self._queue: queue.SimpleQueue[Outcome | None] = queue.SimpleQueue()
+        self._error: BaseException | None = None
+
+    def put(self, outcome: Outcome) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(outcome)
+
+    def __enter__(self) -> _Writer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._queue.put(None)
+        self.join()
+        self._cursor.close()
+        if self._error is not None and exc[0] is None:
+            raise self._error
+
+    def run(self) -> None:
+        done = False
+        while not done:
+            batch: list[Outcome] = []
+            item = self._queue.get()
+            while item is not None:
+                batch.append(item)
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            done = item is None
+            if batch and self._error is None:
+                try:
+                    self._save(batch)
+                except BaseException as exc:  # handed to the event loop via put()
+                    self._error = exc
+
+    def _save(self, batch: list[Outcome]) -> None:
+        by_repo: dict[str, list[tuple[str, str, Annotation]]] = {}
+        for outcome in batch:
+            commit, verdict = outcome.commit, outcome.verdict
+            annotation = dataclasses.replace(
+                outcome.annotation, input_hash=input_hash(commit),
+                input_note=outcome.input_note,
+                is_plausible=verdict.is_plausible if verdict else None,
+                critique=verdict.critique if verdict else None,
+                verifier=verdict.verifier if verdict else None)
+            by_repo.setdefault(commit.repo, []).append((commit.sha, "", annotation))
+        cur = self._cursor
+        cur.execute("BEGIN")
+        for repo, items in by_repo.items():
+            save_annotations(cur, repo, self._run_id, items)
+        save_llm_calls(cur, self._run_id, self._annotator, [
+            (o.commit.repo, o.commit.sha,
+             [{k: v for k, v in dataclasses.asdict(c).items() if k != "sha"} for c in o.calls])
+            for o in batch])
+        cur.execute("COMMIT")

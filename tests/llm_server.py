@@ -75,6 +75,8 @@ class FakeLLM:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive: clients reuse their connections
+
             def log_message(self, *args: object) -> None:
                 pass
 
@@ -110,7 +112,10 @@ class FakeLLM:
                 self.end_headers()
                 self.wfile.write(payload)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 256  # the default backlog of 5 drops concurrent connects
+
+        self._server = Server(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -125,3 +130,26 @@ class FakeLLM:
     def __exit__(self, *exc: object) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+def main() -> None:
+    """Serve the default script in its own process (benchmarks): prints the base URL."""
+    import argparse
+    import signal
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--latency", type=float, default=0.0)
+    args = parser.parse_args()
+
+    def script(request: dict[str, Any], call: int) -> Reply:
+        reply = default_script(request, call)
+        reply.delay = args.latency
+        return reply
+
+    with FakeLLM(script) as llm:
+        print(llm.base_url, flush=True)
+        signal.sigwait({signal.SIGTERM, signal.SIGINT})
+
+
+if __name__ == "__main__":
+    main()

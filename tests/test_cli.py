@@ -45,10 +45,11 @@ def test_eval_against_gold(mined: tuple[Path, RepoBuilder, Path], tmp_path: Path
     assert "precision" in table.output and "gold commits not in the warehouse" in table.output
 
 
-def _racemine(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
+def _racemine(*args: str, home: Path, extra: dict[str, str] | None = None
+              ) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "RACEMINE_"))}
     env.update({"PREFECT_HOME": str(home / "prefect"), "RACEMINE_CACHE_DIR": str(home / "cache"),
-                "COLUMNS": "200"})
+                "COLUMNS": "200", **(extra or {})})
     return subprocess.run([sys.executable, "-m", "flows.cli", *args], capture_output=True,
                           text=True, env=env, cwd=home, timeout=600)
 
@@ -168,3 +169,30 @@ def test_export_function_level(mined: tuple[Path, RepoBuilder, Path], tmp_path: 
     assert bump["module"] == "Counter" and bump["change"] == "modified"
     assert bump["is_bug_location"] and bump["bug_type"] == "race_condition"
     assert ":ets.lookup" in bump["before"] and ":ets.update_counter" in bump["after"]
+
+
+def test_annotate_command_and_cost(mined: tuple[Path, RepoBuilder, Path], tmp_path: Path
+                                   ) -> None:
+    """racemine annotate labels through the LLM settings; stats --cost shows the ledger."""
+    from tests.llm_server import FakeLLM
+
+    warehouse, _, home = mined
+    copy = tmp_path / "w.duckdb"
+    copy.write_bytes(warehouse.read_bytes())
+    secret = "sk-cli-PLANTED-SECRET"
+    with FakeLLM() as llm:
+        out = _racemine("annotate", "--warehouse", str(copy), "--limit", "3", home=home,
+                        extra={"RACEMINE_LLM_BASE_URL": llm.base_url,
+                               "RACEMINE_LLM_MODEL": "gpt-4o-mini",
+                               "RACEMINE_LLM_API_KEY": secret})
+        assert out.returncode == 0, out.stderr
+        assert len(llm.requests) == 3
+    assert "3 labeled" in out.stdout and secret not in out.stdout + out.stderr
+    cost = runner.invoke(app, ["stats", "--cost", "-w", str(copy)], env={"COLUMNS": "200"})
+    assert cost.exit_code == 0, cost.output
+    assert "llm/gpt-4o-mini/label_v1-" in cost.output
+    con = duckdb.connect(str(copy), read_only=True)
+    params = con.execute("SELECT parameters FROM runs WHERE kind = 'annotate'").fetchone()[0]
+    assert secret not in params
+    assert con.execute("SELECT round(sum(cost_usd), 8) FROM llm_calls").fetchone() == (
+        round(3 * (100 * 0.15 + 20 * 0.60) / 1e6, 8),)

@@ -158,12 +158,13 @@ def save_annotations(con: duckdb.DuckDBPyConnection, repo: str, run_id: str,
     return upsert_rows(con, "annotations", rows)
 
 
-def save_llm_calls(con: duckdb.DuckDBPyConnection, run_id: str, repo: str, sha: str,
-                   annotator: str, calls: Sequence[Mapping[str, Any]]) -> int:
-    """Append one commit's requests to the ledger (keyed by run, commit and order)."""
+def save_llm_calls(con: duckdb.DuckDBPyConnection, run_id: str, annotator: str,
+                   commits: Iterable[tuple[str, str, Sequence[Mapping[str, Any]]]]) -> int:
+    """Append requests to the ledger: (repo, sha, that commit's calls in order) each."""
     created = now()
     rows = [{"run_id": run_id, "repo": repo, "sha": sha, "annotator": annotator, "seq": i,
-             "created_at": created, **call} for i, call in enumerate(calls)]
+             "created_at": created, **call}
+            for repo, sha, calls in commits for i, call in enumerate(calls)]
     return upsert_rows(con, "llm_calls", rows)
 
 

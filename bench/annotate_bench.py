@@ -1,0 +1,95 @@
+"""Throughput of LLM annotation against the project's chat-completions test server.
+
+    uv run python bench/annotate_bench.py [--pairs 500] [--latency 0.2] [--concurrency 32]
+
+Builds a warehouse of synthetic commits (one file pair each), serves replies after a fixed
+latency on 127.0.0.1, labels them all, and reports throughput as a fraction of the ideal
+(pairs x latency / concurrency), peak memory, and that a second run sends no request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from annotators.limits import Price
+from annotators.llm import LLMConfig
+from flows.annotating import annotate_with_llm
+from warehouse.db import connect
+from warehouse.save import upsert_rows
+
+
+def build_warehouse(path: Path, pairs: int) -> None:
+    con = connect(path)
+    body = "".join(f"  def f{i}(x), do: x + {i}\n" for i in range(40))
+    commits, files = [], []
+    for i in range(pairs):
+        sha = f"{i:040x}"
+        commits.append({"repo": "bench/repo", "sha": sha, "parents": ["0" * 40],
+                        "is_merge": False, "subject": f"Fix race {i}",
+                        "message": f"Fix race {i}", "matched_terms": ["race"],
+                        "match_score": 1.0, "run_id": "bench"})
+        before = f"defmodule M{i} do\n{body}end\n"
+        after = before.replace("x + 1\n", "x + 2\n", 1)
+        diff = (f"diff --git a/lib/m{i}.ex b/lib/m{i}.ex\n--- a/lib/m{i}.ex\n+++ b/lib/m{i}.ex\n"
+                f"@@ -3 +3 @@\n-  def f1(x), do: x + 1\n+  def f1(x), do: x + 2\n")
+        files.append({"repo": "bench/repo", "sha": sha, "path": f"lib/m{i}.ex",
+                      "change_type": "modified", "language": "elixir", "is_test": False,
+                      "before": before, "after": after, "diff": diff, "lines_added": 1,
+                      "lines_removed": 1, "run_id": "bench"})
+    upsert_rows(con, "commits", commits)
+    upsert_rows(con, "file_changes", files)
+    con.execute("INSERT INTO repos (repo) VALUES ('bench/repo')")
+    con.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pairs", type=int, default=500)
+    parser.add_argument("--latency", type=float, default=0.2)
+    parser.add_argument("--concurrency", type=int, default=32)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        warehouse = Path(tmp) / "bench.duckdb"
+        build_warehouse(warehouse, args.pairs)
+        rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+        # The server runs in its own process, so it does not compete with the client for
+        # this interpreter's GIL.
+        server = subprocess.Popen([sys.executable, "-m", "tests.llm_server", "--latency",
+                                   str(args.latency)], stdout=subprocess.PIPE, text=True,
+                                  cwd=Path(__file__).resolve().parents[1])
+        try:
+            assert server.stdout is not None
+            base_url = server.stdout.readline().strip()
+            config = LLMConfig(model="bench", base_url=base_url, api_key="bench",
+                               price=Price(0, 0), concurrency=args.concurrency)
+            started = time.perf_counter()
+            first = annotate_with_llm(warehouse, config, "bench-1")
+            elapsed = time.perf_counter() - started
+            sent = first.summary.requests
+            second = annotate_with_llm(warehouse, config, "bench-2")
+            resent = second.summary.requests
+        finally:
+            server.terminate()
+            server.wait()
+        rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    ideal = args.pairs * args.latency / args.concurrency
+    print(f"pairs {args.pairs}, latency {args.latency * 1000:.0f} ms, "
+          f"concurrency {args.concurrency}")
+    print(f"labeled {first.summary.labeled}, failed {first.summary.failed}, requests {sent}")
+    print(f"wall {elapsed:.2f} s, ideal {ideal:.2f} s, throughput {ideal / elapsed:.2f} of ideal "
+          f"({args.pairs / elapsed:.1f} pairs/s)")
+    print(f"peak RSS {rss_before / 1024:.0f} MB before, {rss_after / 1024:.0f} MB after")
+    print(f"second run: {second.commits} commits to label, {resent} requests")
+
+
+if __name__ == "__main__":
+    main()
