@@ -172,7 +172,7 @@ def stats(warehouse: WarehouseOpt = None,
               "--cost", help="LLM requests, retries, tokens and estimated USD instead.")
           ] = False) -> None:
     """Counts per repository, bug type, language and year (or LLM cost with --cost)."""
-    from flows.report import render_rows
+    from flows.report import render_rows, render_vertical
     from warehouse.db import connect
     from warehouse.queries import cost as cost_query
     from warehouse.queries import stats as stats_query
@@ -184,7 +184,10 @@ def stats(warehouse: WarehouseOpt = None,
         finally:
             con.close()
     for title, (columns, rows) in tables.items():
-        render_rows(console, columns, rows, "table", title=title)
+        if cost:
+            render_vertical(console, columns, rows, title)
+        else:
+            render_rows(console, columns, rows, "table", title=title)
 
 
 @app.command()

@@ -115,3 +115,16 @@ def print_eval(console: Console, report: Any) -> None:
             kind = "fix" if m.is_concurrency_fix else "not a fix"
             console.print(f"  {m.repo} {m.sha[:10]} [{kind}; {m.reason}] {m.subject}",
                           highlight=False, markup=False)
+
+
+def render_vertical(console: Console, columns: list[str], rows: list[tuple], title: str) -> None:
+    """One small table per row, a measure per line: for wide rows such as LLM cost."""
+    if not rows:
+        console.print(f"{title}: nothing recorded yet", highlight=False)
+    for row in rows:
+        table = Table(title=f"{title}: {row[0]}")
+        table.add_column("measure")
+        table.add_column("value", justify="right")
+        for column, value in zip(columns[1:], row[1:], strict=True):
+            table.add_row(column, "" if value is None else f"{_plain(value)}")
+        console.print(table)
