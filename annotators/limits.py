@@ -36,11 +36,13 @@ def price_for(model: str, input_override: float | None = None,
 
 
 class RateLimiter:
-    """At most `requests` requests and `tokens` tokens in any 60-second window."""
+    """At most `requests` requests and `tokens` tokens in any sliding window (a minute)."""
 
-    def __init__(self, requests: int | None, tokens: int | None) -> None:
+    def __init__(self, requests: int | None, tokens: int | None, window_s: float = 60.0
+                 ) -> None:
         self._requests = requests
         self._tokens = tokens
+        self._window = window_s
         self._events: deque[tuple[float, int]] = deque()
         self._lock = asyncio.Lock()
 
@@ -50,7 +52,7 @@ class RateLimiter:
         async with self._lock:
             while True:
                 now = time.monotonic()
-                while self._events and now - self._events[0][0] >= 60:
+                while self._events and now - self._events[0][0] >= self._window:
                     self._events.popleft()
                 used = sum(t for _, t in self._events)
                 if (self._requests is None or len(self._events) < self._requests) and (
@@ -58,7 +60,7 @@ class RateLimiter:
                         or not self._events):
                     self._events.append((now, tokens))
                     return
-                await asyncio.sleep(max(0.01, 60 - (now - self._events[0][0])))
+                await asyncio.sleep(max(0.01, self._window - (now - self._events[0][0])))
 
 
 class Budget:
