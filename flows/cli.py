@@ -7,6 +7,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -43,9 +44,10 @@ def _user_errors() -> Iterator[None]:
 
 
 def _quiet_prefect() -> None:
-    # The CLI shows its own progress and summary; Prefect's run logs would interleave with
-    # them. Deployments and `--verbose` keep Prefect's usual logging.
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    # The CLI shows its own progress, summary and one-sentence errors (a failed run is also
+    # in the runs table); Prefect's run logs and tracebacks would bury them. Deployments
+    # and `--verbose` keep Prefect's usual logging.
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
 
@@ -94,6 +96,42 @@ def mine(
     console.print(f"warehouse: {settings.warehouse}", highlight=False)
     if any(r.error for r in results):
         raise typer.Exit(1)
+
+
+@app.command()
+def discover(
+    warehouse: WarehouseOpt = None,
+    language: Annotated[list[str] | None, typer.Option(
+        help="GitHub language (repeatable) [default: Elixir and Erlang]")] = None,
+    min_stars: Annotated[int, typer.Option(min=0)] = 10,
+    pushed_since: Annotated[datetime | None, typer.Option(
+        formats=["%Y-%m-%d"], help="Only repositories pushed since this date.")] = None,
+    topic: Annotated[list[str] | None, typer.Option(help="Required topic (repeatable).")
+                     ] = None,
+    include_forks: Annotated[bool, typer.Option()] = False,
+    include_archived: Annotated[bool, typer.Option()] = False,
+    from_file: Annotated[Path | None, typer.Option(
+        "--from", help="A curated list: one repository per line (skips the search).")] = None,
+    limit: Annotated[int | None, typer.Option(help="Store at most this many.")] = None,
+    verbose: Annotated[bool, typer.Option(help="Show Prefect's run logs.")] = False,
+) -> None:
+    """Find Elixir and Erlang repositories on GitHub (or in a list) for the repos table."""
+    if not verbose:
+        _quiet_prefect()
+    settings = _settings(warehouse)
+    with _user_errors():
+        if from_file is not None:
+            from flows.discovering import read_repo_list
+
+            read_repo_list(from_file)  # a bad line stops before Prefect starts
+        from flows.discover_flow import discover_flow
+
+        stored, requests, cached = discover_flow(
+            language, min_stars, pushed_since.date() if pushed_since else None, topic,
+            include_forks, include_archived, str(from_file) if from_file else None,
+            search=from_file is None, limit=limit, warehouse=str(settings.warehouse))
+    console.print(f"{stored:,} repositories stored ({requests:,} API requests, {cached:,} "
+                  "answered from cache)", highlight=False)
 
 
 @app.command()

@@ -196,3 +196,26 @@ def test_annotate_command_and_cost(mined: tuple[Path, RepoBuilder, Path], tmp_pa
     assert secret not in params
     assert con.execute("SELECT round(sum(cost_usd), 8) FROM llm_calls").fetchone() == (
         round(3 * (100 * 0.15 + 20 * 0.60) / 1e6, 8),)
+
+
+def test_discover_command(tmp_path: Path) -> None:
+    """discover stores search results through the flow; a refused token is one sentence."""
+    from tests.github_server import FakeGitHub, make_repos
+
+    warehouse = tmp_path / "w.duckdb"
+    with FakeGitHub(make_repos(40)) as gh:
+        out = _racemine("discover", "--warehouse", str(warehouse), "--min-stars", "100",
+                        home=tmp_path, extra={"RACEMINE_GITHUB_API_URL": gh.url,
+                                              "RACEMINE_GITHUB_TOKEN": "ghp_PLANTED"})
+        assert out.returncode == 0, out.stderr
+        assert gh.calls and "ghp_PLANTED" not in out.stdout + out.stderr
+    con = duckdb.connect(str(warehouse), read_only=True)
+    assert con.execute("SELECT min(stars) >= 100, count(*) > 0 FROM repos").fetchone() == (
+        True, True)
+    assert con.execute("SELECT kind, status FROM runs").fetchall() == [("discover", "completed")]
+    con.close()
+    with FakeGitHub([], lambda n, p: (401, {}, '{"message": "Bad credentials"}')) as gh:
+        bad = _racemine("discover", "--warehouse", str(warehouse), home=tmp_path,
+                        extra={"RACEMINE_GITHUB_API_URL": gh.url})
+    assert bad.returncode == 1 and "RACEMINE_GITHUB_TOKEN" in bad.stderr
+    assert "Traceback" not in bad.stderr and len(gh.calls) == 1

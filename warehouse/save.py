@@ -13,6 +13,7 @@ import pyarrow as pa
 
 from annotators.schema import Annotation
 from miners.classify import Match
+from miners.github import RepoInfo
 from miners.records import CommitFiles, RepoRef
 
 _KEYS = {
@@ -188,3 +189,38 @@ def copy_cached_labels(con: duckdb.DuckDBPyConnection, annotator: str, run_id: s
            RETURNING repo, sha""", {"run": run_id, "annotator": annotator}).fetchall()
     con.execute("DROP TABLE wanted_hashes")
     return {(r[0], r[1]) for r in copied}
+
+
+def save_discovered(con: duckdb.DuckDBPyConnection, repos: Iterable[RepoInfo]) -> int:
+    """Upsert discovery facts; what mining recorded (high-water mark) is kept."""
+    rows = [(r.name, r.url, r.language.lower() if r.language else None, r.stars, r.license,
+             r.default_branch, r.archived, r.fork, r.pushed_at, list(r.topics), now())
+            for r in repos]
+    if rows:
+        con.executemany(
+            """INSERT INTO repos (repo, url, language, stars, license, default_branch, archived,
+                                  fork, pushed_at, topics, discovered_at)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT (repo) DO UPDATE SET url = excluded.url,
+                   language = excluded.language, stars = excluded.stars,
+                   license = excluded.license, default_branch = excluded.default_branch,
+                   archived = excluded.archived, fork = excluded.fork,
+                   pushed_at = excluded.pushed_at, topics = excluded.topics,
+                   discovered_at = excluded.discovered_at""", rows)
+    return len(rows)
+
+
+class WarehousePageCache:
+    """ETags and bodies of API pages, kept in the warehouse's http_cache table."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self._con = con
+
+    def get(self, url: str) -> tuple[str, str] | None:
+        row = self._con.execute("SELECT etag, body FROM http_cache WHERE url = ?",
+                                [url]).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def put(self, url: str, etag: str, body: str) -> None:
+        self._con.execute("INSERT OR REPLACE INTO http_cache VALUES (?, ?, ?, ?)",
+                          [url, etag, body, now()])

@@ -1,4 +1,4 @@
--- racemine warehouse, schema version 4.
+-- racemine warehouse, schema version 5.
 -- Applied by warehouse.db.ensure_schema; every statement is idempotent.
 -- Natural keys are the primary keys, so every save is an upsert and re-running
 -- anything never duplicates a row.
@@ -18,7 +18,25 @@ CREATE TABLE IF NOT EXISTS repos (
     default_branch  VARCHAR,
     last_mined_sha  VARCHAR,              -- HEAD when the last mine of this repo finished
     mined_tips      VARCHAR[],            -- every tip the last mine covered (high-water mark)
-    last_mined_at   TIMESTAMPTZ
+    last_mined_at   TIMESTAMPTZ,
+    archived        BOOLEAN,              -- discovery facts (GitHub), NULL when not discovered
+    fork            BOOLEAN,
+    pushed_at       TIMESTAMPTZ,
+    topics          VARCHAR[],
+    discovered_at   TIMESTAMPTZ
+);
+ALTER TABLE repos ADD COLUMN IF NOT EXISTS archived BOOLEAN;
+ALTER TABLE repos ADD COLUMN IF NOT EXISTS fork BOOLEAN;
+ALTER TABLE repos ADD COLUMN IF NOT EXISTS pushed_at TIMESTAMPTZ;
+ALTER TABLE repos ADD COLUMN IF NOT EXISTS topics VARCHAR[];
+ALTER TABLE repos ADD COLUMN IF NOT EXISTS discovered_at TIMESTAMPTZ;
+
+-- Conditional-request cache for API pages: an unchanged page (HTTP 304) costs no quota.
+CREATE TABLE IF NOT EXISTS http_cache (
+    url         VARCHAR PRIMARY KEY,
+    etag        VARCHAR NOT NULL,
+    body        VARCHAR NOT NULL,
+    fetched_at  TIMESTAMPTZ NOT NULL
 );
 
 -- Commits whose message matched the classifier (merges included, flagged).
@@ -209,4 +227,4 @@ LEFT JOIN (
         WHERE x.repo = f.repo AND x.sha = f.sha AND x.target = f.path AND x.status = 'ok')))
 WHERE f.skipped_reason IS NULL;
 
-INSERT INTO schema_version (version) VALUES (4) ON CONFLICT DO NOTHING;
+INSERT INTO schema_version (version) VALUES (5) ON CONFLICT DO NOTHING;

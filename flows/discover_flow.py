@@ -1,0 +1,66 @@
+"""The `discover` Prefect flow: GitHub search and curated lists into the repos table."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+
+from flows.discovering import discover
+from flows.settings import Settings
+from miners.github import GitHubUnavailable, SearchQuery
+from warehouse.db import connect
+from warehouse.save import finish_run, start_run
+
+
+def _transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry only when GitHub was unreachable; a refusal or a bad list stays failed."""
+    return isinstance(state.result(raise_on_failure=False), GitHubUnavailable)
+
+
+# The token is read from settings inside the task, never passed as a task input.
+@task(retries=2, retry_delay_seconds=[30, 120], retry_condition_fn=_transient,
+      cache_policy=NO_CACHE)
+def discover_task(warehouse: str, query: SearchQuery | None, list_file: str | None,
+                  limit: int | None) -> tuple[int, int, int]:
+    settings = Settings()
+    token = settings.github_token.get_secret_value() if settings.github_token else None
+    return discover(Path(warehouse), settings.github_api_url.rstrip("/"), token, query,
+                    Path(list_file) if list_file else None, limit)
+
+
+@flow(name="discover")
+def discover_flow(languages: list[str] | None = None, min_stars: int = 10,
+                  pushed_since: date | None = None, topics: list[str] | None = None,
+                  include_forks: bool = False, include_archived: bool = False,
+                  list_file: str | None = None, search: bool = True, limit: int | None = None,
+                  warehouse: str | None = None) -> tuple[int, int, int]:
+    """Find repositories; returns (stored, requests, answered by 304)."""
+    settings = Settings(**({"warehouse": Path(warehouse)} if warehouse else {}))
+    db = str(settings.warehouse)
+    query = SearchQuery(tuple(languages or ("Elixir", "Erlang")), min_stars, pushed_since,
+                        tuple(topics or ()), include_forks, include_archived) if search else None
+    con = connect(db)
+    try:
+        run_id = start_run(con, "discover", {"query": repr(query), "list_file": list_file,
+                                             "limit": limit})
+    finally:
+        con.close()
+    status, counts, errors = "failed", {}, ["the flow stopped before finishing"]
+    try:
+        stored, requests, cached = discover_task(db, query, list_file, limit)
+        status, errors = "completed", []
+        counts = {"repos": stored, "requests": requests, "not_modified": cached}
+        return stored, requests, cached
+    except Exception as exc:  # recorded, then re-raised: the runs row must say what happened
+        errors = [str(exc).splitlines()[0][:500]]
+        raise
+    finally:
+        con = connect(db)
+        try:
+            finish_run(con, run_id, status=status, counts=counts, errors=errors)
+        finally:
+            con.close()

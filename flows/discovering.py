@@ -1,0 +1,61 @@
+"""Discovery: GitHub search or a curated list into the repos table."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+from miners.github import GitHubClient, RepoInfo, SearchQuery, fetch_repo, iter_search
+from miners.sources import check_spec, parse_remote_spec
+from warehouse.db import connect
+from warehouse.save import WarehousePageCache, save_discovered
+
+
+def _client(api_url: str, token: str | None, timeout: float = 30.0) -> httpx.Client:
+    headers = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28",
+               "User-Agent": "racemine"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return httpx.Client(base_url=api_url, headers=headers, timeout=timeout)
+
+
+def read_repo_list(path: Path) -> list[str]:
+    """Specs from a curated list: one per line, '#' comments and blank lines ignored."""
+    specs = []
+    for line in path.read_text("utf-8").splitlines():
+        spec = line.split("#", 1)[0].strip()
+        if spec:
+            check_spec(spec)
+            specs.append(spec)
+    return specs
+
+
+def discover(warehouse: Path, api_url: str, token: str | None, query: SearchQuery | None,
+             list_file: Path | None = None, limit: int | None = None,
+             sleep: Callable[[float], None] | None = None) -> tuple[int, int, int]:
+    """Store what the search (or the list) finds; returns (repos, requests, not modified)."""
+    con = connect(warehouse)
+    try:
+        with _client(api_url, token) as http:
+            gh = GitHubClient(http, WarehousePageCache(con),
+                              **({"sleep": sleep} if sleep is not None else {}))
+            found: list[RepoInfo] = []
+            if list_file is not None:
+                for spec in read_repo_list(list_file):
+                    remote = parse_remote_spec(spec)
+                    if remote.host == "github.com":
+                        found.append(fetch_repo(gh, api_url, "/".join(remote.path)))
+                    else:
+                        found.append(RepoInfo(remote.name, remote.url, 0, None, None, None,
+                                              False, False, None, ()))
+            if query is not None:
+                for info in iter_search(gh, api_url, query):
+                    found.append(info)
+                    if limit is not None and len(found) >= limit:
+                        break
+            saved = save_discovered(con, found)
+            return saved, gh.requests, gh.not_modified
+    finally:
+        con.close()
