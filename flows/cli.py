@@ -134,6 +134,74 @@ def discover(
                   "answered from cache)", highlight=False)
 
 
+PipelineSteps = Annotated[list[str] | None, typer.Option(
+    "--skip", help="Steps to leave out: discover, mine, annotate, export (repeatable).")]
+
+
+def _pipeline_parameters(skip: list[str] | None, repos: list[str] | None,
+                         repo_list: Path | None, export_dir: Path, warehouse: Path) -> dict:
+    skipped = set(skip or ())
+    unknown = skipped - {"discover", "mine", "annotate", "export"}
+    if unknown:
+        err_console.print(f"[red]error:[/red] --skip {', '.join(sorted(unknown))}: not a step; "
+                          "use discover, mine, annotate or export")
+        raise typer.Exit(2)
+    for spec in repos or ():
+        check_spec(spec)
+    return {"discover": "discover" not in skipped, "mine": "mine" not in skipped,
+            "annotate": "annotate" not in skipped, "export": "export" not in skipped,
+            "repos": list(repos) if repos else None,
+            "repo_list": str(repo_list) if repo_list else None,
+            "export_dir": str(export_dir), "warehouse": str(warehouse)}
+
+
+@app.command()
+def pipeline(
+    warehouse: WarehouseOpt = None,
+    skip: PipelineSteps = None,
+    repo: Annotated[list[str] | None, typer.Option(
+        help="Mine these (default: every stored remote repository).")] = None,
+    repo_list: Annotated[Path | None, typer.Option(
+        "--from", help="Discover from this curated list instead of searching.")] = None,
+    export_dir: Annotated[Path, typer.Option(help="Where the export step writes.")
+                          ] = Path("exports"),
+    verbose: Annotated[bool, typer.Option(help="Show Prefect's run logs.")] = False,
+) -> None:
+    """Run discover → mine → annotate → export once (the scheduled flow, now)."""
+    if not verbose:
+        _quiet_prefect()
+    settings = _settings(warehouse)
+    with _user_errors():
+        params = _pipeline_parameters(skip, repo, repo_list, export_dir, settings.warehouse)
+        from flows.pipeline_flow import pipeline_flow
+
+        done = pipeline_flow(**params)
+    for step, result in done.items():
+        console.print(f"{step}: {result}", highlight=False)
+
+
+@app.command()
+def serve(
+    cron: Annotated[str, typer.Option(help='Schedule, e.g. "0 3 * * *" (nightly at 03:00).')],
+    name: Annotated[str, typer.Option(help="Deployment name.")] = "racemine-nightly",
+    warehouse: WarehouseOpt = None,
+    skip: PipelineSteps = None,
+    repo: Annotated[list[str] | None, typer.Option(help="Mine these on every run.")] = None,
+    repo_list: Annotated[Path | None, typer.Option("--from")] = None,
+    export_dir: Annotated[Path, typer.Option()] = Path("exports"),
+) -> None:
+    """Serve the pipeline on a schedule against the Prefect server in PREFECT_API_URL."""
+    settings = _settings(warehouse)
+    with _user_errors():
+        params = _pipeline_parameters(skip, repo, repo_list, export_dir.resolve(),
+                                      settings.warehouse.resolve())
+        from flows.pipeline_flow import pipeline_flow
+
+        # The schedule keeps running when this process stops (a restart must not pause
+        # the nightly run).
+        pipeline_flow.serve(name=name, cron=cron, parameters=params, pause_on_shutdown=False)
+
+
 @app.command()
 def annotate(
     warehouse: WarehouseOpt = None,

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from platformdirs import user_cache_dir
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -41,6 +41,12 @@ class Settings(BaseSettings):
     llm_timeout: float = Field(default=120.0, gt=0)
     concurrency: int = Field(default=2, ge=1, le=64)
     max_file_bytes: int = Field(default=1_000_000, ge=1)
+
+    @field_validator("github_token", "llm_base_url", "llm_model", "llm_api_key", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # docker compose's ${VAR:-} passes unset variables as empty strings
+        return None if isinstance(value, str) and not value.strip() else value
 
     @classmethod
     def settings_customise_sources(

@@ -136,3 +136,12 @@ def cost(con: duckdb.DuckDBPyConnection) -> tuple[list[str], list[tuple]]:
     """Requests, retries, tokens, estimated USD and latency per LLM annotator."""
     cur = con.execute(COST_QUERY)
     return [d[0] for d in cur.description], cur.fetchall()
+
+
+def repos_to_mine(con: duckdb.DuckDBPyConnection, include_archived: bool = False
+                  ) -> list[tuple[str, str]]:
+    """(name, clone URL) of every stored remote repository, for scheduled re-mining."""
+    archived = "" if include_archived else "AND NOT coalesce(archived, false)"
+    return [(r[0], r[1]) for r in con.execute(
+        f"SELECT repo, url FROM repos WHERE url IS NOT NULL {archived} ORDER BY repo"
+    ).fetchall()]
