@@ -6,7 +6,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
@@ -50,6 +50,31 @@ def _quiet_prefect() -> None:
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+
+
+@contextmanager
+def _shared_prefect_api() -> Iterator[None]:
+    """One temporary Prefect server whose address worker processes inherit.
+
+    Without PREFECT_API_URL, Prefect starts a temporary server per process, so every Dask
+    worker would start its own (about 20 s each); they share this one instead.
+    """
+    if os.environ.get("PREFECT_API_URL"):
+        yield
+        return
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    server = SubprocessASGIServer()
+    server.start()
+    os.environ["PREFECT_API_URL"] = server.api_url
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+            yield
+    finally:
+        os.environ.pop("PREFECT_API_URL", None)
+        server.stop()
 
 
 @app.command()
@@ -64,6 +89,11 @@ def mine(
         help="TOML pattern file replacing the built-in classifier patterns.")] = None,
     all_branches: Annotated[bool, typer.Option(
         help="Mine every branch, not only HEAD.")] = False,
+    dask: Annotated[bool, typer.Option(
+        help="Run the mine tasks on a local Dask cluster (writing Parquet shards).")] = False,
+    dask_address: Annotated[str | None, typer.Option(
+        help="Use this running Dask scheduler instead (workers must share the warehouse's "
+             "folder).")] = None,
     verbose: Annotated[bool, typer.Option(help="Show Prefect's run logs.")] = False,
 ) -> None:
     """Mine repositories into the warehouse and label the new fixes (a Prefect flow)."""
@@ -84,11 +114,20 @@ def mine(
         from flows.mine_flow import mine_flow
         from flows.report import summary_table
 
-        runner = ThreadPoolTaskRunner(max_workers=settings.concurrency)
-        with progress.live(err_console):
+        sharded = dask or dask_address is not None
+        if sharded:
+            from prefect_dask import DaskTaskRunner
+
+            runner = DaskTaskRunner(address=dask_address) if dask_address else DaskTaskRunner(
+                cluster_kwargs={"n_workers": settings.concurrency, "threads_per_worker": 1})
+        else:
+            runner = ThreadPoolTaskRunner(max_workers=settings.concurrency)
+        with (_shared_prefect_api() if sharded else nullcontext()), \
+                progress.live(err_console):
             results = mine_flow.with_options(task_runner=runner)(
                 repos, name=name, patterns_file=str(patterns) if patterns else None,
-                all_branches=all_branches, warehouse=str(settings.warehouse))
+                all_branches=all_branches, warehouse=str(settings.warehouse),
+                sharded=sharded)
     console.print(summary_table(results, time.perf_counter() - started))
     for r in results:
         if r.error:

@@ -14,7 +14,13 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture
 
-from flows.mining import RepoResult, label_repository, mine_repository, resolve_repo
+from flows.mining import (
+    RepoResult,
+    label_repository,
+    mine_repository,
+    mine_to_shard,
+    resolve_repo,
+)
 from flows.progress import reporter
 from flows.settings import Settings
 from miners.classify import load_pattern_set
@@ -22,7 +28,9 @@ from miners.errors import GitCommandError, MinerError
 from miners.records import RepoRef
 from warehouse.db import connect
 from warehouse.errors import WarehouseError
+from warehouse.queries import mined_tips
 from warehouse.save import finish_run, start_run
+from warehouse.shards import load_shards
 
 
 def _transient(task: Any, task_run: Any, state: Any) -> bool:
@@ -50,27 +58,86 @@ def mine_task(ref: RepoRef, warehouse: str, patterns_file: str | None, run_id: s
 
 
 @task(cache_policy=NO_CACHE)
+def mine_shard_task(ref: RepoRef, shard_root: str, patterns_file: str | None, run_id: str,
+                    previous_tips: list[str], max_file_bytes: int, all_branches: bool
+                    ) -> RepoResult:
+    """Mine on a worker that may not see the DuckDB file: rows go to a Parquet shard."""
+    patterns = load_pattern_set(Path(patterns_file) if patterns_file else None)
+    return mine_to_shard(ref, Path(shard_root), patterns, run_id, previous_tips,
+                         max_file_bytes=max_file_bytes, all_branches=all_branches)
+
+
+@task(cache_policy=NO_CACHE)
 def label_task(result: RepoResult, warehouse: str, run_id: str) -> RepoResult:
     labels, fixes = label_repository(Path(warehouse), result.repo, run_id,
                                      progress=reporter(result.repo))
     return dataclasses.replace(result, labels=labels, fixes=fixes)
 
 
+def _resolve(future: PrefectFuture[Any], spec: str) -> tuple[Any, RepoResult | None]:
+    """A future's value, or a failed row for a known error."""
+    try:
+        return future.result(), None
+    except (MinerError, WarehouseError) as exc:
+        return None, RepoResult(repo=spec, error=str(exc))
+
+
 def _outcome(spec: str, chain: list[PrefectFuture[Any]]) -> RepoResult:
     """The chain's final result, or the first known error along it as a failed row."""
+    value: Any = None
     for future in chain:
-        try:
-            value = future.result()
-        except (MinerError, WarehouseError) as exc:
-            return RepoResult(repo=spec, error=str(exc))
+        value, failed = _resolve(future, spec)
+        if failed is not None:
+            return failed
     assert isinstance(value, RepoResult)
     return value
 
 
+def _sharded(specs: list[str], name: str | None, settings: Settings, patterns_file: str | None,
+             run_id: str, all_branches: bool) -> list[RepoResult]:
+    """Mine on the task runner's workers into shards; load and label here, the one writer."""
+    db = str(settings.warehouse)
+    shard_root = settings.warehouse.parent / f"{settings.warehouse.stem}.shards"
+    shard_root.mkdir(parents=True, exist_ok=True)
+    mirrors = [(spec, mirror_task.submit(spec, name, str(settings.cache_dir))) for spec in specs]
+    pending = []
+    results: list[RepoResult] = []
+    for spec, mirrored in mirrors:
+        ref, failed = _resolve(mirrored, spec)
+        if failed is not None:
+            results.append(failed)
+            continue
+        con = connect(db)
+        try:
+            tips = mined_tips(con, ref.name)
+        finally:
+            con.close()
+        pending.append((spec, mine_shard_task.submit(ref, str(shard_root), patterns_file, run_id,
+                                                     tips, settings.max_file_bytes,
+                                                     all_branches)))
+    for spec, future in pending:
+        outcome = _outcome(spec, [future])
+        if not outcome.error:
+            con = connect(db)
+            try:
+                load_shards(con, shard_root)
+            finally:
+                con.close()
+            labels, fixes = label_repository(Path(db), outcome.repo, run_id)
+            outcome = dataclasses.replace(outcome, labels=labels, fixes=fixes)
+        results.append(outcome)
+    return results
+
+
 @flow(name="mine")
 def mine_flow(repos: list[str], name: str | None = None, patterns_file: str | None = None,
-              all_branches: bool = False, warehouse: str | None = None) -> list[RepoResult]:
-    """Mine each repository into the warehouse and label what is new; one runs row."""
+              all_branches: bool = False, warehouse: str | None = None,
+              sharded: bool = False) -> list[RepoResult]:
+    """Mine each repository into the warehouse and label what is new; one runs row.
+
+    With sharded (for task runners whose workers are other processes or machines, such as
+    Dask), mine tasks write Parquet shards and this process loads them into DuckDB.
+    """
     settings = Settings(**({"warehouse": Path(warehouse)} if warehouse else {}))
     load_pattern_set(Path(patterns_file) if patterns_file else None)  # fail before any work
     db = str(settings.warehouse)
@@ -84,6 +151,11 @@ def mine_flow(repos: list[str], name: str | None = None, patterns_file: str | No
     results: list[RepoResult] = []
     status, errors = "failed", ["the flow stopped before finishing; the next run resumes"]
     try:
+        if sharded:
+            results = _sharded(repos, name, settings, patterns_file, run_id, all_branches)
+            errors = [f"{r.repo}: {r.error}" for r in results if r.error]
+            status = "failed" if results and len(errors) == len(results) else "completed"
+            return results
         chains = []
         for spec in repos:
             ref = mirror_task.submit(spec, name, str(settings.cache_dir))

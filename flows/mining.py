@@ -12,8 +12,6 @@ from dataclasses import dataclass, replace
 from itertools import islice
 from pathlib import Path
 
-import duckdb
-
 from annotators.heuristic import ANNOTATOR_ID, annotate_heuristic
 from annotators.schema import CommitInput, FileInput
 from miners.classify import Match, PatternSet, classify_message
@@ -35,11 +33,13 @@ from miners.sources import is_local_spec, parse_remote_spec
 from warehouse.db import connect
 from warehouse.queries import commit_inputs, mined_tips, unlabeled_commits
 from warehouse.save import (
+    build_commit_rows,
     save_annotations,
     save_commit_files,
     save_high_water_mark,
     save_repo,
 )
+from warehouse.shards import ShardWriter
 
 Progress = Callable[[str, int, int], None]
 BATCH = 200  # commits per warehouse transaction: a killed run loses at most one batch
@@ -79,13 +79,15 @@ def _batches(items: list[CommitMeta], size: int) -> list[list[CommitMeta]]:
     return list(iter(lambda: list(islice(it, size)), []))
 
 
-def _store(con: duckdb.DuckDBPyConnection, ref: RepoRef, run_id: str,
-           batch: list[CommitFiles], matches: dict[str, Match]) -> tuple[int, int, int]:
+Saver = Callable[[list[tuple[CommitFiles, Match]], dict[str, str]], None]
+
+
+def _store(ref: RepoRef, batch: list[CommitFiles], matches: dict[str, Match], save: Saver
+           ) -> tuple[int, int, int]:
     """Save one extracted batch; returns (pairs, skipped files, function pairs)."""
     patch_ids = fetch_patch_ids(ref.git_dir, {
         cf.commit.sha: "".join(f.diff for f in cf.files if f.diff) for cf in batch})
-    save_commit_files(con, ref.name, run_id,
-                      [(cf, matches[cf.commit.sha]) for cf in batch], patch_ids)
+    save([(cf, matches[cf.commit.sha]) for cf in batch], patch_ids)
     files = [f for cf in batch for f in cf.files]
     return (sum(1 for f in files if not f.skipped_reason),
             sum(1 for f in files if f.skipped_reason),
@@ -109,20 +111,19 @@ def _scan(ref: RepoRef, include: list[str], exclude: list[str], patterns: Patter
     return matched, matches
 
 
-def _extract_and_store(con: duckdb.DuckDBPyConnection, ref: RepoRef, run_id: str,
-                       matched: list[CommitMeta], matches: dict[str, Match],
-                       max_file_bytes: int, parse_workers: int, progress: Progress
-                       ) -> list[int]:
-    """File and function pairs of the matched commits, stored batch by batch.
+def _extract_and_store(ref: RepoRef, matched: list[CommitMeta], matches: dict[str, Match],
+                       max_file_bytes: int, parse_workers: int, progress: Progress,
+                       save: Saver) -> list[int]:
+    """File and function pairs of the matched commits, saved batch by batch.
 
     Pipelined: batch k's functions are parsed in worker processes while git extracts
-    batch k+1; a batch is stored once its parse is complete. Returns [pairs, skipped,
+    batch k+1; a batch is saved once its parse is complete. Returns [pairs, skipped,
     function pairs].
     """
     totals = [0, 0, 0]
 
     def store(parsed: ParsedBatch) -> None:
-        for i, n in enumerate(_store(con, ref, run_id, parsed.result(), matches)):
+        for i, n in enumerate(_store(ref, parsed.result(), matches, save)):
             totals[i] += n
 
     done = 0
@@ -143,36 +144,68 @@ def _extract_and_store(con: duckdb.DuckDBPyConnection, ref: RepoRef, run_id: str
     return totals
 
 
+def _mine(ref: RepoRef, previous_tips: list[str], patterns: PatternSet, save: Saver, *,
+          max_file_bytes: int, all_branches: bool, parse_workers: int, progress: Progress
+          ) -> tuple[RepoResult, str | None, list[str]]:
+    """Scan and extract what is new; returns counts, HEAD and the tips now covered."""
+    started = time.perf_counter()
+    head = fetch_head(ref.git_dir)
+    if head is None:  # an empty repository is data, not an error
+        return RepoResult(ref.name, seconds=time.perf_counter() - started), None, []
+    include = sorted({head, *fetch_branch_tips(ref.git_dir)}) if all_branches else [head]
+    exclude = fetch_existing(ref.git_dir, previous_tips)
+    progress("scanning messages", 0, 0)
+    # Counting every commit is a second git process; it runs while the scan streams.
+    counter = ThreadPoolExecutor(max_workers=1)
+    scanned = counter.submit(count_commits, ref.git_dir, include, exclude)
+    counter.shutdown(wait=False)
+    matched, matches = _scan(ref, include, exclude, patterns)
+    pairs, skipped, functions = _extract_and_store(
+        ref, matched, matches, max_file_bytes, parse_workers, progress, save)
+    result = RepoResult(ref.name, commits_scanned=scanned.result(), matches=len(matched),
+                        merges=sum(c.is_merge for c in matched), pairs=pairs, skipped=skipped,
+                        functions=functions, seconds=time.perf_counter() - started)
+    return result, head, include
+
+
 def mine_repository(ref: RepoRef, warehouse: Path, patterns: PatternSet, run_id: str, *,
                     max_file_bytes: int, all_branches: bool = False,
                     parse_workers: int = DEFAULT_PARSE_WORKERS,
                     progress: Progress = _quiet) -> RepoResult:
     """Mine the commits of ref not mined before into the warehouse; returns counts."""
-    started = time.perf_counter()
     con = connect(warehouse)
     try:
         save_repo(con, ref)
-        head = fetch_head(ref.git_dir)
-        if head is None:  # an empty repository is data, not an error
-            save_high_water_mark(con, ref.name, None, [])
-            return RepoResult(ref.name, seconds=time.perf_counter() - started)
-        include = sorted({head, *fetch_branch_tips(ref.git_dir)}) if all_branches else [head]
-        exclude = fetch_existing(ref.git_dir, mined_tips(con, ref.name))
-        progress("scanning messages", 0, 0)
-        # Counting every commit is a second git process; it runs while the scan streams.
-        counter = ThreadPoolExecutor(max_workers=1)
-        scanned = counter.submit(count_commits, ref.git_dir, include, exclude)
-        counter.shutdown(wait=False)
-        matched, matches = _scan(ref, include, exclude, patterns)
-        pairs, skipped, functions = _extract_and_store(
-            con, ref, run_id, matched, matches, max_file_bytes, parse_workers, progress)
-        save_high_water_mark(con, ref.name, head, include)
-        return RepoResult(ref.name, commits_scanned=scanned.result(), matches=len(matched),
-                          merges=sum(c.is_merge for c in matched), pairs=pairs,
-                          skipped=skipped, functions=functions,
-                          seconds=time.perf_counter() - started)
+
+        def save(batch: list[tuple[CommitFiles, Match]], patch_ids: dict[str, str]) -> None:
+            save_commit_files(con, ref.name, run_id, batch, patch_ids)
+
+        result, head, tips = _mine(ref, mined_tips(con, ref.name), patterns, save,
+                                   max_file_bytes=max_file_bytes, all_branches=all_branches,
+                                   parse_workers=parse_workers, progress=progress)
+        save_high_water_mark(con, ref.name, head, tips)
+        return result
     finally:
         con.close()
+
+
+def mine_to_shard(ref: RepoRef, shard_root: Path, patterns: PatternSet, run_id: str,
+                  previous_tips: list[str], *, max_file_bytes: int, all_branches: bool = False,
+                  parse_workers: int = 1) -> RepoResult:
+    """Mine into a Parquet shard for the loader (work that runs away from the DuckDB file)."""
+    writer = ShardWriter(shard_root, ref.name, run_id)
+    try:
+        def save(batch: list[tuple[CommitFiles, Match]], patch_ids: dict[str, str]) -> None:
+            writer.write(build_commit_rows(ref.name, run_id, batch, patch_ids))
+
+        result, head, tips = _mine(ref, previous_tips, patterns, save,
+                                   max_file_bytes=max_file_bytes, all_branches=all_branches,
+                                   parse_workers=parse_workers, progress=_quiet)
+        writer.commit(ref.url, head, tips)
+        return result
+    except BaseException:
+        writer.abort()
+        raise
 
 
 def label_repository(warehouse: Path, repo: str, run_id: str, progress: Progress = _quiet

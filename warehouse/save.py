@@ -77,10 +77,10 @@ def save_high_water_mark(con: duckdb.DuckDBPyConnection, repo: str, head: str | 
     )
 
 
-def save_commit_files(con: duckdb.DuckDBPyConnection, repo: str, run_id: str,
-                      batch: Iterable[tuple[CommitFiles, Match]],
-                      patch_ids: Mapping[str, str] | None = None) -> tuple[int, int]:
-    """Store matching commits and their file pairs; returns (commits, file pairs) written."""
+def build_commit_rows(repo: str, run_id: str, batch: Iterable[tuple[CommitFiles, Match]],
+                      patch_ids: Mapping[str, str] | None = None
+                      ) -> dict[str, list[dict[str, Any]]]:
+    """Rows for commits, file_changes and function_changes from mined records (pure)."""
     patch_ids = patch_ids or {}
     commit_rows, file_rows, function_rows = [], [], []
     for item, match in batch:
@@ -115,11 +115,20 @@ def save_commit_files(con: duckdb.DuckDBPyConnection, repo: str, run_id: str,
                     "after": fn.after.text if fn.after else None,
                     "run_id": run_id,
                 })
+    return {"commits": commit_rows, "file_changes": file_rows,
+            "function_changes": function_rows}
+
+
+def save_commit_files(con: duckdb.DuckDBPyConnection, repo: str, run_id: str,
+                      batch: Iterable[tuple[CommitFiles, Match]],
+                      patch_ids: Mapping[str, str] | None = None) -> tuple[int, int]:
+    """Store matching commits and their file pairs; returns (commits, file pairs) written."""
+    rows = build_commit_rows(repo, run_id, batch, patch_ids)
     con.execute("BEGIN")
     try:
-        n_commits = upsert_rows(con, "commits", commit_rows)
-        n_files = upsert_rows(con, "file_changes", file_rows)
-        upsert_rows(con, "function_changes", function_rows)
+        n_commits = upsert_rows(con, "commits", rows["commits"])
+        n_files = upsert_rows(con, "file_changes", rows["file_changes"])
+        upsert_rows(con, "function_changes", rows["function_changes"])
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
