@@ -53,6 +53,15 @@ def _quiet_prefect() -> None:
     os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
 
 
+def _prefect_env(verbose: bool) -> None:
+    """Environment for a command that runs a flow; set before Prefect is imported."""
+    if not verbose:
+        _quiet_prefect()
+    # The first temporary server on a machine creates and migrates its database, which can
+    # take longer than Prefect's 20 s start-up default on a small or busy machine.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+
+
 @contextmanager
 def _shared_prefect_api() -> Iterator[None]:
     """One temporary Prefect server whose address worker processes inherit.
@@ -67,7 +76,8 @@ def _shared_prefect_api() -> Iterator[None]:
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     server = SubprocessASGIServer()
-    server.start()
+    server.start(timeout=int(os.environ.get(
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")))
     os.environ["PREFECT_API_URL"] = server.api_url
     try:
         with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
@@ -101,8 +111,7 @@ def mine(
         err_console.print("[red]error:[/red] --name applies to one repository; mine the "
                           "others in a separate command")
         raise typer.Exit(2)
-    if not verbose:
-        _quiet_prefect()
+    _prefect_env(verbose)
     settings = _settings(warehouse)
     started = time.perf_counter()
     with _user_errors():
@@ -155,8 +164,7 @@ def discover(
     verbose: Annotated[bool, typer.Option(help="Show Prefect's run logs.")] = False,
 ) -> None:
     """Find Elixir and Erlang repositories on GitHub (or in a list) for the repos table."""
-    if not verbose:
-        _quiet_prefect()
+    _prefect_env(verbose)
     settings = _settings(warehouse)
     with _user_errors():
         if from_file is not None:
@@ -207,8 +215,7 @@ def pipeline(
     verbose: Annotated[bool, typer.Option(help="Show Prefect's run logs.")] = False,
 ) -> None:
     """Run discover → mine → annotate → export once (the scheduled flow, now)."""
-    if not verbose:
-        _quiet_prefect()
+    _prefect_env(verbose)
     settings = _settings(warehouse)
     with _user_errors():
         params = _pipeline_parameters(skip, repo, repo_list, export_dir, settings.warehouse)
@@ -230,6 +237,7 @@ def serve(
     export_dir: Annotated[Path, typer.Option()] = Path("exports"),
 ) -> None:
     """Serve the pipeline on a schedule against the Prefect server in PREFECT_API_URL."""
+    _prefect_env(verbose=True)
     settings = _settings(warehouse)
     with _user_errors():
         params = _pipeline_parameters(skip, repo, repo_list, export_dir.resolve(),
@@ -259,8 +267,7 @@ def annotate(
     verbose: Annotated[bool, typer.Option(help="Show Prefect's run logs.")] = False,
 ) -> None:
     """Label stored commits with an LLM (any OpenAI-compatible endpoint; a Prefect flow)."""
-    if not verbose:
-        _quiet_prefect()
+    _prefect_env(verbose)
     settings = _settings(warehouse)
     from annotators.llm import LLMError
 
