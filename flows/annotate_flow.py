@@ -9,9 +9,8 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.annotating import AnnotateResult, annotate_with_llm, llm_config
+from flows.runs import recorded_run
 from flows.settings import Settings
-from warehouse.db import connect
-from warehouse.save import finish_run, start_run
 
 
 # The key is read from settings inside the task, so it is never a task input.
@@ -35,28 +34,12 @@ def annotate_flow(repos: list[str] | None = None, model: str | None = None,
     """Label what has no label from this model and prompt yet; one runs row."""
     settings = Settings(**({"warehouse": Path(warehouse)} if warehouse else {}))
     db = str(settings.warehouse)
-    con = connect(db)
-    try:
-        run_id = start_run(con, "annotate", {
-            "repos": repos, "model": model or settings.llm_model, "verify": verify,
-            "base_url": settings.llm_base_url, "max_usd": max_usd, "max_tokens": max_tokens,
-            "limit": limit})
-    finally:
-        con.close()
-    status, counts, errors = "failed", {}, ["the flow stopped before finishing"]
-    try:
-        result = llm_annotate_task(db, run_id, repos, model, verify, concurrency, max_usd,
+    parameters = {"repos": repos, "model": model or settings.llm_model, "verify": verify,
+                  "base_url": settings.llm_base_url, "max_usd": max_usd,
+                  "max_tokens": max_tokens, "limit": limit}
+    with recorded_run(db, "annotate", parameters) as run:
+        result = llm_annotate_task(db, run.run_id, repos, model, verify, concurrency, max_usd,
                                    max_tokens, limit, retry_failed)
-        counts = {"commits": result.commits, "cache_hits": result.cache_hits,
-                  **dataclasses.asdict(result.summary)}
-        status, errors = "completed", []
-        return result
-    except Exception as exc:  # recorded, then re-raised: the runs row must say what happened
-        errors = [str(exc).splitlines()[0][:500]]
-        raise
-    finally:
-        con = connect(db)
-        try:
-            finish_run(con, run_id, status=status, counts=counts, errors=errors)
-        finally:
-            con.close()
+        run.counts = {"commits": result.commits, "cache_hits": result.cache_hits,
+                      **dataclasses.asdict(result.summary)}
+    return result

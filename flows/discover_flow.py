@@ -10,10 +10,9 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.discovering import discover
+from flows.runs import recorded_run
 from flows.settings import Settings
 from miners.github import GitHubUnavailable, SearchQuery
-from warehouse.db import connect
-from warehouse.save import finish_run, start_run
 
 
 def _transient(task: Any, task_run: Any, state: Any) -> bool:
@@ -43,24 +42,8 @@ def discover_flow(languages: list[str] | None = None, min_stars: int = 10,
     db = str(settings.warehouse)
     query = SearchQuery(tuple(languages or ("Elixir", "Erlang")), min_stars, pushed_since,
                         tuple(topics or ()), include_forks, include_archived) if search else None
-    con = connect(db)
-    try:
-        run_id = start_run(con, "discover", {"query": repr(query), "list_file": list_file,
-                                             "limit": limit})
-    finally:
-        con.close()
-    status, counts, errors = "failed", {}, ["the flow stopped before finishing"]
-    try:
+    parameters = {"query": repr(query), "list_file": list_file, "limit": limit}
+    with recorded_run(db, "discover", parameters) as run:
         stored, requests, cached = discover_task(db, query, list_file, limit)
-        status, errors = "completed", []
-        counts = {"repos": stored, "requests": requests, "not_modified": cached}
-        return stored, requests, cached
-    except Exception as exc:  # recorded, then re-raised: the runs row must say what happened
-        errors = [str(exc).splitlines()[0][:500]]
-        raise
-    finally:
-        con = connect(db)
-        try:
-            finish_run(con, run_id, status=status, counts=counts, errors=errors)
-        finally:
-            con.close()
+        run.counts = {"repos": stored, "requests": requests, "not_modified": cached}
+    return stored, requests, cached

@@ -6,10 +6,10 @@ from pathlib import Path
 
 from prefect import flow
 
+from flows.runs import recorded_run
 from flows.settings import Settings
 from warehouse.db import connect
 from warehouse.export import ExportFormat, ExportLevel, export_pairs
-from warehouse.save import finish_run, start_run
 
 
 @flow(name="export")
@@ -17,16 +17,15 @@ def export_flow(out_dir: str, warehouse: str | None = None, min_confidence: floa
                 ) -> dict[str, int]:
     """Write file- and function-level pairs as JSONL and Parquet into out_dir."""
     settings = Settings(**({"warehouse": Path(warehouse)} if warehouse else {}))
-    con = connect(settings.warehouse)
-    try:
-        run_id = start_run(con, "export", {"out_dir": out_dir, "min_confidence": min_confidence})
-        counts = {}
-        for level in ExportLevel:
-            for fmt in ExportFormat:
-                target = Path(out_dir) / f"{level.value}_pairs.{fmt.value}"
-                counts[target.name] = export_pairs(con, target, fmt, level=level,
-                                                   min_confidence=min_confidence)
-        finish_run(con, run_id, status="completed", counts=counts)
-        return counts
-    finally:
-        con.close()
+    parameters = {"out_dir": out_dir, "min_confidence": min_confidence}
+    with recorded_run(settings.warehouse, "export", parameters) as run:
+        con = connect(settings.warehouse)
+        try:
+            for level in ExportLevel:
+                for fmt in ExportFormat:
+                    target = Path(out_dir) / f"{level.value}_pairs.{fmt.value}"
+                    run.counts[target.name] = export_pairs(con, target, fmt, level=level,
+                                                           min_confidence=min_confidence)
+        finally:
+            con.close()
+    return run.counts

@@ -22,6 +22,7 @@ from flows.mining import (
     resolve_repo,
 )
 from flows.progress import reporter
+from flows.runs import recorded_run
 from flows.settings import Settings
 from miners.classify import load_pattern_set
 from miners.errors import GitCommandError, MinerError
@@ -29,7 +30,6 @@ from miners.records import RepoRef
 from warehouse.db import connect
 from warehouse.errors import WarehouseError
 from warehouse.queries import mined_tips
-from warehouse.save import finish_run, start_run
 from warehouse.shards import load_shards
 
 
@@ -141,38 +141,22 @@ def mine_flow(repos: list[str], name: str | None = None, patterns_file: str | No
     settings = Settings(**({"warehouse": Path(warehouse)} if warehouse else {}))
     load_pattern_set(Path(patterns_file) if patterns_file else None)  # fail before any work
     db = str(settings.warehouse)
-    con = connect(db)
-    try:
-        run_id = start_run(con, "mine", {"repos": repos, "name": name,
-                                         "patterns_file": patterns_file,
-                                         "all_branches": all_branches})
-    finally:
-        con.close()
-    results: list[RepoResult] = []
-    status, errors = "failed", ["the flow stopped before finishing; the next run resumes"]
-    try:
+    parameters = {"repos": repos, "name": name, "patterns_file": patterns_file,
+                  "all_branches": all_branches, "sharded": sharded}
+    with recorded_run(db, "mine", parameters) as run:
         if sharded:
-            results = _sharded(repos, name, settings, patterns_file, run_id, all_branches)
-            errors = [f"{r.repo}: {r.error}" for r in results if r.error]
-            status = "failed" if results and len(errors) == len(results) else "completed"
-            return results
-        chains = []
-        for spec in repos:
-            ref = mirror_task.submit(spec, name, str(settings.cache_dir))
-            mined = mine_task.submit(ref, db, patterns_file, run_id, settings.max_file_bytes,
-                                     all_branches)
-            chains.append((spec, [ref, mined, label_task.submit(mined, db, run_id)]))
-        results = [_outcome(spec, chain) for spec, chain in chains]
-        errors = [f"{r.repo}: {r.error}" for r in results if r.error]
-        status = "failed" if results and len(errors) == len(results) else "completed"
-        return results
-    finally:
-        # Also on an unexpected crash: the runs row must not stay "running".
-        totals = {k: sum(getattr(r, k) for r in results) for k in
-                  ("commits_scanned", "matches", "pairs", "functions", "skipped", "labels",
-                   "fixes")}
-        con = connect(db)
-        try:
-            finish_run(con, run_id, status=status, counts=totals, errors=errors)
-        finally:
-            con.close()
+            results = _sharded(repos, name, settings, patterns_file, run.run_id, all_branches)
+        else:
+            chains = []
+            for spec in repos:
+                ref = mirror_task.submit(spec, name, str(settings.cache_dir))
+                mined = mine_task.submit(ref, db, patterns_file, run.run_id,
+                                         settings.max_file_bytes, all_branches)
+                chains.append((spec, [ref, mined, label_task.submit(mined, db, run.run_id)]))
+            results = [_outcome(spec, chain) for spec, chain in chains]
+        run.errors = [f"{r.repo}: {r.error}" for r in results if r.error]
+        run.failed = bool(results) and len(run.errors) == len(results)
+        run.counts = {k: sum(getattr(r, k) for r in results) for k in
+                      ("commits_scanned", "matches", "pairs", "functions", "skipped", "labels",
+                       "fixes")}
+    return results

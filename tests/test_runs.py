@@ -1,0 +1,33 @@
+"""The runs row every flow writes: completed, failed with its reason, never left running."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from flows.runs import recorded_run
+from warehouse.db import connect
+
+
+def _rows(warehouse: Path) -> list[tuple]:
+    con = connect(warehouse)
+    try:
+        return con.execute("SELECT kind, status, errors, counts->>'n', finished_at IS NOT NULL "
+                           "FROM runs ORDER BY started_at").fetchall()
+    finally:
+        con.close()
+
+
+def test_completed_and_crashed_runs(warehouse_path: Path) -> None:
+    """A finished block completes with its counts; an exception fails it with its reason."""
+    with recorded_run(warehouse_path, "export", {"out_dir": "x"}) as run:
+        run.counts["n"] = 3
+    with pytest.raises(OSError), recorded_run(warehouse_path, "mine", {}):
+        raise OSError("disk full")
+    with recorded_run(warehouse_path, "mine", {}) as run:
+        run.errors, run.failed = ["repo x: not found"], True
+    assert _rows(warehouse_path) == [
+        ("export", "completed", [], "3", True),
+        ("mine", "failed", ["disk full (the next run resumes)"], None, True),
+        ("mine", "failed", ["repo x: not found"], None, True)]
