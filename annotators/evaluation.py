@@ -12,11 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from annotators.errors import EvalFileError
 from annotators.schema import BugType
-
-
-class EvalFileError(Exception):
-    """A gold file that cannot be read or has an invalid row."""
 
 
 class GoldCommit(BaseModel):

@@ -18,6 +18,7 @@ from typing import Any
 import openai
 from openai import AsyncOpenAI
 
+from annotators.errors import LLMError
 from annotators.limits import Budget, Price, RateLimiter
 from annotators.prompting import (
     DEFAULT_MAX_INPUT_CHARS,
@@ -30,10 +31,6 @@ from annotators.prompting import (
 )
 from annotators.replies import ReplyError, parse_label, parse_verdict
 from annotators.schema import Annotation, BugLabel, CommitInput
-
-
-class LLMError(Exception):
-    """A failure that stops the whole run (bad key, unknown model, unreachable server)."""
 
 
 @dataclass(frozen=True)

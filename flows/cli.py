@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from annotators.errors import AnnotatorError
 from flows.settings import Settings
 from miners.errors import MinerError
 from miners.sources import check_spec
@@ -38,7 +39,7 @@ def _user_errors() -> Iterator[None]:
     """Known failures become one sentence on stderr and exit code 1."""
     try:
         yield
-    except (MinerError, WarehouseError) as exc:
+    except (MinerError, AnnotatorError, WarehouseError) as exc:
         err_console.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(1) from None
 
@@ -269,19 +270,12 @@ def annotate(
     """Label stored commits with an LLM (any OpenAI-compatible endpoint; a Prefect flow)."""
     _prefect_env(verbose)
     settings = _settings(warehouse)
-    from annotators.llm import LLMError
+    with _user_errors():
+        from flows.annotate_flow import annotate_flow
 
-    try:
-        with _user_errors():
-            from flows.annotate_flow import annotate_flow
-
-            result = annotate_flow(repo, model=model, verify=verify, concurrency=concurrency,
-                                   max_usd=max_usd, max_tokens=max_tokens, limit=limit,
-                                   retry_failed=retry_failed,
-                                   warehouse=str(settings.warehouse))
-    except LLMError as exc:
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(1) from None
+        result = annotate_flow(repo, model=model, verify=verify, concurrency=concurrency,
+                               max_usd=max_usd, max_tokens=max_tokens, limit=limit,
+                               retry_failed=retry_failed, warehouse=str(settings.warehouse))
     s = result.summary
     console.print(
         f"{result.annotator}: {result.commits:,} commits to label, {result.cache_hits:,} from "
@@ -390,7 +384,6 @@ def eval_command(
     """Precision and recall of "kept as a concurrency fix", per-pattern precision, bug-type
     accuracy and confusion matrix, with 95% intervals, against a gold file."""
     from annotators.evaluation import (
-        EvalFileError,
         build_predictions,
         evaluate,
         gold_repo_for,
@@ -401,10 +394,7 @@ def eval_command(
     from warehouse.queries import eval_rows, repo_names
 
     with _user_errors():
-        try:
-            rows = load_gold(gold)
-        except EvalFileError as exc:
-            raise WarehouseError(str(exc)) from None
+        rows = load_gold(gold)
         if strict:
             rows = [r for r in rows if r.confidence != "low"]
         gold_repos = {r.repo for r in rows}

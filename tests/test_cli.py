@@ -174,7 +174,7 @@ def test_export_function_level(mined: tuple[Path, RepoBuilder, Path], tmp_path: 
 def test_annotate_command_and_cost(mined: tuple[Path, RepoBuilder, Path], tmp_path: Path
                                    ) -> None:
     """racemine annotate labels through the LLM settings; stats --cost shows the ledger."""
-    from tests.llm_server import FakeLLM
+    from tests.llm_server import FakeLLM, Reply
 
     warehouse, _, home = mined
     copy = tmp_path / "w.duckdb"
@@ -196,6 +196,14 @@ def test_annotate_command_and_cost(mined: tuple[Path, RepoBuilder, Path], tmp_pa
     assert secret not in params
     assert con.execute("SELECT round(sum(cost_usd), 8) FROM llm_calls").fetchone() == (
         round(3 * (100 * 0.15 + 20 * 0.60) / 1e6, 8),)
+    con.close()
+    with FakeLLM(lambda r, c: Reply(status=401, content="bad key")) as llm:
+        refused = _racemine("annotate", "--warehouse", str(copy), home=home,
+                            extra={"RACEMINE_LLM_BASE_URL": llm.base_url,
+                                   "RACEMINE_LLM_MODEL": "gpt-4o-mini",
+                                   "RACEMINE_LLM_API_KEY": secret})
+    assert refused.returncode == 1 and "RACEMINE_LLM_API_KEY" in refused.stderr
+    assert "Traceback" not in refused.stderr and secret not in refused.stderr
 
 
 def test_discover_command(tmp_path: Path) -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from annotators.errors import EvalFileError
 from annotators.evaluation import (
-    EvalFileError,
     GoldCommit,
     Prediction,
     build_predictions,

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
+from annotators.errors import LLMError
 from annotators.limits import Price
-from annotators.llm import LLMConfig, LLMError
+from annotators.llm import LLMConfig
 from flows.annotating import annotate_with_llm
 from flows.mining import mine_repository
 from miners.classify import PatternSet
