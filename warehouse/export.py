@@ -78,11 +78,11 @@ def export_pairs(con: duckdb.DuckDBPyConnection, out: Path, fmt: ExportFormat, *
             JOIN (SELECT repo, sha, path, run_id FROM file_changes) USING (repo, sha, path)
             WHERE {' AND '.join(where)} ORDER BY repo, sha, path"""
     params = {"min_confidence": min_confidence}
-    count = con.execute(f"SELECT count(*) FROM ({query})", params).fetchone()
     out.parent.mkdir(parents=True, exist_ok=True)
     options = "FORMAT json" if fmt == ExportFormat.JSONL else "FORMAT parquet, COMPRESSION zstd"
     tmp = out.with_name(out.name + ".partial")
-    con.execute(f"COPY ({query}) TO '{_quote(tmp)}' ({options})", params)
+    # COPY reports the rows it wrote, so the query runs once.
+    count = con.execute(f"COPY ({query}) TO '{_quote(tmp)}' ({options})", params).fetchone()
     tmp.replace(out)  # a killed export never leaves a half-written file under the real name
     return int(count[0]) if count else 0
 
