@@ -62,8 +62,6 @@ def find_signals(file: FileInput) -> list[Signal]:
             continue
         if rule.removed is not None and not rule.removed.search(removed):
             continue
-        if rule.added is None and rule.removed is None:
-            continue
         start, end = _span(hunks, rule)
         signals.append(Signal(rule, file, start, end))
     return signals

@@ -11,6 +11,7 @@ import base64
 import codecs
 import os
 import re
+import shutil
 import subprocess
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -81,7 +82,7 @@ def fetch_mirror(remote: RemoteSpec, cache_root: Path, token: str | None = None)
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(target.name + ".partial")
         if partial.exists():
-            _remove_tree(partial)
+            shutil.rmtree(partial, ignore_errors=True)
         try:
             run_git(None, ["clone", "--bare", "--quiet", "--", remote.url, str(partial)],
                     env=env, what=f"repository {remote.name}")
@@ -93,12 +94,6 @@ def fetch_mirror(remote: RemoteSpec, cache_root: Path, token: str | None = None)
             raise
         os.replace(partial, target)  # a killed clone never looks like a finished mirror
     return RepoRef(name=remote.name, url=remote.url, git_dir=str(target), is_local=False)
-
-
-def _remove_tree(path: Path) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def open_local(path: str, name: str | None = None) -> RepoRef:

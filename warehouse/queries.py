@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import duckdb
 
+from warehouse.errors import QueryError
+
 
 def mined_tips(con: duckdb.DuckDBPyConnection, repo: str) -> list[str]:
     """The branch tips the last finished mine of repo covered (empty if never mined)."""
@@ -93,8 +95,6 @@ def stats(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[list[str], list[tup
 
 def run_sql(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[list[str], list[tuple]]:
     """Run a user's query; returns column names and rows."""
-    from warehouse.errors import QueryError
-
     try:
         cur = con.execute(sql)
     except duckdb.Error as exc:
