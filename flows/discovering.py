@@ -5,20 +5,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
-
-from miners.github import GitHubClient, RepoInfo, SearchQuery, fetch_repo, iter_search
+from miners.github import (
+    GitHubClient,
+    RepoInfo,
+    SearchQuery,
+    fetch_repo,
+    github_http_client,
+    iter_search,
+)
 from miners.sources import check_spec, parse_remote_spec
 from warehouse.db import connect
 from warehouse.save import WarehousePageCache, save_discovered
-
-
-def _client(api_url: str, token: str | None, timeout: float = 30.0) -> httpx.Client:
-    headers = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28",
-               "User-Agent": "racemine"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    return httpx.Client(base_url=api_url, headers=headers, timeout=timeout)
 
 
 def read_repo_list(path: Path) -> list[str]:
@@ -38,7 +35,7 @@ def discover(warehouse: Path, api_url: str, token: str | None, query: SearchQuer
     """Store what the search (or the list) finds; returns (repos, requests, not modified)."""
     con = connect(warehouse)
     try:
-        with _client(api_url, token) as http:
+        with github_http_client(api_url, token) as http:
             gh = GitHubClient(http, WarehousePageCache(con),
                               **({"sleep": sleep} if sleep is not None else {}))
             found: list[RepoInfo] = []

@@ -110,6 +110,16 @@ class SearchQuery:
         return " ".join(parts)
 
 
+def github_http_client(api_url: str, token: str | None, timeout: float = 30.0
+                       ) -> httpx.Client:
+    """An httpx client for the GitHub REST API (the token only goes to api_url)."""
+    headers = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28",
+               "User-Agent": "racemine"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return httpx.Client(base_url=api_url, headers=headers, timeout=timeout)
+
+
 class GitHubClient:
     """Search requests with waiting on limits; `sleep` is injectable for tests."""
 
