@@ -15,6 +15,7 @@ from pathlib import Path
 from annotators.heuristic import ANNOTATOR_ID, annotate_heuristic
 from annotators.schema import CommitInput, FileInput
 from miners.classify import Match, PatternSet, classify_message
+from miners.errors import GitCommandError
 from miners.extract import iter_commit_files
 from miners.git import (
     count_commits,
@@ -27,6 +28,7 @@ from miners.git import (
     open_local,
     supports_pcre_grep,
 )
+from miners.licenses import LicenseGuess, fetch_license
 from miners.parallel import DEFAULT_PARSE_WORKERS, FunctionParser, ParsedBatch
 from miners.records import CommitFiles, CommitMeta, RepoRef
 from miners.sources import is_local_spec, parse_remote_spec
@@ -37,6 +39,7 @@ from warehouse.save import (
     save_annotations,
     save_commit_files,
     save_high_water_mark,
+    save_license,
     save_repo,
 )
 from warehouse.shards import ShardWriter
@@ -184,6 +187,8 @@ def mine_repository(ref: RepoRef, warehouse: Path, patterns: PatternSet, run_id:
                                    max_file_bytes=max_file_bytes, all_branches=all_branches,
                                    parse_workers=parse_workers, progress=progress)
         save_high_water_mark(con, ref.name, head, tips)
+        guess = _license(ref, head)
+        save_license(con, ref.name, guess and guess.spdx, guess and guess.source)
         return result
     finally:
         con.close()
@@ -201,11 +206,21 @@ def mine_to_shard(ref: RepoRef, shard_root: Path, patterns: PatternSet, run_id: 
         result, head, tips = _mine(ref, previous_tips, patterns, save,
                                    max_file_bytes=max_file_bytes, all_branches=all_branches,
                                    parse_workers=parse_workers, progress=_quiet)
-        writer.commit(ref.url, head, tips)
+        writer.commit(ref.url, head, tips, _license(ref, head))
         return result
     except BaseException:
         writer.abort()
         raise
+
+
+def _license(ref: RepoRef, head: str | None) -> LicenseGuess | None:
+    """The license at HEAD; a repository whose files cannot be read has an unknown one."""
+    if head is None:
+        return None
+    try:
+        return fetch_license(ref.git_dir, head)
+    except GitCommandError:
+        return None
 
 
 def label_repository(warehouse: Path, repo: str, run_id: str, progress: Progress = _quiet

@@ -9,11 +9,11 @@ import duckdb
 
 from warehouse.errors import WarehouseInUseError, WarehouseUnavailableError
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 # Steps that schema.sql's idempotent statements cannot express, keyed by the version
 # they lead to. Version 1 had an always-empty function_changes with a narrower key.
-_MIGRATIONS = {2: "DROP TABLE IF EXISTS function_changes"}  # 3 to 5 only add
+_MIGRATIONS = {2: "DROP TABLE IF EXISTS function_changes"}  # 3 to 6 only add
 
 
 def connect(path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:

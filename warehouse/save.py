@@ -77,6 +77,16 @@ def save_high_water_mark(con: duckdb.DuckDBPyConnection, repo: str, head: str | 
     )
 
 
+def save_license(con: duckdb.DuckDBPyConnection, repo: str, spdx: str | None,
+                 source: str | None) -> None:
+    """Record the license read from the repository's files; GitHub's answer is kept."""
+    con.execute(
+        """UPDATE repos SET license = ?, license_source = ?
+           WHERE repo = ? AND license_source IS DISTINCT FROM 'github'""",
+        [spdx, source, repo],
+    )
+
+
 def build_commit_rows(repo: str, run_id: str, batch: Iterable[tuple[CommitFiles, Match]],
                       patch_ids: Mapping[str, str] | None = None
                       ) -> dict[str, list[dict[str, Any]]]:
@@ -203,16 +213,21 @@ def copy_cached_labels(con: duckdb.DuckDBPyConnection, annotator: str, run_id: s
 def save_discovered(con: duckdb.DuckDBPyConnection, repos: Iterable[RepoInfo]) -> int:
     """Upsert discovery facts; what mining recorded (high-water mark) is kept."""
     rows = [(r.name, r.url, r.language.lower() if r.language else None, r.stars, r.license,
-             r.default_branch, r.archived, r.fork, r.pushed_at, list(r.topics), now())
+             "github" if r.license else None, r.default_branch, r.archived, r.fork,
+             r.pushed_at, list(r.topics), now())
             for r in repos]
     if rows:
         con.executemany(
-            """INSERT INTO repos (repo, url, language, stars, license, default_branch, archived,
-                                  fork, pushed_at, topics, discovered_at)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """INSERT INTO repos (repo, url, language, stars, license, license_source,
+                                  default_branch, archived, fork, pushed_at, topics,
+                                  discovered_at)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                ON CONFLICT (repo) DO UPDATE SET url = excluded.url,
                    language = excluded.language, stars = excluded.stars,
-                   license = excluded.license, default_branch = excluded.default_branch,
+                   license = coalesce(excluded.license, repos.license),
+                   license_source = CASE WHEN excluded.license IS NULL
+                                         THEN repos.license_source ELSE 'github' END,
+                   default_branch = excluded.default_branch,
                    archived = excluded.archived, fork = excluded.fork,
                    pushed_at = excluded.pushed_at, topics = excluded.topics,
                    discovered_at = excluded.discovered_at""", rows)

@@ -1,4 +1,4 @@
--- racemine warehouse, schema version 5.
+-- racemine warehouse, schema version 6.
 -- Applied by warehouse.db.ensure_schema; every statement is idempotent.
 -- Natural keys are the primary keys, so every save is an upsert and re-running
 -- anything never duplicates a row.
@@ -14,7 +14,8 @@ CREATE TABLE IF NOT EXISTS repos (
     url             VARCHAR,              -- clone URL; NULL for a local path
     language        VARCHAR,              -- primary language, when known (elixir | erlang | mixed)
     stars           INTEGER,
-    license         VARCHAR,              -- SPDX id, when known
+    license         VARCHAR,              -- SPDX expression ("MIT", "Apache-2.0 OR MIT"), when known
+    license_source  VARCHAR,              -- github (discovery) or the file it was read from
     default_branch  VARCHAR,
     last_mined_sha  VARCHAR,              -- HEAD when the last mine of this repo finished
     mined_tips      VARCHAR[],            -- every tip the last mine covered (high-water mark)
@@ -30,6 +31,7 @@ ALTER TABLE repos ADD COLUMN IF NOT EXISTS fork BOOLEAN;
 ALTER TABLE repos ADD COLUMN IF NOT EXISTS pushed_at TIMESTAMPTZ;
 ALTER TABLE repos ADD COLUMN IF NOT EXISTS topics VARCHAR[];
 ALTER TABLE repos ADD COLUMN IF NOT EXISTS discovered_at TIMESTAMPTZ;
+ALTER TABLE repos ADD COLUMN IF NOT EXISTS license_source VARCHAR;
 
 -- Conditional-request cache for API pages: an unchanged page (HTTP 304) costs no quota.
 CREATE TABLE IF NOT EXISTS http_cache (
@@ -227,4 +229,4 @@ LEFT JOIN (
         WHERE x.repo = f.repo AND x.sha = f.sha AND x.target = f.path AND x.status = 'ok')))
 WHERE f.skipped_reason IS NULL;
 
-INSERT INTO schema_version (version) VALUES (5) ON CONFLICT DO NOTHING;
+INSERT INTO schema_version (version) VALUES (6) ON CONFLICT DO NOTHING;

@@ -22,7 +22,8 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from warehouse.save import save_high_water_mark
+from miners.licenses import LicenseGuess
+from warehouse.save import save_high_water_mark, save_license
 
 TABLES = ("commits", "file_changes", "function_changes")
 _MANIFEST = "manifest.json"
@@ -50,9 +51,11 @@ class ShardWriter:
                                folder / f"part-{self._parts:05d}.parquet")
         self._parts += 1
 
-    def commit(self, url: str | None, head: str | None, tips: Sequence[str]) -> Path:
+    def commit(self, url: str | None, head: str | None, tips: Sequence[str],
+               license: LicenseGuess | None = None) -> Path:
         manifest = {"repo": self.repo, "url": url, "run_id": self.run_id, "head": head,
-                    "tips": list(tips)}
+                    "tips": list(tips), "license": license and license.spdx,
+                    "license_source": license and license.source}
         (self._tmp / _MANIFEST).write_text(json.dumps(manifest))
         final = self.root / f"{self.run_id}-{uuid.uuid4().hex[:8]}"
         os.replace(self._tmp, final)  # the shard appears whole or not at all
@@ -78,6 +81,8 @@ def load_shards(con: duckdb.DuckDBPyConnection, root: Path) -> list[str]:
                     con.execute(f"INSERT OR REPLACE INTO {table} BY NAME "
                                 "SELECT * FROM read_parquet(?, union_by_name = true)", [files])
             save_high_water_mark(con, manifest["repo"], manifest["head"], manifest["tips"])
+            save_license(con, manifest["repo"], manifest.get("license"),
+                         manifest.get("license_source"))
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
