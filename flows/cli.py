@@ -184,10 +184,13 @@ def discover(
 
 PipelineSteps = Annotated[list[str] | None, typer.Option(
     "--skip", help="Steps to leave out: discover, mine, annotate, export (repeatable).")]
+UnknownLicenseOpt = Annotated[bool, typer.Option(
+    "--include-unknown-license", help="Export repositories whose license is unknown too.")]
 
 
 def _pipeline_parameters(skip: list[str] | None, repos: list[str] | None,
-                         repo_list: Path | None, export_dir: Path, warehouse: Path) -> dict:
+                         repo_list: Path | None, export_dir: Path, warehouse: Path,
+                         include_unknown_license: bool) -> dict:
     skipped = set(skip or ())
     unknown = skipped - {"discover", "mine", "annotate", "export"}
     if unknown:
@@ -200,7 +203,8 @@ def _pipeline_parameters(skip: list[str] | None, repos: list[str] | None,
             "annotate": "annotate" not in skipped, "export": "export" not in skipped,
             "repos": list(repos) if repos else None,
             "repo_list": str(repo_list) if repo_list else None,
-            "export_dir": str(export_dir), "warehouse": str(warehouse)}
+            "export_dir": str(export_dir), "warehouse": str(warehouse),
+            "include_unknown_license": include_unknown_license}
 
 
 @app.command()
@@ -213,13 +217,15 @@ def pipeline(
         "--from", help="Discover from this curated list instead of searching.")] = None,
     export_dir: Annotated[Path, typer.Option(help="Where the export step writes.")
                           ] = Path("exports"),
+    include_unknown_license: UnknownLicenseOpt = False,
     verbose: Annotated[bool, typer.Option(help="Show Prefect's run logs.")] = False,
 ) -> None:
     """Run discover → mine → annotate → export once (the scheduled flow, now)."""
     _prefect_env(verbose)
     settings = _settings(warehouse)
     with _user_errors():
-        params = _pipeline_parameters(skip, repo, repo_list, export_dir, settings.warehouse)
+        params = _pipeline_parameters(skip, repo, repo_list, export_dir, settings.warehouse,
+                                      include_unknown_license)
         from flows.pipeline_flow import pipeline_flow
 
         done = pipeline_flow(**params)
@@ -236,13 +242,14 @@ def serve(
     repo: Annotated[list[str] | None, typer.Option(help="Mine these on every run.")] = None,
     repo_list: Annotated[Path | None, typer.Option("--from")] = None,
     export_dir: Annotated[Path, typer.Option()] = Path("exports"),
+    include_unknown_license: UnknownLicenseOpt = False,
 ) -> None:
     """Serve the pipeline on a schedule against the Prefect server in PREFECT_API_URL."""
     _prefect_env(verbose=True)
     settings = _settings(warehouse)
     with _user_errors():
         params = _pipeline_parameters(skip, repo, repo_list, export_dir.resolve(),
-                                      settings.warehouse.resolve())
+                                      settings.warehouse.resolve(), include_unknown_license)
         from flows.pipeline_flow import pipeline_flow
 
         # The schedule keeps running when this process stops (a restart must not pause
@@ -336,39 +343,109 @@ def stats(warehouse: WarehouseOpt = None,
             render_rows(console, columns, rows, "table", title=title)
 
 
+DateOpt = Annotated[datetime | None, typer.Option(formats=["%Y-%m-%d"])]
+
+
+def _choice(kind: type[StrEnum], value: str | None, option: str) -> StrEnum | None:
+    if value is None:
+        return None
+    try:
+        return kind(value)
+    except ValueError:
+        choices = ", ".join(k.value for k in kind)
+        err_console.print(f"[red]error:[/red] {option} {value!r}: use one of {choices}")
+        raise typer.Exit(2) from None
+
+
+def _fractions(text: str) -> tuple[float, float, float]:
+    try:
+        parts = tuple(float(p) for p in text.split(","))
+    except ValueError:
+        parts = ()
+    if len(parts) != 3 or min(parts) < 0 or sum(parts) <= 0:
+        err_console.print(f"[red]error:[/red] --fractions {text!r}: give three shares for "
+                          "train,validation,test, such as 0.8,0.1,0.1")
+        raise typer.Exit(2)
+    return parts  # type: ignore[return-value]
+
+
 @app.command()
 def export(
-    out: Annotated[Path, typer.Argument(help="Output file.")],
-    format: Annotated[str, typer.Option("--format", "-f", help="jsonl or parquet")] = "jsonl",
+    out: Annotated[Path, typer.Argument(help="Folder to write the dataset into.")],
+    formats: Annotated[list[str] | None, typer.Option(
+        "--format", "-f", help="Also write jsonl, hf (datasets.load_from_disk) or dspy "
+        "(repeatable); Parquet in data/ is always written.")] = None,
     level: Annotated[str, typer.Option(
         help="file: one row per changed file; function: one row per changed function")
     ] = "file",
     warehouse: WarehouseOpt = None,
     all_labels: Annotated[bool, typer.Option(
         "--all", help="Also export pairs labeled as not a concurrency fix.")] = False,
-    min_confidence: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.0,
     duplicates: Annotated[bool, typer.Option(
         "--duplicates", help="Keep every copy of a fix found in several branches or forks.")
     ] = False,
+    language: Annotated[list[str] | None, typer.Option(help="elixir or erlang (repeatable)")
+                        ] = None,
+    bug_type: Annotated[list[str] | None, typer.Option(help="Bug type (repeatable).")] = None,
+    scope: Annotated[str | None, typer.Option(help="production or test")] = None,
+    min_confidence: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.0,
+    annotator: Annotated[str | None, typer.Option(
+        help="Labels of this annotator id, or of ids starting with it (e.g. llm/gpt-4o).")
+    ] = None,
+    verified: Annotated[bool, typer.Option(
+        "--verified", help="Only labels the reviewer (annotate --verify) found plausible.")
+    ] = False,
+    since: DateOpt = None,
+    until: DateOpt = None,
+    licenses: Annotated[list[str] | None, typer.Option(
+        "--license", help="SPDX ids to allow (repeatable; default: common permissive ones).")
+    ] = None,
+    include_unknown_license: Annotated[bool, typer.Option(
+        "--include-unknown-license", help="Also export repositories whose license is unknown.")
+    ] = False,
+    split_by: Annotated[str, typer.Option(help="repo, time or none")] = "repo",
+    fractions: Annotated[str, typer.Option(help="train,validation,test shares (by repo)")
+                         ] = "0.8,0.1,0.1",
+    seed: Annotated[int, typer.Option(help="Seed for the split by repository.")] = 0,
+    validation_after: DateOpt = None,
+    test_after: DateOpt = None,
+    partition_by: Annotated[str | None, typer.Option(
+        help="Partition the Parquet files by language or bug_type.")] = None,
+    gold: Annotated[Path | None, typer.Option(
+        "--eval", help="Gold JSONL: measure the labels and report it in the dataset card.")
+    ] = None,
 ) -> None:
-    """Export labeled file pairs (concurrency fixes by default) as JSONL or Parquet."""
-    from warehouse.db import connect
-    from warehouse.export import ExportFormat, ExportLevel, export_pairs
+    """Export labeled pairs as a dataset folder: splits, formats, provenance, dataset card."""
+    from flows.exporting import run_export
+    from warehouse.dataset import PERMISSIVE_LICENSES, ExportLevel, Selection
+    from warehouse.formats import ExportFormat, PartitionBy
+    from warehouse.splits import SplitBy, SplitPlan
 
-    try:
-        fmt, unit = ExportFormat(format), ExportLevel(level)
-    except ValueError:
-        err_console.print(f"[red]error:[/red] format {format!r} / level {level!r}: use "
-                          "jsonl or parquet, and file or function")
-        raise typer.Exit(2) from None
+    plan = SplitPlan(by=_choice(SplitBy, split_by, "--split-by"), fractions=_fractions(fractions),
+                     seed=seed, validation_after=validation_after and validation_after.date(),
+                     test_after=test_after and test_after.date())
+    if scope not in (None, "production", "test"):
+        err_console.print(f"[red]error:[/red] --scope {scope!r}: use production or test")
+        raise typer.Exit(2)
+    if plan.by == SplitBy.TIME and plan.test_after is None:
+        err_console.print("[red]error:[/red] --split-by time needs --test-after DATE "
+                          "(and optionally --validation-after DATE)")
+        raise typer.Exit(2)
+    selection = Selection(
+        level=_choice(ExportLevel, level, "--level"), fixes_only=not all_labels,
+        duplicates=duplicates, languages=tuple(language or ()),
+        bug_types=tuple(bug_type or ()), scope=scope, min_confidence=min_confidence,
+        annotator=annotator, verified_only=verified, since=since and since.date(),
+        until=until and until.date(), licenses=tuple(licenses or PERMISSIVE_LICENSES),
+        include_unknown_license=include_unknown_license)
+    chosen = [_choice(ExportFormat, f, "--format") for f in formats or ()]
     with _user_errors():
-        con = connect(_settings(warehouse).warehouse, read_only=True)
-        try:
-            count = export_pairs(con, out, fmt, level=unit, fixes_only=not all_labels,
-                                 min_confidence=min_confidence, duplicates=duplicates)
-        finally:
-            con.close()
-    console.print(f"wrote {count:,} {unit.value} pairs to {out}", highlight=False)
+        result = run_export(_settings(warehouse).warehouse, out, selection, plan, chosen,
+                            partition_by=_choice(PartitionBy, partition_by, "--partition-by"),
+                            gold=gold)
+    sizes = ", ".join(f"{split} {n:,}" for split, n in result.rows.items()) or "no rows"
+    console.print(f"wrote {result.total:,} {selection.level.value} pairs to {out} ({sizes}); "
+                  f"see {out / 'README.md'}", highlight=False)
 
 
 @app.command("eval")
@@ -383,28 +460,11 @@ def eval_command(
 ) -> None:
     """Precision and recall of "kept as a concurrency fix", per-pattern precision, bug-type
     accuracy and confusion matrix, with 95% intervals, against a gold file."""
-    from annotators.evaluation import (
-        build_predictions,
-        evaluate,
-        gold_repo_for,
-        load_gold,
-    )
+    from flows.evaluating import measure
     from flows.report import print_eval
-    from warehouse.db import connect
-    from warehouse.queries import eval_rows, repo_names
 
     with _user_errors():
-        rows = load_gold(gold)
-        if strict:
-            rows = [r for r in rows if r.confidence != "low"]
-        gold_repos = {r.repo for r in rows}
-        con = connect(_settings(warehouse).warehouse, read_only=True)
-        try:
-            predictions = build_predictions(eval_rows(con, annotator), gold_repos)
-            mined = [r for r in (gold_repo_for(n, gold_repos) for n in repo_names(con)) if r]
-        finally:
-            con.close()
-    report = evaluate(rows, predictions, mined)
+        report = measure(_settings(warehouse).warehouse, gold, annotator, strict)
     if as_json:
         console.out(report.to_json(), highlight=False)
     else:

@@ -1,4 +1,4 @@
-"""The `export` Prefect flow: the labeled pairs as dataset files, with a runs row."""
+"""The `export` Prefect flow: the labeled pairs as dataset folders, with a runs row."""
 
 from __future__ import annotations
 
@@ -6,26 +6,31 @@ from pathlib import Path
 
 from prefect import flow
 
+from flows.exporting import run_export
 from flows.runs import recorded_run
 from flows.settings import Settings
-from warehouse.db import connect
-from warehouse.export import ExportFormat, ExportLevel, export_pairs
+from warehouse.dataset import ExportLevel, Selection
+from warehouse.formats import ExportFormat
+from warehouse.splits import SplitPlan
 
 
 @flow(name="export")
-def export_flow(out_dir: str, warehouse: str | None = None, min_confidence: float = 0.0
-                ) -> dict[str, int]:
-    """Write file- and function-level pairs as JSONL and Parquet into out_dir."""
+def export_flow(out_dir: str, warehouse: str | None = None, min_confidence: float = 0.0,
+                include_unknown_license: bool = False, seed: int = 0,
+                formats: list[str] | None = None, gold: str | None = None) -> dict[str, int]:
+    """Write file- and function-level datasets into out_dir/file and out_dir/function."""
     settings = Settings(**({"warehouse": Path(warehouse)} if warehouse else {}))
-    parameters = {"out_dir": out_dir, "min_confidence": min_confidence}
+    chosen = [ExportFormat(f) for f in (formats if formats is not None else
+                                        ("jsonl", "hf", "dspy"))]
+    parameters = {"out_dir": out_dir, "min_confidence": min_confidence,
+                  "include_unknown_license": include_unknown_license, "seed": seed,
+                  "formats": [f.value for f in chosen], "gold": gold}
     with recorded_run(settings.warehouse, "export", parameters) as run:
-        con = connect(settings.warehouse)
-        try:
-            for level in ExportLevel:
-                for fmt in ExportFormat:
-                    target = Path(out_dir) / f"{level.value}_pairs.{fmt.value}"
-                    run.counts[target.name] = export_pairs(con, target, fmt, level=level,
-                                                           min_confidence=min_confidence)
-        finally:
-            con.close()
+        for level in ExportLevel:
+            selection = Selection(level=level, min_confidence=min_confidence,
+                                  include_unknown_license=include_unknown_license)
+            result = run_export(settings.warehouse, Path(out_dir) / level.value, selection,
+                                SplitPlan(seed=seed), chosen,
+                                gold=Path(gold) if gold else None)
+            run.counts[level.value] = result.total
     return run.counts

@@ -24,7 +24,8 @@ from warehouse.queries import repos_to_mine
 def pipeline_flow(discover: bool = True, mine: bool = True, annotate: bool = True,
                   export: bool = True, repos: list[str] | None = None,
                   repo_list: str | None = None, min_stars: int = 10,
-                  export_dir: str = "exports", warehouse: str | None = None) -> dict[str, object]:
+                  export_dir: str = "exports", warehouse: str | None = None,
+                  include_unknown_license: bool = False) -> dict[str, object]:
     """Run the steps in order; mine covers `repos` if given, else every stored remote repo."""
     settings = Settings(**({"warehouse": Path(warehouse)} if warehouse else {}))
     db = str(settings.warehouse)
@@ -47,5 +48,6 @@ def pipeline_flow(discover: bool = True, mine: bool = True, annotate: bool = Tru
         result = annotate_flow(warehouse=db)
         done["annotate"] = {"labeled": result.summary.labeled, "failed": result.summary.failed}
     if export:
-        done["export"] = export_flow(export_dir, warehouse=db)
+        done["export"] = export_flow(export_dir, warehouse=db,
+                                     include_unknown_license=include_unknown_license)
     return done

@@ -17,13 +17,14 @@ class RepoBuilder:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.day = "2024-01-01"  # the date of the next commits; tests may move it on
         self._tick = 0
         path.mkdir(parents=True, exist_ok=True)
         self.git("init", "-q", "-b", "main")
 
     def git(self, *args: str) -> str:
         env = dict(os.environ)
-        stamp = f"2024-01-01T{self._tick // 60:02d}:{self._tick % 60:02d}:00+00:00"
+        stamp = f"{self.day}T{self._tick // 60:02d}:{self._tick % 60:02d}:00+00:00"
         env.update({"GIT_AUTHOR_NAME": "Ada", "GIT_AUTHOR_EMAIL": "ada@example.org",
                     "GIT_COMMITTER_NAME": "Ada", "GIT_COMMITTER_EMAIL": "ada@example.org",
                     "GIT_AUTHOR_DATE": stamp, "GIT_COMMITTER_DATE": stamp,
@@ -128,6 +129,8 @@ def history(tmp_path: Path) -> tuple[RepoBuilder, dict[str, str]]:
     shas["initial"] = repo.commit("Initial counter and pool", {
         "lib/counter.ex": COUNTER_RACY, "src/pool.erl": POOL_DEADLOCK,
         "test/counter_test.exs": COUNTER_TEST_FLAKY, "README.md": "# project\n",
+        "LICENSE": "MIT License\n\nPermission is hereby granted, free of charge, to any "
+                   "person obtaining a copy of this software\n",
         "lib/worker.ex": "defmodule Worker do\n  def run, do: :ok\nend\n",
         "mix.lock": "%{}\n"})
     shas["ets_race"] = repo.commit(

@@ -116,30 +116,53 @@ def test_stats(mined: tuple[Path, RepoBuilder, Path]) -> None:
         assert title in out.output
 
 
-def test_export_jsonl_and_parquet(mined: tuple[Path, RepoBuilder, Path], tmp_path: Path
-                                  ) -> None:
-    """Exports hold labeled fix pairs with provenance, and are byte-identical when repeated."""
+def test_export_folder(mined: tuple[Path, RepoBuilder, Path], tmp_path: Path) -> None:
+    """The export command writes labeled fix pairs with provenance and a card, reproducibly."""
     warehouse, _, _ = mined
-    out = tmp_path / "pairs.jsonl"
-    res = runner.invoke(app, ["export", str(out), "-w", str(warehouse)])
+    out = tmp_path / "dataset"
+    res = runner.invoke(app, ["export", str(out), "-f", "jsonl", "--split-by", "none",
+                              "-w", str(warehouse)])
     assert res.exit_code == 0, res.output
-    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    rows = [json.loads(line) for line in (out / "jsonl" / "train.jsonl").read_text().splitlines()]
     assert rows and all(r["is_concurrency_bug"] for r in rows)
     assert {"repo", "sha", "path", "before", "after", "diff", "bug_type", "annotator",
-            "run_id", "event_sequence"} <= set(rows[0])
+            "mine_run_id", "label_run_id", "event_sequence", "license"} <= set(rows[0])
+    assert {r["license"] for r in rows} == {"MIT"}  # read from the fixture's LICENSE file
     assert any(r["path"] == "lib/counter.ex" and r["bug_type"] == "race_condition"
                for r in rows)
-    again = tmp_path / "again.jsonl"
-    runner.invoke(app, ["export", str(again), "-w", str(warehouse)])
-    assert again.read_bytes() == out.read_bytes()
-    pq_out = tmp_path / "pairs.parquet"
-    res = runner.invoke(app, ["export", str(pq_out), "-f", "parquet", "--all",
+    assert "MIT" in (out / "README.md").read_text()
+    again = tmp_path / "again"
+    runner.invoke(app, ["export", str(again), "-f", "jsonl", "--split-by", "none",
+                        "-w", str(warehouse)])
+    assert (again / "jsonl" / "train.jsonl").read_bytes() == \
+        (out / "jsonl" / "train.jsonl").read_bytes()
+    res = runner.invoke(app, ["export", str(out), "--all", "--split-by", "none",
                               "-w", str(warehouse)])
     assert res.exit_code == 0, res.output
     con = duckdb.connect(str(warehouse), read_only=True)
     labeled, fixes = con.execute("SELECT count(*), count(*) FILTER (WHERE is_concurrency_bug) "
                                  "FROM pairs WHERE annotator IS NOT NULL").fetchone()
-    assert (pq.read_table(pq_out).num_rows, len(rows)) == (labeled, fixes)
+    table = pq.read_table(out / "data" / "train-00000-of-00001.parquet")
+    assert (table.num_rows, len(rows)) == (labeled, fixes)
+    assert not (out / "jsonl").exists()  # the folder was replaced, not merged into
+
+
+def test_export_options_are_checked(mined: tuple[Path, RepoBuilder, Path], tmp_path: Path
+                                    ) -> None:
+    """Unknown choices, a time split without a date and a foreign folder are one sentence."""
+    warehouse, _, _ = mined
+    for args, says in ((["--format", "csv"], "--format 'csv'"),
+                       (["--split-by", "time"], "--test-after"),
+                       (["--fractions", "0.8,0.2"], "three shares"),
+                       (["--scope", "prod"], "production or test")):
+        res = runner.invoke(app, ["export", str(tmp_path / "x"), *args, "-w", str(warehouse)])
+        assert res.exit_code == 2 and says in res.output, res.output
+    foreign = tmp_path / "photos"
+    foreign.mkdir()
+    (foreign / "cat.jpg").write_bytes(b"\xff")
+    res = runner.invoke(app, ["export", str(foreign), "-w", str(warehouse)])
+    assert res.exit_code == 1 and "not a racemine export" in res.output
+    assert (foreign / "cat.jpg").read_bytes() == b"\xff"
 
 
 def test_bad_repo_spec_is_one_sentence(tmp_path: Path) -> None:
@@ -161,10 +184,11 @@ def test_missing_warehouse_for_queries(tmp_path: Path) -> None:
 def test_export_function_level(mined: tuple[Path, RepoBuilder, Path], tmp_path: Path) -> None:
     """Function-level export has one row per changed function, flagged at the bug location."""
     warehouse, _, _ = mined
-    out = tmp_path / "functions.jsonl"
-    res = runner.invoke(app, ["export", str(out), "--level", "function", "-w", str(warehouse)])
+    out = tmp_path / "functions"
+    res = runner.invoke(app, ["export", str(out), "--level", "function", "--split-by", "none",
+                              "-w", str(warehouse)])
     assert res.exit_code == 0, res.output
-    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    rows = pq.read_table(out / "data" / "train-00000-of-00001.parquet").to_pylist()
     bump = next(r for r in rows if r["function"] == "bump/1")
     assert bump["module"] == "Counter" and bump["change"] == "modified"
     assert bump["is_bug_location"] and bump["bug_type"] == "race_condition"

@@ -9,8 +9,10 @@ from flows.mining import label_repository, mine_repository
 from miners.classify import PatternSet
 from miners.git import open_local
 from tests.conftest import COUNTER_FIXED, COUNTER_RACY, RepoBuilder
+from warehouse.dataset import Selection
 from warehouse.db import connect
-from warehouse.export import ExportFormat, export_pairs
+from warehouse.export import export_dataset
+from warehouse.splits import SplitBy, SplitPlan
 
 
 def _project(tmp_path: Path) -> tuple[RepoBuilder, str, str]:
@@ -44,9 +46,10 @@ def test_cherry_pick_points_to_the_original(tmp_path: Path, warehouse_path: Path
     dedup = con.execute("SELECT sha, canonical_sha, is_canonical FROM commit_dedup "
                         "ORDER BY is_canonical DESC").fetchall()
     assert dedup == [(fix, fix, True), (picked, fix, False)]
-    out = tmp_path / "pairs.jsonl"
-    assert export_pairs(con, out, ExportFormat.JSONL) == 1
-    assert export_pairs(con, out, ExportFormat.JSONL, duplicates=True) == 2
+    out, plan = tmp_path / "dataset", SplitPlan(by=SplitBy.NONE)
+    assert export_dataset(con, out, Selection(include_unknown_license=True), plan).total == 1
+    both = Selection(include_unknown_license=True, duplicates=True)
+    assert export_dataset(con, out, both, plan).total == 2
 
 
 def test_fork_mined_under_another_name(tmp_path: Path, warehouse_path: Path,

@@ -46,10 +46,11 @@ def test_pipeline_once_from_the_cli(history: tuple[RepoBuilder, dict[str, str]],
         capture_output=True, text=True, env=_env(tmp_path), timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert _runs(warehouse) == [("mine", "completed"), ("export", "completed")]
-    assert {p.name for p in out.iterdir()} == {
-        "file_pairs.jsonl", "file_pairs.parquet", "function_pairs.jsonl",
-        "function_pairs.parquet"}
-    assert (out / "file_pairs.jsonl").read_text().count("\n") > 0
+    assert {p.name for p in out.iterdir()} == {"file", "function"}
+    for level in ("file", "function"):
+        assert {p.name for p in (out / level).iterdir()} >= {
+            "README.md", "export.json", "data", "jsonl", "hf", "dspy"}
+    assert (out / "file" / "jsonl" / "train.jsonl").read_text().count("\n") > 0
 
 
 def _free_port() -> int:
@@ -112,7 +113,7 @@ def test_served_pipeline_runs_on_a_real_prefect_server(
 
         _wait(finished, 180, "the triggered flow run")
         assert ("mine", "completed") in _runs(warehouse)
-        assert (out / "function_pairs.jsonl").exists()
+        assert (out / "function" / "data" / "train-00000-of-00001.parquet").exists()
     finally:
         for proc in (served, server):
             if proc is not None:

@@ -15,3 +15,7 @@ class WarehouseUnavailableError(WarehouseError):
 
 class QueryError(WarehouseError):
     """A user's SQL failed."""
+
+
+class ExportError(WarehouseError):
+    """An export cannot be written where it was asked to go."""

@@ -1,91 +1,162 @@
-"""Dataset exports, read only from the warehouse and written by DuckDB itself (streaming)."""
+"""Dataset exports: the selected pairs, split without leaks, in every asked format, with a card.
+
+Reads only from the warehouse (a read-only connection is enough). The folder is built beside
+its destination and moved into place whole, so a killed export never leaves half a dataset
+under the real name, and an existing export is replaced only once the new one is complete.
+"""
 
 from __future__ import annotations
 
-from enum import StrEnum
+import hashlib
+import json
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
+from warehouse.card import CardFacts, render_card
+from warehouse.dataset import (
+    INTERNAL_COLUMNS,
+    ORDER_KEYS,
+    Selection,
+    build_selection,
+    prepare,
+)
+from warehouse.errors import ExportError
+from warehouse.formats import (
+    ExportFormat,
+    PartitionBy,
+    parquet_files,
+    write_dspy,
+    write_hf_dict,
+    write_hf_split,
+    write_jsonl,
+    write_parquet,
+)
+from warehouse.splits import SPLITS, SplitPlan, save_split_table
 
-class ExportFormat(StrEnum):
-    JSONL = "jsonl"
-    PARQUET = "parquet"
-
-
-class ExportLevel(StrEnum):
-    FILE = "file"
-    FUNCTION = "function"
-
-
-# Function pairs carry their commit's label (or their file's, where a file was labeled),
-# plus whether the label points at this very function.
-_FUNCTION_QUERY = """
-    WITH labels AS (
-        SELECT * FROM annotations WHERE status = 'ok'
-        QUALIFY row_number() OVER (PARTITION BY repo, sha, target
-                                   ORDER BY created_at DESC, annotator) = 1
-    )
-    SELECT g.repo, g.sha, g.path, g.module, g.function, g.kind, g.change,
-           g.before_start, g.before_end, g.after_start, g.after_end, g.before, g.after,
-           f.language, f.is_test, c.subject, c.message,
-           strftime(c.author_date, '%Y-%m-%dT%H:%M:%SZ') AS author_date,
-           a.annotator, a.is_concurrency_bug, a.bug_type, a.scope, a.location_file,
-           a.location_function, a.location_start, a.location_end, a.event_sequence,
-           a.explanation, a.fix_summary, a.confidence,
-           coalesce(a.location_file = g.path AND a.location_function = g.function, false)
-               AS is_bug_location,
-           d.is_canonical, g.run_id
-    FROM function_changes g
-    JOIN file_changes f USING (repo, sha, path)
-    JOIN commits c USING (repo, sha)
-    JOIN commit_dedup d USING (repo, sha)
-    JOIN labels a ON a.repo = g.repo AND a.sha = g.sha AND a.target IN ('', g.path)
-    QUALIFY row_number() OVER (PARTITION BY g.repo, g.sha, g.path, g.module, g.function
-                               ORDER BY a.target DESC) = 1
-"""
+MANIFEST = "export.json"
+TITLE = "racemine: concurrency-bug fixes in Elixir and Erlang"
 
 
-_COLUMNS = """
-    repo, sha, path, old_path, change_type, language, is_test, subject, message,
-    strftime(author_date, '%Y-%m-%dT%H:%M:%SZ') AS author_date, before, after, diff,
-    lines_added, lines_removed, is_canonical, annotator, is_concurrency_bug, bug_type, scope,
-    location_file, location_function, location_start, location_end, event_sequence,
-    explanation, fix_summary, confidence, run_id
-"""
+@dataclass(frozen=True)
+class ExportResult:
+    out: Path
+    rows: dict[str, int]  # split -> rows (splits with no rows are absent)
+    files: dict[str, str] = field(default_factory=dict)  # relative path -> sha256
+
+    @property
+    def total(self) -> int:
+        return sum(self.rows.values())
 
 
-def export_pairs(con: duckdb.DuckDBPyConnection, out: Path, fmt: ExportFormat, *,
-                 level: ExportLevel = ExportLevel.FILE, fixes_only: bool = True,
-                 min_confidence: float = 0.0, duplicates: bool = False) -> int:
-    """Write labeled file or function pairs; returns rows written.
+def export_dataset(con: duckdb.DuckDBPyConnection, out: Path, selection: Selection,
+                   plan: SplitPlan, formats: Sequence[ExportFormat] = (), *,
+                   partition_by: PartitionBy | None = None,
+                   quality: Mapping[str, Any] | None = None,
+                   versions: Mapping[str, str] | None = None) -> ExportResult:
+    """Write the dataset folder `out`; Parquet in `data/` always, other formats as asked."""
+    _check_destination(out)
+    staging = out.with_name(f".{out.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        rows = _write(con, staging, selection, plan, set(formats), partition_by, quality,
+                      versions or {})
+        files = _digests(staging)
+        manifest = {"selection": selection.describe(), "split": plan.describe(),
+                    "formats": sorted(f.value for f in formats),
+                    "partition_by": partition_by and partition_by.value,
+                    "rows": rows, "versions": dict(sorted((versions or {}).items())),
+                    "files": files}
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        _swap_into_place(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return ExportResult(out, rows, files)
 
-    Rows are ordered by their natural key, so the same warehouse gives the same file.
-    A fix present in several branches or forks is exported once (its canonical commit)
-    unless duplicates is true.
-    """
-    where = ["annotator IS NOT NULL", "coalesce(confidence, 0) >= $min_confidence"]
-    if not duplicates:
-        where.append("is_canonical")
-    if fixes_only:
-        where.append("is_concurrency_bug")
-    if level == ExportLevel.FUNCTION:
-        query = f"""SELECT * FROM ({_FUNCTION_QUERY}) WHERE {' AND '.join(where)}
-                    ORDER BY repo, sha, path, module, function"""
+
+def _write(con: duckdb.DuckDBPyConnection, root: Path, selection: Selection, plan: SplitPlan,
+           formats: set[ExportFormat], partition_by: PartitionBy | None,
+           quality: Mapping[str, Any] | None, versions: Mapping[str, str]) -> dict[str, int]:
+    prepare(con)
+    query = build_selection(selection)
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE export_keys AS
+                    SELECT id, repo, author_day, near_dup_key FROM ({query.sql})""",
+                query.params)
+    save_split_table(con, "export_keys", plan)
+    sizes = dict(con.execute("SELECT split, count(*) FROM split_rows GROUP BY split").fetchall())
+    rows: dict[str, int] = {}
+    data_files: dict[str, str] = {}
+    written: list[Path] = []
+    for split in (s for s in SPLITS if sizes.get(s)):
+        name = split if partition_by else f"{split}-00000-of-00001.parquet"
+        target = root / "data" / name
+        rows[split] = write_parquet(
+            con, f"""SELECT q.* EXCLUDE ({', '.join(INTERNAL_COLUMNS)}), s.split
+                     FROM ({query.sql}) q JOIN split_rows s USING (id) WHERE s.split = $split
+                     ORDER BY {ORDER_KEYS[selection.level]}""",
+            query.params | {"split": split}, target, partition_by)
+        files = parquet_files(target)
+        written += files
+        data_files[split] = f"data/{split}/**/*.parquet" if partition_by else f"data/{name}"
+        if ExportFormat.JSONL in formats:
+            write_jsonl(con, files, root / "jsonl" / f"{split}.jsonl")
+        if ExportFormat.DSPY in formats:
+            write_dspy(con, files, root / "dspy" / f"{split}.jsonl")
+        if ExportFormat.HF in formats:
+            write_hf_split(files, root / "hf" / split, split, TITLE)
+    if ExportFormat.HF in formats:
+        write_hf_dict(root / "hf", list(rows))
+    near = _near_duplicates(con)
+    facts = CardFacts(TITLE, selection.level.value,
+                      {**selection.describe(), "split": plan.describe(),
+                       "partition_by": partition_by and partition_by.value},
+                      data_files, sorted(f.value for f in formats), near, quality, versions)
+    if written:
+        (root / "README.md").write_text(render_card(con, written, facts))
     else:
-        query = f"""
-            SELECT {_COLUMNS} FROM pairs
-            JOIN (SELECT repo, sha, path, run_id FROM file_changes) USING (repo, sha, path)
-            WHERE {' AND '.join(where)} ORDER BY repo, sha, path"""
-    params = {"min_confidence": min_confidence}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    options = "FORMAT json" if fmt == ExportFormat.JSONL else "FORMAT parquet, COMPRESSION zstd"
-    tmp = out.with_name(out.name + ".partial")
-    # COPY reports the rows it wrote, so the query runs once.
-    count = con.execute(f"COPY ({query}) TO '{_quote(tmp)}' ({options})", params).fetchone()
-    tmp.replace(out)  # a killed export never leaves a half-written file under the real name
-    return int(count[0]) if count else 0
+        (root / "README.md").write_text(f"# {TITLE}\n\nNo pair matched the export's options:\n\n"
+                                        f"```json\n{json.dumps(facts.options, indent=2)}\n```\n")
+    return rows
 
 
-def _quote(path: Path) -> str:
-    return str(path).replace("'", "''")
+def _near_duplicates(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    row = con.execute("""SELECT count(*), coalesce(sum(n), 0), count(*) FILTER (WHERE repos > 1)
+                         FROM (SELECT count(*) AS n, count(DISTINCT repo) AS repos
+                               FROM export_keys WHERE near_dup_key IS NOT NULL
+                               GROUP BY near_dup_key HAVING count(*) > 1)""").fetchone()
+    groups, rows, cross = row if row else (0, 0, 0)
+    return {"groups": int(groups), "rows": int(rows), "cross_repo": int(cross)}
+
+
+def _digests(root: Path) -> dict[str, str]:
+    out = {}
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            for block in iter(lambda h=handle: h.read(1 << 20), b""):
+                digest.update(block)
+        out[path.relative_to(root).as_posix()] = digest.hexdigest()
+    return out
+
+
+def _check_destination(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"export folder {out}: a file is in the way; choose a folder name")
+    if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST).is_file():
+        raise ExportError(f"export folder {out}: exists and is not a racemine export; "
+                          "choose an empty or new folder")
+
+
+def _swap_into_place(staging: Path, out: Path) -> None:
+    old = out.with_name(f".{out.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if out.exists():
+        out.rename(old)
+    staging.rename(out)
+    shutil.rmtree(old, ignore_errors=True)

@@ -107,12 +107,14 @@ def run_sql(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[list[str], list[t
 def eval_rows(con: duckdb.DuckDBPyConnection, annotator: str | None
               ) -> list[tuple[str, str, list[str], bool | None, str | None, str | None]]:
     """(repo, sha, matched_terms, is_concurrency_bug, bug_type, scope) per stored commit,
-    with the given annotator's label (or the newest label when annotator is None)."""
-    label_source = ("(SELECT * FROM commit_labels WHERE annotator = $annotator)"
-                    if annotator else
-                    "(SELECT * FROM commit_labels QUALIFY row_number() OVER "
+    with the newest label of the given annotator (an id, or a prefix such as "llm/gpt-4o"),
+    or the newest label of any when annotator is None."""
+    admitted = ("WHERE annotator = $annotator OR starts_with(annotator, $annotator_dir)"
+                if annotator else "")
+    label_source = (f"(SELECT * FROM commit_labels {admitted} QUALIFY row_number() OVER "
                     "(PARTITION BY repo, sha ORDER BY created_at DESC, annotator) = 1)")
-    params = {"annotator": annotator} if annotator else {}
+    params = ({"annotator": annotator, "annotator_dir": annotator.rstrip("/") + "/"}
+              if annotator else {})
     return con.execute(
         f"""SELECT c.repo, c.sha, c.matched_terms, l.is_concurrency_bug, l.bug_type, l.scope
             FROM commits c LEFT JOIN {label_source} l USING (repo, sha)""", params).fetchall()

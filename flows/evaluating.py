@@ -1,0 +1,25 @@
+"""Measuring the warehouse's labels against a gold file (for `racemine eval` and the card)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from annotators.evaluation import Report, build_predictions, evaluate, gold_repo_for, load_gold
+from warehouse.db import connect
+from warehouse.queries import eval_rows, repo_names
+
+
+def measure(warehouse: Path, gold: Path, annotator: str | None = None, strict: bool = False
+            ) -> Report:
+    """Precision, recall and bug-type accuracy of the stored labels against gold."""
+    rows = load_gold(gold)
+    if strict:
+        rows = [r for r in rows if r.confidence != "low"]
+    gold_repos = {r.repo for r in rows}
+    con = connect(warehouse, read_only=True)
+    try:
+        predictions = build_predictions(eval_rows(con, annotator), gold_repos)
+        mined = [r for r in (gold_repo_for(n, gold_repos) for n in repo_names(con)) if r]
+    finally:
+        con.close()
+    return evaluate(rows, predictions, mined)

@@ -1,0 +1,180 @@
+"""The dataset card: README.md of an export folder, with the Hugging Face YAML header.
+
+Everything in it is computed from the files just written (counts) and from the warehouse
+(licenses, annotators, runs), never from the clock, so the same export gives the same card.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from warehouse.formats import DSPY_FIELDS, DSPY_INPUTS, quote
+
+
+@dataclass(frozen=True)
+class CardFacts:
+    """What the card says beyond the counts it reads from the written files."""
+
+    title: str
+    level: str
+    options: Mapping[str, Any]
+    data_files: Mapping[str, str]  # split -> glob of its Parquet files, relative to the folder
+    formats: Sequence[str]
+    near_duplicates: Mapping[str, int]
+    quality: Mapping[str, Any] | None = None  # `racemine eval` report, when asked for
+    versions: Mapping[str, str] = field(default_factory=dict)
+
+
+def _table(con: duckdb.DuckDBPyConnection, sql: str, headers: Sequence[str]) -> str:
+    rows = con.execute(sql).fetchall()
+    lines = ["| " + " | ".join(headers) + " |", "|" + " --- |" * len(headers)]
+    lines += ["| " + " | ".join("" if v is None else str(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines) if rows else "(none)"
+
+
+def _hf_license(licenses: list[str]) -> str:
+    ids = sorted({part for lic in licenses for part in lic.split(" OR ")})
+    return ids[0].lower() if len(ids) == 1 else "other"
+
+
+def _rate(r: Mapping[str, Any]) -> str:
+    if r["value"] is None:
+        return "n/a (no cases)"
+    return f"{r['value']:.3f} [{r['low']:.2f}, {r['high']:.2f}] ({r['hits']}/{r['total']})"
+
+
+def render_card(con: duckdb.DuckDBPyConnection, files: Sequence[Path], facts: CardFacts) -> str:
+    """The card's Markdown for the rows in files (Parquet, every split)."""
+    src = f"read_parquet([{', '.join(quote(f) for f in files)}], hive_partitioning = false)"
+    con.execute(f"CREATE OR REPLACE TEMP VIEW card_rows AS SELECT * FROM {src}")
+    con.execute("""CREATE OR REPLACE TEMP VIEW card_sources AS
+        SELECT r.repo, coalesce(k.license, 'unknown') AS license,
+               coalesce(k.license_source, '') AS license_source, r.split, r.n
+        FROM (SELECT repo, split, count(*) AS n FROM card_rows GROUP BY ALL) r
+        LEFT JOIN repos k USING (repo)""")
+    licenses = [r[0] for r in con.execute(
+        "SELECT DISTINCT license FROM card_sources ORDER BY 1").fetchall()]
+    header = {
+        "pretty_name": facts.title,
+        "license": _hf_license(licenses),
+        "language": ["code"],
+        "tags": ["code", "elixir", "erlang", "concurrency", "otp", "bug-fix"],
+        "configs": [{"config_name": "default",
+                     "data_files": [{"split": s, "path": p}
+                                    for s, p in facts.data_files.items()]}],
+    }
+    split_order = "CASE split WHEN 'train' THEN 0 WHEN 'validation' THEN 1 ELSE 2 END"
+    sections = [
+        "---", *json.dumps(header, indent=2).splitlines(), "---", "",
+        f"# {facts.title}", "",
+        f"Before/after pairs of Elixir and Erlang code from commits that fix concurrency bugs, "
+        f"one row per changed {facts.level}, each with a structured label (bug type, scope, "
+        "location, the interleaving that triggers the bug, an explanation and the fix), "
+        "mined from public git history by racemine.", "",
+        "## Splits", "",
+        _table(con, f"""SELECT split, count(*), count(DISTINCT repo),
+                               count(DISTINCT repo || sha) FROM card_rows
+                        GROUP BY split ORDER BY {split_order}""",
+               ["split", "rows", "repositories", "commits"]), "",
+        _split_rule(facts.options), "",
+        f"Near-duplicates (same change after dropping whitespace and comments): "
+        f"{facts.near_duplicates.get('groups', 0)} groups of "
+        f"{facts.near_duplicates.get('rows', 0)} rows, each group in one split; "
+        f"{facts.near_duplicates.get('cross_repo', 0)} of them span repositories, which were "
+        "then kept in one split together.", "",
+        "## Rows per language and bug type", "",
+        _table(con, f"""SELECT split, language, count(*) FROM card_rows GROUP BY split, language
+                        ORDER BY {split_order}, language""", ["split", "language", "rows"]), "",
+        _table(con, f"""SELECT split, coalesce(bug_type, '(none)'), count(*) FROM card_rows
+                        GROUP BY split, 2 ORDER BY {split_order}, 2""",
+               ["split", "bug type", "rows"]), "",
+        "## Sources and licenses", "",
+        "Only repositories whose license is in the export's allowlist are included"
+        + (" (plus those whose license is unknown, as asked)"
+           if facts.options.get("include_unknown_license") else "") + ". Licenses come from "
+        "GitHub (`github`) or from the repository's own LICENSE file or package metadata "
+        "(the file named). Keep the attribution these licenses ask for.", "",
+        _table(con, f"""SELECT repo, license, license_source, split, n FROM card_sources
+                        ORDER BY repo, {split_order}""",
+               ["repository", "license", "license from", "split", "rows"]), "",
+        "## Annotators", "",
+        _table(con, """SELECT annotator, count(*) FROM card_rows GROUP BY ALL ORDER BY 1""",
+               ["annotator id (kind/model, prompt or rules version, schema)", "rows"]), "",
+        _quality(facts.quality), "",
+        "## Files", "",
+        "- `data/` — Parquet, the Hugging Face hub layout: "
+        "`datasets.load_dataset(\"parquet\", data_dir=...)` or `load_dataset(<this folder>)`.",
+        *_format_lines(facts.formats), "",
+        "Every row carries its provenance: `repo`, `sha`, `path`, `mine_run_id` (the racemine "
+        "run that stored the pair), `annotator` and `label_run_id`; `id` is a stable hash of "
+        "the pair's key and `near_dup_key` the hash used to keep near-duplicates together.", "",
+        "## How it was made", "",
+        "racemine scanned each repository's commit messages with weighted patterns, kept the "
+        "before/after text of every changed Elixir/Erlang file of the matching commits, cut "
+        "them into functions with tree-sitter, marked cherry-picks and forks by `git patch-id "
+        "--stable` (one canonical copy exported), and labeled each commit with the annotators "
+        "above. Export options:", "",
+        "```json", json.dumps(dict(facts.options), indent=2, sort_keys=True), "```", "",
+        *(f"- {k}: {v}" for k, v in sorted(facts.versions.items())), "",
+        "## Known limits", "",
+        "- Commits are found by their messages: a fix described in other words is missing.",
+        "- Heuristic labels (`heuristic/...`) come from rules over the message and the diff; "
+        "their event sequences are templates, not analyses. Prefer LLM labels where present, "
+        "and see the measured precision above.",
+        "- Function boundaries come from tree-sitter; files it cannot parse have no "
+        "function rows, and partially parsed files only the functions before the error.",
+        "- Licenses read from files are matched by their distinctive sentences; a repository "
+        "whose license text was not recognised is 'unknown'.",
+        "- A split by repository balances rows, not bug types: with few repositories the "
+        "splits' sizes and mixes can be far from the asked fractions.",
+    ]
+    return "\n".join(sections) + "\n"
+
+
+def _split_rule(options: Mapping[str, Any]) -> str:
+    split = options.get("split", {})
+    if split.get("by") == "time":
+        return (f"Split by time (seed-free): validation from {split.get('validation_after')}, "
+                f"test from {split.get('test_after')}; a pair whose near-duplicate appeared "
+                "earlier goes where the earliest copy went.")
+    if split.get("by") == "none":
+        return "Not split: every row is in `train`."
+    return (f"Split by repository (fractions {split.get('fractions')}, seed "
+            f"{split.get('seed')}): no repository is in two splits.")
+
+
+def _quality(quality: Mapping[str, Any] | None) -> str:
+    if not quality:
+        return ("## Measured quality\n\nNot measured for this export (pass `--eval GOLD.jsonl` "
+                "to measure the labels against a file of hand-labeled commits).")
+    return "\n".join([
+        "## Measured quality", "",
+        f"Against `{quality['gold_file']}` ({quality['gold']} hand-labeled commits), "
+        f"annotator `{quality.get('annotator') or 'newest label per commit'}`, "
+        "with 95% Wilson intervals:", "",
+        f"- precision of \"is a concurrency fix\": {_rate(quality['precision'])}",
+        f"- recall: {_rate(quality['recall'])}",
+        f"- bug-type accuracy (true positives): {_rate(quality['bug_type_accuracy'])}",
+        f"- scope accuracy (true positives): {_rate(quality['scope_accuracy'])}",
+    ])
+
+
+def _format_lines(formats: Sequence[str]) -> list[str]:
+    lines = []
+    if "jsonl" in formats:
+        lines.append("- `jsonl/{split}.jsonl` — the same rows as JSON lines.")
+    if "hf" in formats:
+        lines.append("- `hf/` — `datasets.load_from_disk(\"<this folder>/hf\")` gives a "
+                     "DatasetDict.")
+    if "dspy" in formats:
+        lines.append(f"- `dspy/{{split}}.jsonl` — fields {', '.join(DSPY_FIELDS)} plus "
+                     "provenance; `dspy.Example(**row).with_inputs("
+                     f"{', '.join(repr(f) for f in DSPY_INPUTS)})`. Pairs without before "
+                     "code (added files) are left out.")
+    return lines

@@ -1,0 +1,127 @@
+"""Writing one split of a dataset in each export format, streamed by DuckDB and pyarrow.
+
+Parquet is written first, straight from the warehouse query, in the Hugging Face hub layout
+(`data/{split}-00000-of-00001.parquet`, loadable with `datasets.load_dataset`); the other
+formats are read back from it, so every format holds the same rows in the same order:
+
+- `jsonl/{split}.jsonl` — one JSON object per row;
+- `hf/` — a `datasets.DatasetDict.save_to_disk` folder (Arrow stream files + state.json),
+  loadable with `datasets.load_from_disk`;
+- `dspy/{split}.jsonl` — rows shaped for `dspy.Example(**row).with_inputs(*DSPY_INPUTS)`.
+
+Nothing here reads the clock or the machine: the same rows give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from enum import StrEnum
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+BATCH_ROWS = 2_000
+DSPY_INPUTS = ("code", "task_description")
+DSPY_FIELDS = ("code", "task_description", "event_sequence", "bug_type", "bug_location",
+               "explanation", "refactored_code")
+
+
+class ExportFormat(StrEnum):
+    PARQUET = "parquet"
+    JSONL = "jsonl"
+    HF = "hf"
+    DSPY = "dspy"
+
+
+class PartitionBy(StrEnum):
+    LANGUAGE = "language"
+    BUG_TYPE = "bug_type"
+
+
+def quote(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def write_parquet(con: duckdb.DuckDBPyConnection, query: str, params: dict, out: Path,
+                  partition_by: PartitionBy | None) -> int:
+    """COPY the query to one Parquet file, or a folder of hive partitions; rows written."""
+    options = "FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 20000"
+    if partition_by:
+        options += f", PARTITION_BY ({partition_by.value}), WRITE_PARTITION_COLUMNS true"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    row = con.execute(f"COPY ({query}) TO {quote(out)} ({options})", params).fetchone()
+    return int(row[0]) if row else 0
+
+
+def parquet_files(target: Path) -> list[Path]:
+    """The Parquet files one split was written to, in a fixed order."""
+    return sorted(target.rglob("*.parquet")) if target.is_dir() else [target]
+
+
+def _source(files: list[Path]) -> str:
+    return f"read_parquet([{', '.join(quote(f) for f in files)}], hive_partitioning = false)"
+
+
+def write_jsonl(con: duckdb.DuckDBPyConnection, files: list[Path], out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    con.execute(f"COPY (SELECT * FROM {_source(files)}) TO {quote(out)} (FORMAT json)")
+
+
+def write_dspy(con: duckdb.DuckDBPyConnection, files: list[Path], out: Path) -> int:
+    """Rows in the analyser's fields; pairs with no before code (added files) are left out."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    unit = "function" if "function" in pq.read_schema(files[0]).names else "file"
+    subject = ("format('{} {} `{}` in {}', language, kind, function, path)"
+               if unit == "function" else "format('{} file {}', language, path)")
+    query = f"""
+        SELECT before AS code,
+               format('Review this {{}} from {{}} for concurrency bugs (race conditions, '
+                      'deadlocks, timeouts, mailbox overflows, process leaks, exit-signal '
+                      'mishandling). Describe the interleaving that triggers the bug, where it '
+                      'is, why it happens, and rewrite the code without it.', {subject}, repo)
+                   AS task_description,
+               coalesce(event_sequence, []) AS event_sequence, bug_type,
+               CASE WHEN location_file IS NULL THEN NULL
+                    ELSE concat(location_file,
+                                CASE WHEN location_start IS NULL THEN ''
+                                     ELSE format(':{{}}-{{}}', location_start, location_end) END,
+                                CASE WHEN location_function IS NULL THEN ''
+                                     ELSE format(' ({{}})', location_function) END) END
+                   AS bug_location,
+               explanation, after AS refactored_code,
+               id, repo, sha, path, annotator, mine_run_id, label_run_id
+        FROM {_source(files)} WHERE before IS NOT NULL"""
+    row = con.execute(f"COPY ({query}) TO {quote(out)} (FORMAT json)").fetchone()
+    return int(row[0]) if row else 0
+
+
+def write_hf_split(files: list[Path], folder: Path, split: str, description: str) -> None:
+    """One split as `Dataset.save_to_disk` writes it: an Arrow stream and its state files."""
+    folder.mkdir(parents=True, exist_ok=True)
+    arrow = folder / "data-00000-of-00001.arrow"
+    digest = hashlib.sha256()
+    schema = pq.read_schema(files[0]).remove_metadata()
+    with pa.OSFile(str(arrow), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
+        for path in files:
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS):
+                writer.write_batch(pa.RecordBatch.from_arrays(batch.columns, schema=schema))
+    with arrow.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    # Features are left for `datasets` to read from the Arrow schema, which keeps this
+    # folder independent of the `datasets` version that loads it.
+    (folder / "dataset_info.json").write_text(json.dumps(
+        {"description": description, "citation": "", "homepage": "", "license": ""},
+        indent=2, sort_keys=True) + "\n")
+    (folder / "state.json").write_text(json.dumps({
+        "_data_files": [{"filename": arrow.name}], "_fingerprint": digest.hexdigest()[:16],
+        "_format_columns": None, "_format_kwargs": {}, "_format_type": None,
+        "_output_all_columns": False, "_split": split}, indent=2, sort_keys=True) + "\n")
+
+
+def write_hf_dict(folder: Path, splits: list[str]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "dataset_dict.json").write_text(json.dumps({"splits": splits}) + "\n")
