@@ -440,9 +440,10 @@ def export(
         include_unknown_license=include_unknown_license)
     chosen = [_choice(ExportFormat, f, "--format") for f in formats or ()]
     with _user_errors():
-        result = run_export(_settings(warehouse).warehouse, out, selection, plan, chosen,
+        settings = _settings(warehouse)
+        result = run_export(settings.warehouse, out, selection, plan, chosen,
                             partition_by=_choice(PartitionBy, partition_by, "--partition-by"),
-                            gold=gold)
+                            gold=gold, memory_limit=settings.export_memory)
     sizes = ", ".join(f"{split} {n:,}" for split, n in result.rows.items()) or "no rows"
     console.print(f"wrote {result.total:,} {selection.level.value} pairs to {out} ({sizes}); "
                   f"see {out / 'README.md'}", highlight=False)

@@ -9,9 +9,13 @@ from warehouse.db import connect
 from warehouse.queries import eval_rows, repo_names
 
 
-def measure(warehouse: Path, gold: Path, annotator: str | None = None, strict: bool = False
-            ) -> Report:
-    """Precision, recall and bug-type accuracy of the stored labels against gold."""
+def measure(warehouse: Path, gold: Path, annotator: str | None = None, strict: bool = False,
+            mined_only: bool = False) -> Report:
+    """Precision, recall and bug-type accuracy of the stored labels against gold.
+
+    mined_only leaves out gold commits of repositories the warehouse never mined (they would
+    count as missed fixes, which says nothing about the labels of the ones it holds).
+    """
     rows = load_gold(gold)
     if strict:
         rows = [r for r in rows if r.confidence != "low"]
@@ -22,4 +26,6 @@ def measure(warehouse: Path, gold: Path, annotator: str | None = None, strict: b
         mined = [r for r in (gold_repo_for(n, gold_repos) for n in repo_names(con)) if r]
     finally:
         con.close()
+    if mined_only:
+        rows = [r for r in rows if r.repo in set(mined)]
     return evaluate(rows, predictions, mined)

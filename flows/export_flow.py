@@ -31,6 +31,7 @@ def export_flow(out_dir: str, warehouse: str | None = None, min_confidence: floa
                                   include_unknown_license=include_unknown_license)
             result = run_export(settings.warehouse, Path(out_dir) / level.value, selection,
                                 SplitPlan(seed=seed), chosen,
-                                gold=Path(gold) if gold else None)
+                                gold=Path(gold) if gold else None,
+                                memory_limit=settings.export_memory)
             run.counts[level.value] = result.total
     return run.counts

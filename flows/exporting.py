@@ -11,7 +11,7 @@ from pathlib import Path
 from flows.evaluating import measure
 from warehouse.dataset import Selection
 from warehouse.db import SCHEMA_VERSION, connect
-from warehouse.export import ExportResult, export_dataset
+from warehouse.export import MEMORY_LIMIT, ExportResult, export_dataset
 from warehouse.formats import ExportFormat, PartitionBy
 from warehouse.splits import SplitPlan
 
@@ -26,16 +26,18 @@ def _versions() -> dict[str, str]:
 
 def run_export(warehouse: Path, out: Path, selection: Selection, plan: SplitPlan,
                formats: Sequence[ExportFormat] = (), *, partition_by: PartitionBy | None = None,
-               gold: Path | None = None, strict: bool = False) -> ExportResult:
+               gold: Path | None = None, strict: bool = False, memory_limit: str = MEMORY_LIMIT
+               ) -> ExportResult:
     """Export the dataset folder; with a gold file, the card reports the measured quality."""
     quality = None
     if gold is not None:
-        report = measure(warehouse, gold, selection.annotator, strict)
+        report = measure(warehouse, gold, selection.annotator, strict, mined_only=True)
         quality = {**json.loads(json.dumps(asdict(report))), "gold_file": gold.name,
                    "annotator": selection.annotator}
     con = connect(warehouse, read_only=True)
     try:
         return export_dataset(con, out, selection, plan, formats, partition_by=partition_by,
-                              quality=quality, versions=_versions())
+                              quality=quality, versions=_versions(),
+                              memory_limit=memory_limit)
     finally:
         con.close()

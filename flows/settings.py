@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     llm_timeout: float = Field(default=120.0, gt=0)
     concurrency: int = Field(default=2, ge=1, le=64)
     max_file_bytes: int = Field(default=1_000_000, ge=1)
+    # DuckDB's memory for an export; beyond it, sorting spills to disk (e.g. "2GB")
+    export_memory: str = Field(default="512MB", pattern=r"^\d+(\.\d+)?\s*[KMGT]i?B$")
 
     @field_validator("github_token", "llm_base_url", "llm_model", "llm_api_key", mode="before")
     @classmethod

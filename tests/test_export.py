@@ -127,7 +127,8 @@ def test_every_format_round_trips_through_its_library(warehouse: Path, tmp_path:
     con = duckdb.connect()
     assert sorted(i for (i,) in con.execute(
         f"SELECT id FROM read_parquet('{out}/data/*.parquet')").fetchall()) == ids
-    hub = datasets.load_dataset(str(out))  # the card's configs name the Parquet files
+    # the card's configs name the Parquet files (a fresh cache: datasets caches by folder name)
+    hub = datasets.load_dataset(str(out), cache_dir=str(tmp_path / "cache"))
     assert set(hub) == set(result.rows)
     assert sorted(i for split in hub.values() for i in split["id"]) == ids
     on_disk = datasets.load_from_disk(str(out / "hf"))
@@ -151,6 +152,12 @@ def test_every_format_round_trips_through_its_library(warehouse: Path, tmp_path:
     assert counter["bug_location"].startswith("lib/counter.ex:")
     assert "lib/counter.ex" in counter["task_description"]
     assert "race" not in counter["task_description"].split("(")[0]  # the input hides the answer
+    functions = tmp_path / "functions"
+    _export(warehouse, functions, Selection(level=ExportLevel.FUNCTION), formats=ALL_FORMATS)
+    located = {r["id"] for r in _rows(functions) if r["is_bug_location"]}
+    examples = [json.loads(line) for f in (functions / "dspy").glob("*.jsonl")
+                for line in f.read_text().splitlines()]
+    assert examples and {e["id"] for e in examples} <= located
 
 
 def test_rows_carry_their_provenance(warehouse: Path, tmp_path: Path) -> None:
@@ -266,7 +273,7 @@ def test_partitioned_parquet(warehouse: Path, tmp_path: Path) -> None:
     for f in (out / "data" / "train").rglob("*.parquet"):
         assert {r["language"] for r in pq.read_table(f).to_pylist()} == \
             {f.parent.name.split("=")[1]}
-    hub = datasets.load_dataset(str(out))
+    hub = datasets.load_dataset(str(out), cache_dir=str(tmp_path / "cache"))
     assert len(hub["train"]) == len(datasets.load_from_disk(str(out / "hf"))["train"])
 
 

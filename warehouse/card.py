@@ -155,9 +155,11 @@ def _quality(quality: Mapping[str, Any] | None) -> str:
                 "to measure the labels against a file of hand-labeled commits).")
     return "\n".join([
         "## Measured quality", "",
-        f"Against `{quality['gold_file']}` ({quality['gold']} hand-labeled commits), "
+        f"Against the {quality['gold']} hand-labeled commits of `{quality['gold_file']}` from "
+        "repositories in this warehouse (a commit the miner did not keep counts as missed), "
         f"annotator `{quality.get('annotator') or 'newest label per commit'}`, "
-        "with 95% Wilson intervals:", "",
+        "with 95% Wilson intervals; these measure the whole warehouse's labels, not only "
+        "the rows exported:", "",
         f"- precision of \"is a concurrency fix\": {_rate(quality['precision'])}",
         f"- recall: {_rate(quality['recall'])}",
         f"- bug-type accuracy (true positives): {_rate(quality['bug_type_accuracy'])}",
@@ -176,5 +178,6 @@ def _format_lines(formats: Sequence[str]) -> list[str]:
         lines.append(f"- `dspy/{{split}}.jsonl` — fields {', '.join(DSPY_FIELDS)} plus "
                      "provenance; `dspy.Example(**row).with_inputs("
                      f"{', '.join(repr(f) for f in DSPY_INPUTS)})`. Pairs without before "
-                     "code (added files) are left out.")
+                     "code (added files) are left out, and at function level every function "
+                     "but the one the label locates.")
     return lines

@@ -8,12 +8,15 @@ shares a key even where `git patch-id` differs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 from typing import Any
 
 import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
 
 
 class ExportLevel(StrEnum):
@@ -54,13 +57,22 @@ class Selection:
 
 # The label a pair carries: its own file's label if it has one, else its commit's; newest
 # first among the annotators the selection admits.
-_FILE_ROWS = """
+_FILE_META = """
     WITH label AS (
-        SELECT * FROM annotations WHERE status = 'ok' {label_filter}
+        SELECT * EXCLUDE (raw_response, evidence) FROM annotations
+        WHERE status = 'ok' {label_filter}
         QUALIFY row_number() OVER (PARTITION BY repo, sha, target
                                    ORDER BY created_at DESC, annotator) = 1
+    ), chosen AS (
+        SELECT k.path, a.*
+        FROM (SELECT repo, sha, path FROM file_changes WHERE skipped_reason IS NULL) k
+        JOIN label a ON a.repo = k.repo AND a.sha = k.sha AND a.target IN ('', k.path)
+        QUALIFY row_number() OVER (PARTITION BY k.repo, k.sha, k.path
+                                   ORDER BY a.target DESC) = 1
     )
-    SELECT f.*, c.subject, c.message,
+    SELECT f.rowid AS _rowid, f.repo, f.sha, f.path, f.old_path, f.change_type, f.language,
+           f.is_test,
+           f.lines_added, f.lines_removed, f.run_id, c.subject, c.message,
            strftime(c.author_date AT TIME ZONE 'UTC', '%Y-%m-%dT%H:%M:%SZ') AS author_date,
            CAST(c.author_date AS DATE) AS author_day, d.is_canonical, r.license,
            a.annotator, a.is_concurrency_bug, a.bug_type, a.scope, a.location_file,
@@ -68,46 +80,68 @@ _FILE_ROWS = """
            a.explanation, a.fix_summary, a.confidence, a.is_plausible,
            a.run_id AS label_run_id
     FROM file_changes f
+    JOIN chosen a USING (repo, sha, path)
     JOIN commits c USING (repo, sha)
     JOIN commit_dedup d USING (repo, sha)
     LEFT JOIN repos r USING (repo)
-    JOIN label a ON a.repo = f.repo AND a.sha = f.sha AND a.target IN ('', f.path)
     WHERE f.skipped_reason IS NULL
-    QUALIFY row_number() OVER (PARTITION BY f.repo, f.sha, f.path ORDER BY a.target DESC) = 1
 """
 
-_LABEL_COLUMNS = """annotator, is_concurrency_bug, bug_type, scope, location_file,
-    location_function, location_start, location_end, event_sequence, explanation, fix_summary,
-    confidence, is_plausible"""
+_LABEL_COLUMNS = ("annotator", "is_concurrency_bug", "bug_type", "scope", "location_file",
+                  "location_function", "location_start", "location_end", "event_sequence",
+                  "explanation", "fix_summary", "confidence", "is_plausible")
+_TAIL = ("near_dup_key", "mine_run_id", "label_run_id")
 
-_FILE_SELECT = f"""
-    SELECT substr(sha256(concat_ws('/', repo, sha, path)), 1, 16) AS id,
-           repo, sha, path, old_path, change_type, language, is_test, license, author_date,
-           subject, message, before, after, diff, lines_added, lines_removed, {_LABEL_COLUMNS},
-           dup_key(_changed(diff, '-'), _changed(diff, '+'), language, $min_tokens)
-               AS near_dup_key,
-           run_id AS mine_run_id, label_run_id, author_day, is_canonical
-    FROM ({_FILE_ROWS}) x
-"""
+_META = {
+    ExportLevel.FILE: f"""
+        SELECT substr(sha256(concat_ws('/', repo, sha, path)), 1, 16) AS id, *
+               EXCLUDE (run_id), run_id AS mine_run_id, k.near_dup_key
+        FROM ({_FILE_META}) LEFT JOIN export_dup_keys k USING (repo, sha, path)""",
+    ExportLevel.FUNCTION: f"""
+        SELECT substr(sha256(concat_ws('/', g.repo, g.sha, g.path, g.module, g.function)),
+                      1, 16) AS id,
+               g.repo, g.sha, g.path, g.module, g.function, g.kind, g.change, g.before_start,
+               g.before_end, g.after_start, g.after_end, g.run_id AS mine_run_id,
+               x.* EXCLUDE (_rowid, repo, sha, path, run_id, old_path, change_type,
+                            lines_added, lines_removed), g.rowid AS _rowid,
+               coalesce(x.location_file = g.path AND x.location_function = g.function, false)
+                   AS is_bug_location,
+               k.near_dup_key
+        FROM function_changes g
+        JOIN ({_FILE_META}) x USING (repo, sha, path)
+        LEFT JOIN export_dup_keys k USING (repo, sha, path, module, function)""",
+}
 
-_FUNCTION_SELECT = f"""
-    SELECT substr(sha256(concat_ws('/', g.repo, g.sha, g.path, g.module, g.function)), 1, 16)
-               AS id,
-           g.repo, g.sha, g.path, g.module, g.function, g.kind, g.change, g.before_start,
-           g.before_end, g.after_start, g.after_end, x.language, x.is_test, x.license,
-           x.author_date, x.subject, x.message, g.before, g.after, {_LABEL_COLUMNS},
-           coalesce(x.location_file = g.path AND x.location_function = g.function, false)
-               AS is_bug_location,
-           dup_key(g.before, g.after, x.language, $min_tokens) AS near_dup_key,
-           g.run_id AS mine_run_id, x.label_run_id, x.author_day, x.is_canonical
-    FROM function_changes g
-    JOIN ({_FILE_ROWS}) x USING (repo, sha, path)
-"""
+# Near-duplicate keys, one plain scan of the texts (no join holds them).
+_DUP_KEYS = {
+    ExportLevel.FILE: """
+        SELECT repo, sha, path,
+               dup_key(_changed(diff, '-'), _changed(diff, '+'), language, $min_tokens)
+                   AS near_dup_key
+        FROM file_changes WHERE skipped_reason IS NULL""",
+    ExportLevel.FUNCTION: """
+        SELECT g.repo, g.sha, g.path, g.module, g.function,
+               dup_key(g.before, g.after, f.language, $min_tokens) AS near_dup_key
+        FROM function_changes g JOIN (SELECT repo, sha, path, language FROM file_changes)
+             f USING (repo, sha, path)""",
+}
 
-# Columns that steer the export but are not part of a dataset row.
-INTERNAL_COLUMNS = ("author_day", "is_canonical")
-ORDER_KEYS = {ExportLevel.FILE: "repo, sha, path",
-              ExportLevel.FUNCTION: "repo, sha, path, module, function"}
+# A dataset row's columns in order; the texts come last from their own table.
+COLUMNS = {
+    ExportLevel.FILE: ("id", "repo", "sha", "path", "old_path", "change_type", "language",
+                       "is_test", "license", "author_date", "subject", "message", "before",
+                       "after", "diff", "lines_added", "lines_removed", *_LABEL_COLUMNS,
+                       *_TAIL),
+    ExportLevel.FUNCTION: ("id", "repo", "sha", "path", "module", "function", "kind",
+                           "change", "before_start", "before_end", "after_start", "after_end",
+                           "language", "is_test", "license", "author_date", "subject",
+                           "message", "before", "after", *_LABEL_COLUMNS, "is_bug_location",
+                           *_TAIL),
+}
+KEYS = {ExportLevel.FILE: ("repo", "sha", "path"),
+        ExportLevel.FUNCTION: ("repo", "sha", "path", "module", "function")}
+_TEXTS = {ExportLevel.FILE: ("file_changes", ("before", "after", "diff")),
+          ExportLevel.FUNCTION: ("function_changes", ("before", "after"))}
 
 # Tokens of code with comments and whitespace gone; Elixir comments start with #, Erlang's %.
 _MACROS = r"""
@@ -126,28 +160,21 @@ _MACROS = r"""
 """
 
 
-@dataclass(frozen=True)
-class Query:
-    sql: str
-    params: dict[str, Any] = field(default_factory=dict)
+def save_selection(con: duckdb.DuckDBPyConnection, sel: Selection) -> None:
+    """Temp table export_rows: every column of the rows sel admits except the code texts.
 
-
-def prepare(con: duckdb.DuckDBPyConnection) -> None:
-    """Define the helper macros the selection uses (temporary: read-only files are fine)."""
+    Temporary objects only, so a read-only warehouse is enough.
+    """
     con.execute(_MACROS)
-
-
-def build_selection(sel: Selection) -> Query:
-    """The SQL for the rows sel admits, with every column a dataset row carries."""
-    params: dict[str, Any] = {"min_tokens": sel.min_dup_tokens}
+    con.execute(f"CREATE OR REPLACE TEMP TABLE export_dup_keys AS {_DUP_KEYS[sel.level]}",
+                {"min_tokens": sel.min_dup_tokens})
+    params: dict[str, Any] = {}
     label_filter = ""
     if sel.annotator:
         label_filter += " AND (annotator = $annotator OR starts_with(annotator, $annotator_dir))"
         params |= {"annotator": sel.annotator, "annotator_dir": sel.annotator.rstrip("/") + "/"}
     if sel.verified_only:
         label_filter += " AND is_plausible"
-    rows = _FUNCTION_SELECT if sel.level == ExportLevel.FUNCTION else _FILE_SELECT
-    rows = rows.replace("{label_filter}", label_filter)
     where = ["coalesce(confidence, 0) >= $min_confidence"]
     params["min_confidence"] = sel.min_confidence
     if not sel.duplicates:
@@ -172,4 +199,38 @@ def build_selection(sel: Selection) -> Query:
         license_ok = f"(license IS NULL OR {license_ok})"
     where.append(license_ok)
     params["licenses"] = list(sel.licenses)
-    return Query(f"SELECT * FROM ({rows}) WHERE {' AND '.join(where)}", params)
+    meta = _META[sel.level].replace("{label_filter}", label_filter)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE export_rows AS "
+                f"SELECT * FROM ({meta}) WHERE {' AND '.join(where)} "
+                f"ORDER BY {', '.join(KEYS[sel.level])}", params)
+
+
+def iter_split_rows(con: duckdb.DuckDBPyConnection, level: ExportLevel, split: str,
+                    batch: int = 2_048) -> Iterator[pa.Table]:
+    """One split's dataset rows, in batches, in the texts' storage order.
+
+    Sorting rows that hold whole files would hold them all in memory, so the (small) rows of
+    export_rows are sorted by the rowid of their texts instead, and each batch reads the
+    texts of its rowid range with one range scan: memory depends on the batch, not the
+    warehouse, every run gives the same order, and all batches together read each text once.
+    """
+    table, texts = _TEXTS[level]
+    meta = [c for c in COLUMNS[level] if c not in texts]
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE split_meta AS
+                    SELECT {', '.join(f'm.{c}' for c in meta)}, s.split, m._rowid
+                    FROM export_rows m JOIN split_rows s ON s.id = m.id
+                    WHERE s.split = $split ORDER BY m._rowid""", {"split": split})
+    last = -1
+    while True:
+        rows = con.sql("SELECT * FROM split_meta WHERE _rowid > $last ORDER BY _rowid "
+                       "LIMIT $n", params={"last": last, "n": batch}).to_arrow_table()
+        if rows.num_rows == 0:
+            return
+        rowids = rows.column("_rowid")
+        last = rowids[-1].as_py()
+        code = con.sql(f"SELECT rowid AS _rowid, {', '.join(texts)} FROM {table} "
+                       "WHERE rowid BETWEEN $lo AND $hi",
+                       params={"lo": rowids[0].as_py(), "hi": last}).to_arrow_table()
+        code = code.take(pc.index_in(rowids, value_set=code.column("_rowid")))
+        yield pa.table({c: code.column(c) if c in texts else rows.column(c)
+                        for c in (*COLUMNS[level], "split")})

@@ -18,13 +18,7 @@ from typing import Any
 import duckdb
 
 from warehouse.card import CardFacts, render_card
-from warehouse.dataset import (
-    INTERNAL_COLUMNS,
-    ORDER_KEYS,
-    Selection,
-    build_selection,
-    prepare,
-)
+from warehouse.dataset import Selection, iter_split_rows, save_selection
 from warehouse.errors import ExportError
 from warehouse.formats import (
     ExportFormat,
@@ -39,6 +33,7 @@ from warehouse.formats import (
 from warehouse.splits import SPLITS, SplitPlan, save_split_table
 
 MANIFEST = "export.json"
+MEMORY_LIMIT = "512MB"
 TITLE = "racemine: concurrency-bug fixes in Elixir and Erlang"
 
 
@@ -57,12 +52,16 @@ def export_dataset(con: duckdb.DuckDBPyConnection, out: Path, selection: Selecti
                    plan: SplitPlan, formats: Sequence[ExportFormat] = (), *,
                    partition_by: PartitionBy | None = None,
                    quality: Mapping[str, Any] | None = None,
-                   versions: Mapping[str, str] | None = None) -> ExportResult:
+                   versions: Mapping[str, str] | None = None,
+                   memory_limit: str = MEMORY_LIMIT) -> ExportResult:
     """Write the dataset folder `out`; Parquet in `data/` always, other formats as asked."""
     _check_destination(out)
     staging = out.with_name(f".{out.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
+    # Past this limit DuckDB spills to its temp folder (beside the warehouse file), so an
+    # export's memory does not grow with the warehouse; the default would be 80% of RAM.
+    con.execute(f"SET memory_limit = '{memory_limit}'")
     try:
         rows = _write(con, staging, selection, plan, set(formats), partition_by, quality,
                       versions or {})
@@ -83,12 +82,8 @@ def export_dataset(con: duckdb.DuckDBPyConnection, out: Path, selection: Selecti
 def _write(con: duckdb.DuckDBPyConnection, root: Path, selection: Selection, plan: SplitPlan,
            formats: set[ExportFormat], partition_by: PartitionBy | None,
            quality: Mapping[str, Any] | None, versions: Mapping[str, str]) -> dict[str, int]:
-    prepare(con)
-    query = build_selection(selection)
-    con.execute(f"""CREATE OR REPLACE TEMP TABLE export_keys AS
-                    SELECT id, repo, author_day, near_dup_key FROM ({query.sql})""",
-                query.params)
-    save_split_table(con, "export_keys", plan)
+    save_selection(con, selection)
+    save_split_table(con, "export_rows", plan)
     sizes = dict(con.execute("SELECT split, count(*) FROM split_rows GROUP BY split").fetchall())
     rows: dict[str, int] = {}
     data_files: dict[str, str] = {}
@@ -96,11 +91,8 @@ def _write(con: duckdb.DuckDBPyConnection, root: Path, selection: Selection, pla
     for split in (s for s in SPLITS if sizes.get(s)):
         name = split if partition_by else f"{split}-00000-of-00001.parquet"
         target = root / "data" / name
-        rows[split] = write_parquet(
-            con, f"""SELECT q.* EXCLUDE ({', '.join(INTERNAL_COLUMNS)}), s.split
-                     FROM ({query.sql}) q JOIN split_rows s USING (id) WHERE s.split = $split
-                     ORDER BY {ORDER_KEYS[selection.level]}""",
-            query.params | {"split": split}, target, partition_by)
+        rows[split] = write_parquet(iter_split_rows(con, selection.level, split), target,
+                                    partition_by)
         files = parquet_files(target)
         written += files
         data_files[split] = f"data/{split}/**/*.parquet" if partition_by else f"data/{name}"
@@ -128,7 +120,7 @@ def _write(con: duckdb.DuckDBPyConnection, root: Path, selection: Selection, pla
 def _near_duplicates(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     row = con.execute("""SELECT count(*), coalesce(sum(n), 0), count(*) FILTER (WHERE repos > 1)
                          FROM (SELECT count(*) AS n, count(DISTINCT repo) AS repos
-                               FROM export_keys WHERE near_dup_key IS NOT NULL
+                               FROM export_rows WHERE near_dup_key IS NOT NULL
                                GROUP BY near_dup_key HAVING count(*) > 1)""").fetchone()
     groups, rows, cross = row if row else (0, 0, 0)
     return {"groups": int(groups), "rows": int(rows), "cross_repo": int(cross)}

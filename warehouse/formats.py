@@ -1,6 +1,6 @@
 """Writing one split of a dataset in each export format, streamed by DuckDB and pyarrow.
 
-Parquet is written first, straight from the warehouse query, in the Hugging Face hub layout
+Parquet is written first, in batches from the warehouse, in the Hugging Face hub layout
 (`data/{split}-00000-of-00001.parquet`, loadable with `datasets.load_dataset`); the other
 formats are read back from it, so every format holds the same rows in the same order:
 
@@ -16,14 +16,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 BATCH_ROWS = 2_000
+ROW_GROUP = 2_048  # rows hold whole files: small groups keep readers' memory small
 DSPY_INPUTS = ("code", "task_description")
 DSPY_FIELDS = ("code", "task_description", "event_sequence", "bug_type", "bug_location",
                "explanation", "refactored_code")
@@ -45,15 +49,48 @@ def quote(path: Path) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
 
-def write_parquet(con: duckdb.DuckDBPyConnection, query: str, params: dict, out: Path,
-                  partition_by: PartitionBy | None) -> int:
-    """COPY the query to one Parquet file, or a folder of hive partitions; rows written."""
-    options = "FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 20000"
-    if partition_by:
-        options += f", PARTITION_BY ({partition_by.value}), WRITE_PARTITION_COLUMNS true"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    row = con.execute(f"COPY ({query}) TO {quote(out)} ({options})", params).fetchone()
-    return int(row[0]) if row else 0
+@contextmanager
+def _one_thread(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Run statements on one thread: rows stream in a fixed order, where several threads
+    would finish them out of order and buffer them (memory growing with the data)."""
+    threads = con.execute("SELECT current_setting('threads')").fetchone()[0]
+    con.execute("SET threads = 1")
+    try:
+        yield
+    finally:
+        con.execute(f"SET threads = {int(threads)}")
+
+
+def write_parquet(batches: Iterable[pa.Table], out: Path, partition_by: PartitionBy | None
+                  ) -> int:
+    """Write batches to one Parquet file, or one file per value of partition_by (hive
+    layout, the column kept in the files); rows written."""
+    writers: dict[str, pq.ParquetWriter] = {}
+
+    def writer_for(target: Path, schema: pa.Schema) -> pq.ParquetWriter:
+        if str(target) not in writers:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            writers[str(target)] = pq.ParquetWriter(target, schema, compression="zstd")
+        return writers[str(target)]
+
+    count = 0
+    try:
+        for table in batches:
+            count += table.num_rows
+            if partition_by is None:
+                writer_for(out, table.schema).write_table(table, row_group_size=ROW_GROUP)
+                continue
+            column = table.column(partition_by.value)
+            for value in sorted(set(column.to_pylist()), key=lambda v: (v is None, v or "")):
+                part = table.filter(pc.is_null(column) if value is None
+                                    else pc.equal(column, value))
+                name = "__HIVE_DEFAULT_PARTITION__" if value is None else value
+                target = out / f"{partition_by.value}={name}" / "data_0.parquet"
+                writer_for(target, table.schema).write_table(part, row_group_size=ROW_GROUP)
+    finally:
+        for writer in writers.values():
+            writer.close()
+    return count
 
 
 def parquet_files(target: Path) -> list[Path]:
@@ -67,13 +104,18 @@ def _source(files: list[Path]) -> str:
 
 def write_jsonl(con: duckdb.DuckDBPyConnection, files: list[Path], out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
-    con.execute(f"COPY (SELECT * FROM {_source(files)}) TO {quote(out)} (FORMAT json)")
+    with _one_thread(con):
+        con.execute(f"COPY (SELECT * FROM {_source(files)}) TO {quote(out)} (FORMAT json)")
 
 
 def write_dspy(con: duckdb.DuckDBPyConnection, files: list[Path], out: Path) -> int:
-    """Rows in the analyser's fields; pairs with no before code (added files) are left out."""
+    """Rows in the analyser's fields; pairs with no before code (added files) are left out,
+    and at function level every function but the one the label locates."""
     out.parent.mkdir(parents=True, exist_ok=True)
     unit = "function" if "function" in pq.read_schema(files[0]).names else "file"
+    # A function row carries its commit's label; only the function the label points at is
+    # an example of that bug (the others would teach that correct code is buggy).
+    only_located = "AND is_bug_location" if unit == "function" else ""
     subject = ("format('{} {} `{}` in {}', language, kind, function, path)"
                if unit == "function" else "format('{} file {}', language, path)")
     query = f"""
@@ -93,8 +135,9 @@ def write_dspy(con: duckdb.DuckDBPyConnection, files: list[Path], out: Path) -> 
                    AS bug_location,
                explanation, after AS refactored_code,
                id, repo, sha, path, annotator, mine_run_id, label_run_id
-        FROM {_source(files)} WHERE before IS NOT NULL"""
-    row = con.execute(f"COPY ({query}) TO {quote(out)} (FORMAT json)").fetchone()
+        FROM {_source(files)} WHERE before IS NOT NULL {only_located}"""
+    with _one_thread(con):
+        row = con.execute(f"COPY ({query}) TO {quote(out)} (FORMAT json)").fetchone()
     return int(row[0]) if row else 0
 
 
