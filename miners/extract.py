@@ -29,6 +29,7 @@ _INDEX = re.compile(rb"^index ([0-9a-f]{40})\.\.([0-9a-f]{40})", re.MULTILINE)
 # A record starts with \x01, the sha and a NUL; patch text never holds a NUL, so this
 # cannot occur inside a record.
 _RECORD = re.compile(rb"\x01(?=[0-9a-f]{40}\x00)")
+_LFS_POINTER = b"version https://git-lfs.github.com/spec/"
 _CODING = re.compile(rb"coding[:=]\s*(latin-1|latin1|iso-8859-1)", re.IGNORECASE)
 
 
@@ -41,6 +42,7 @@ class RawEntry:
     status: ChangeType
     path: str
     old_path: str | None
+    is_file: bool = True  # False for a submodule (gitlink) or a symlink on either side
 
 
 def _decode_path(raw: bytes) -> str:
@@ -55,6 +57,7 @@ def parse_raw_entries(tokens: list[bytes]) -> tuple[list[RawEntry], int]:
     while i < len(tokens) and tokens[i].startswith(b":"):
         meta = tokens[i][1:].split()
         old_blob, new_blob, status = meta[2].decode(), meta[3].decode(), meta[4].decode()
+        is_file = not ({meta[0], meta[1]} & {b"160000", b"120000"})
         kind = _STATUS.get(status[0], ChangeType.MODIFIED)
         if kind in (ChangeType.RENAMED, ChangeType.COPIED):
             old_path, path = _decode_path(tokens[i + 1]), _decode_path(tokens[i + 2])
@@ -62,7 +65,7 @@ def parse_raw_entries(tokens: list[bytes]) -> tuple[list[RawEntry], int]:
         else:
             old_path, path = None, _decode_path(tokens[i + 1])
             i += 2
-        entries.append(RawEntry(old_blob, new_blob, kind, path, old_path))
+        entries.append(RawEntry(old_blob, new_blob, kind, path, old_path, is_file))
     return entries, i
 
 
@@ -133,6 +136,8 @@ def _side(reader: _BlobReader, blob: str, language: str, max_bytes: int
     data = reader.read(blob)
     if b"\0" in data[:8000]:  # git's own binary test
         return None, SkipReason.BINARY
+    if data.startswith(_LFS_POINTER):  # the code is in LFS storage, not in this repository
+        return None, SkipReason.LFS_POINTER
     text = decode_source(data, language)
     return (text, None) if text is not None else (None, SkipReason.UNDECODABLE)
 
@@ -141,8 +146,8 @@ def build_file_pair(entry: RawEntry, section: bytes | None, reader: _BlobReader,
                     max_bytes: int) -> FilePair | None:
     """The FilePair for one raw entry, or None when the path is not Elixir/Erlang source."""
     language = language_of(entry.path)
-    if language is None:
-        return None
+    if language is None or not entry.is_file:
+        return None  # a submodule's "blob" is a commit of another repository
     before, skip_before = _side(reader, entry.old_blob, language, max_bytes)
     after, skip_after = _side(reader, entry.new_blob, language, max_bytes)
     skipped = skip_before or skip_after
@@ -200,9 +205,9 @@ def iter_commit_files(git_dir: str, commits: Iterable[CommitMeta],
         if (done := _parse_record(pending, wanted, reader, max_file_bytes)) is not None:
             seen.add(done.commit.sha)
             yield done
-    except GitError as exc:
-        raise GitCommandError(f"{git_dir}: reading a blob failed ({exc}); "
-                              "run `git fsck` on the repository") from exc
+    except (GitError, ValueError) as exc:  # GitPython says ValueError for a missing object
+        raise GitCommandError(f"{git_dir}: reading a blob failed ({exc}); the repository is "
+                              "damaged: run `git fsck` on it") from exc
     finally:
         reader.close()
     # A pathspec hides commits that touch no source file; they still get an empty record.

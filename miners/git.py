@@ -54,9 +54,20 @@ def run_git(git_dir: str | None, args: Sequence[str], *, input_text: str | None 
     proc = subprocess.run([*cmd, *args], input=input_text, capture_output=True,
                           text=True, encoding="utf-8", errors="replace", env=_env(env))
     if proc.returncode != 0:
-        last = (proc.stderr.strip().splitlines() or ["(no message)"])[-1]
-        raise GitCommandError(f"{what or git_dir}: git {args[0]} failed: {last}")
+        raise _failure(what or git_dir, args[0], proc.stderr)
     return proc.stdout
+
+
+_DAMAGE = re.compile(r"corrupt|unable to read|bad object|invalid object|missing (blob|tree|"
+                     r"commit)|inflate|loose object|packfile|pack checksum|did not receive", re.I)
+
+
+def _failure(where: str, command: str, stderr: str) -> GitCommandError:
+    """One sentence for a failed git command: its last message, and what to do about it."""
+    last = (stderr.strip().splitlines() or ["(no message)"])[-1]
+    hint = ("; the repository is damaged: run `git fsck` on it, or delete racemine's mirror "
+            "to clone it anew" if _DAMAGE.search(stderr) else "")
+    return GitCommandError(f"{where}: git {command} failed: {last}{hint}")
 
 
 def _token_env(remote: RemoteSpec, token: str | None) -> dict[str, str]:
@@ -118,11 +129,14 @@ def open_local(path: str, name: str | None = None) -> RepoRef:
 
 
 def fetch_head(git_dir: str) -> str | None:
-    """The sha HEAD points at, or None for an empty repository."""
+    """The sha HEAD points at, or None for an empty repository (a damaged one raises)."""
     try:
-        return run_git(git_dir, ["rev-parse", "--verify", "--quiet", "HEAD^{commit}"]).strip()
+        head = run_git(git_dir, ["rev-parse", "--verify", "--quiet", "HEAD"]).strip()
     except GitCommandError:
-        return None
+        return None  # an unborn branch: nothing committed yet
+    # Reading the commit itself tells a damaged repository from an empty one.
+    run_git(git_dir, ["cat-file", "commit", head], what=git_dir)
+    return head
 
 
 def fetch_branch_tips(git_dir: str) -> list[str]:
@@ -163,8 +177,7 @@ def iter_git_output(git_dir: str, args: Sequence[str], stdin_text: str = ""
         proc.stderr.close()
         code = proc.wait()
     if code != 0:
-        last = (err.strip().splitlines() or ["(no message)"])[-1]
-        raise GitCommandError(f"{git_dir}: git {args[0]} failed: {last}")
+        raise _failure(git_dir, args[0], err)
 
 
 def _revs(include: Sequence[str], exclude: Sequence[str]) -> str:

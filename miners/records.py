@@ -19,6 +19,7 @@ class SkipReason(StrEnum):
     BINARY = "binary"
     TOO_LARGE = "too_large"
     UNDECODABLE = "undecodable"
+    LFS_POINTER = "lfs_pointer"
 
 
 @dataclass(frozen=True)

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from importlib import resources
 from pathlib import Path
 
 import duckdb
 
-from warehouse.errors import WarehouseInUseError, WarehouseUnavailableError
+from warehouse.errors import (
+    WarehouseInUseError,
+    WarehouseUnavailableError,
+    WarehouseWriteError,
+)
 
 SCHEMA_VERSION = 6
 
@@ -24,7 +30,12 @@ def connect(path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConn
             f"warehouse {path}: no such file; run `racemine mine REPO` first or pass --warehouse"
         )
     if not read_only:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise WarehouseUnavailableError(
+                f"warehouse {path}: its folder cannot be created ({exc.strerror}); pass a "
+                "--warehouse path in a writable folder") from exc
     try:
         con = duckdb.connect(str(path), read_only=read_only)
     except duckdb.IOException as exc:
@@ -47,6 +58,36 @@ def connect(path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConn
         connect(path).close()
         return connect(path, read_only=True)
     return con
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """BEGIN … COMMIT, rolled back on any failure without hiding the failure's reason."""
+    con.execute("BEGIN")
+    try:
+        yield
+    except BaseException:
+        with suppress(duckdb.Error):  # a COMMIT that failed has already ended it
+            con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
+@contextmanager
+def write_errors(path: str | Path) -> Iterator[None]:
+    """Turn DuckDB's failures to write (a full disk, a read-only file) into one sentence.
+
+    Every save is a transaction, so what was committed before the failure stays, and the
+    high-water mark only moves once a repository is done: the next run resumes.
+    """
+    try:
+        yield
+    except (duckdb.IOException, duckdb.PermissionException, duckdb.FatalException,
+            duckdb.TransactionException) as exc:  # a failed commit: "Could not write file"
+        reason = str(exc).splitlines()[0]
+        raise WarehouseWriteError(
+            f"warehouse {path}: cannot write ({reason}); free disk space or make the file "
+            "writable and re-run — what was stored so far is kept") from exc
 
 
 def _version(con: duckdb.DuckDBPyConnection) -> int | None:

@@ -19,3 +19,7 @@ class QueryError(WarehouseError):
 
 class ExportError(WarehouseError):
     """An export cannot be written where it was asked to go."""
+
+
+class WarehouseWriteError(WarehouseError):
+    """The warehouse could not be written (disk full, read-only file)."""

@@ -15,6 +15,7 @@ from annotators.schema import Annotation
 from miners.classify import Match
 from miners.github import RepoInfo
 from miners.records import CommitFiles, RepoRef
+from warehouse.db import transaction
 
 _KEYS = {
     "commits": ("repo", "sha"),
@@ -134,15 +135,10 @@ def save_commit_files(con: duckdb.DuckDBPyConnection, repo: str, run_id: str,
                       patch_ids: Mapping[str, str] | None = None) -> tuple[int, int]:
     """Store matching commits and their file pairs; returns (commits, file pairs) written."""
     rows = build_commit_rows(repo, run_id, batch, patch_ids)
-    con.execute("BEGIN")
-    try:
+    with transaction(con):
         n_commits = upsert_rows(con, "commits", rows["commits"])
         n_files = upsert_rows(con, "file_changes", rows["file_changes"])
         upsert_rows(con, "function_changes", rows["function_changes"])
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     return n_commits, n_files
 
 

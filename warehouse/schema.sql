@@ -74,7 +74,7 @@ CREATE TABLE IF NOT EXISTS file_changes (
     diff            VARCHAR,              -- git's unified diff of this file
     lines_added     INTEGER NOT NULL,
     lines_removed   INTEGER NOT NULL,
-    skipped_reason  VARCHAR,              -- binary | too_large | undecodable; NULL when kept
+    skipped_reason  VARCHAR,              -- binary | too_large | undecodable | lfs_pointer; NULL when kept
     run_id          VARCHAR NOT NULL,
     parse_status    VARCHAR,              -- parsed | partial | syntax_error (function extraction)
     PRIMARY KEY (repo, sha, path)

@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from miners.licenses import LicenseGuess
+from warehouse.db import transaction
 from warehouse.save import save_high_water_mark, save_license
 
 TABLES = ("commits", "file_changes", "function_changes")
@@ -70,8 +71,7 @@ def load_shards(con: duckdb.DuckDBPyConnection, root: Path) -> list[str]:
     loaded = []
     for shard in sorted(p for p in root.glob("*") if p.is_dir() and not p.name.startswith(".")):
         manifest = json.loads((shard / _MANIFEST).read_text())
-        con.execute("BEGIN")
-        try:
+        with transaction(con):
             con.execute("INSERT INTO repos (repo, url) VALUES (?, ?) ON CONFLICT (repo) DO "
                         "UPDATE SET url = coalesce(excluded.url, repos.url)",
                         [manifest["repo"], manifest["url"]])
@@ -83,10 +83,6 @@ def load_shards(con: duckdb.DuckDBPyConnection, root: Path) -> list[str]:
             save_high_water_mark(con, manifest["repo"], manifest["head"], manifest["tips"])
             save_license(con, manifest["repo"], manifest.get("license"),
                          manifest.get("license_source"))
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
         shutil.rmtree(shard)
         loaded.append(manifest["repo"])
     return loaded

@@ -1,0 +1,274 @@
+"""Fault injection: hostile specs, broken and odd repositories, failing disks and APIs.
+
+Every fault ends in one of two ways: the data is stored as data (a skipped file, an empty
+repository), or the run stops with one sentence that names the object and what to do, having
+kept everything stored before it, and the next run completes as if nothing had happened.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from flows.mining import label_repository, mine_repository
+from miners.classify import PatternSet
+from miners.errors import MinerError, RepoNotFoundError, UnsafeSourceError
+from miners.git import fetch_mirror, open_local
+from miners.sources import check_spec, parse_remote_spec
+from tests.conftest import COUNTER_FIXED, COUNTER_RACY, RepoBuilder
+from warehouse.db import connect
+from warehouse.errors import WarehouseError
+
+TABLES = {
+    "commits": "repo, sha, subject, patch_id, n_files",
+    "file_changes": "repo, sha, path, change_type, before, after, diff, skipped_reason, "
+                    "parse_status",
+    "function_changes": "repo, sha, path, module, function, change, before, after",
+    "annotations": "repo, sha, target, annotator, status, bug_type, location_function",
+}
+
+
+def snapshot(warehouse: Path) -> dict[str, list[tuple]]:
+    """Every stored row that carries data (not run ids or times), sorted."""
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        return {t: sorted(con.execute(f"SELECT {cols} FROM {t}").fetchall(), key=repr)
+                for t, cols in TABLES.items()}
+    finally:
+        con.close()
+
+
+def mine(repo_path: Path, warehouse: Path, patterns: PatternSet, run: str = "run",
+         max_file_bytes: int = 1_000_000):
+    ref = open_local(str(repo_path), name="github.com/acme/project")
+    result = mine_repository(ref, warehouse, patterns, run, max_file_bytes=max_file_bytes)
+    label_repository(warehouse, ref.name, run)
+    return result
+
+
+def one_sentence(message: str, *names: str) -> None:
+    assert "\n" not in message and "Traceback" not in message
+    for name in names:
+        assert name in message, (name, message)
+
+
+@pytest.mark.parametrize("spec", [
+    "ext::sh -c touch% /tmp/pwned", "fd::17", "file:///etc", "file://localhost/srv/repo",
+    "--upload-pack=touch /tmp/pwned", "-c core.sshCommand=touch", "github.com/../../etc",
+    "https://github.com/../../etc/passwd", "https://github.com/a/..", "git@github.com:a/../..",
+    "https://user:secret@github.com/a/b", "https://github.com/a/b?x=1",
+])
+def test_hostile_specs_are_refused_before_any_work(spec: str, tmp_path: Path) -> None:
+    """Remote helpers, file:// URLs, option injection and path traversal never reach git."""
+    with pytest.raises((UnsafeSourceError, RepoNotFoundError)) as err:
+        check_spec(spec)
+    one_sentence(str(err.value), repr(spec)[:20])
+    assert "secret" not in str(err.value) or spec.endswith("/b")  # names the spec only
+
+
+def test_a_cache_folder_never_leaves_its_root(tmp_path: Path) -> None:
+    """Whatever the owner and name, the mirror folder stays inside the cache root."""
+    with pytest.raises(UnsafeSourceError):
+        parse_remote_spec("https://example.org/../../outside")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    with pytest.raises((UnsafeSourceError, MinerError)):
+        fetch_mirror(parse_remote_spec("https://127.0.0.1:9/..x/y"), cache)
+    assert not any(p for p in tmp_path.rglob("*") if not p.is_relative_to(cache))
+
+
+def test_missing_repositories(tmp_path: Path) -> None:
+    """A path that does not exist and a server that does not answer are one sentence each,
+    and leave no half-made mirror behind."""
+    with pytest.raises(RepoNotFoundError) as err:
+        check_spec(str(tmp_path / "nowhere" / "repo"))
+    one_sentence(str(err.value), "nowhere")
+    cache = tmp_path / "cache"
+    with pytest.raises(MinerError) as err:
+        fetch_mirror(parse_remote_spec("https://127.0.0.1:9/acme/gone.git"), cache)
+    one_sentence(str(err.value), "acme/gone")
+    assert not list(cache.rglob("*.git"))
+
+
+def test_shallow_clone_is_mined(history: tuple[RepoBuilder, dict[str, str]], tmp_path: Path,
+                                warehouse_path: Path, patterns: PatternSet) -> None:
+    """A shallow clone is mined as far as its history goes; its oldest commit has no parent."""
+    repo, _ = history
+    shallow = tmp_path / "shallow"
+    subprocess.run(["git", "clone", "-q", "--depth", "4", f"file://{repo.path}", str(shallow)],
+                   check=True, capture_output=True)
+    result = mine(shallow, warehouse_path, patterns)
+    assert result.error is None and 0 < result.matches < len(history[1])
+    assert snapshot(warehouse_path)["annotations"]
+
+
+def _object_path(repo: RepoBuilder, sha: str) -> Path:
+    return repo.path / ".git" / "objects" / sha[:2] / sha[2:]
+
+
+def test_missing_object_stops_with_one_sentence_and_resumes(
+        history: tuple[RepoBuilder, dict[str, str]], tmp_path: Path, warehouse_path: Path,
+        patterns: PatternSet) -> None:
+    """A blob gone from the object store stops the repository with a sentence pointing at
+    git fsck; once repaired, the next run gives what a clean run gives."""
+    repo, shas = history
+    clean = tmp_path / "clean.duckdb"
+    mine(repo.path, clean, patterns)
+    blob = repo.git("rev-parse", f"{shas['deadlock']}:src/pool.erl")
+    saved = _object_path(repo, blob).read_bytes()
+    _object_path(repo, blob).unlink()
+    with pytest.raises(MinerError) as err:
+        mine(repo.path, warehouse_path, patterns)
+    one_sentence(str(err.value), "fsck")
+    _object_path(repo, blob).write_bytes(saved)
+    mine(repo.path, warehouse_path, patterns, run="again")
+    assert snapshot(warehouse_path) == snapshot(clean)
+
+
+def test_corrupt_pack_stops_with_one_sentence(history: tuple[RepoBuilder, dict[str, str]],
+                                              warehouse_path: Path, patterns: PatternSet
+                                              ) -> None:
+    """Flipped bytes in a pack file are a named error, not a crash or a silent gap."""
+    repo, _ = history
+    repo.git("repack", "-a", "-d", "-q")
+    pack = next((repo.path / ".git" / "objects" / "pack").glob("*.pack"))
+    pack.chmod(0o644)
+    data = bytearray(pack.read_bytes())
+    for i in range(200, len(data) - 40, 97):
+        data[i] ^= 0xFF
+    pack.write_bytes(bytes(data))
+    with pytest.raises(MinerError) as err:
+        mine(repo.path, warehouse_path, patterns)
+    one_sentence(str(err.value))
+
+
+def test_odd_files_are_data(tmp_path: Path, warehouse_path: Path, patterns: PatternSet) -> None:
+    """A 50 MB file, non-UTF-8 names and text, a submodule and an LFS pointer named like
+    source are stored or skipped with a reason; none of them stops the run."""
+    repo = RepoBuilder(tmp_path / "odd")
+    repo.commit("Initial", {"lib/counter.ex": COUNTER_RACY})
+    (repo.path / "lib" / "big.ex").write_bytes(b"# " + b"x" * (50 * 2**20) + b"\n")
+    (repo.path / os.fsdecode(b"lib/caf\xe9.ex")).write_bytes(b"defmodule Caf do # \xe9\nend\n")
+    (repo.path / "lib" / "asset.ex").write_text(
+        "version https://git-lfs.github.com/spec/v1\noid sha256:" + "a" * 64 + "\nsize 12\n")
+    repo.git("add", "-A")
+    dep = repo.git("rev-parse", "HEAD")
+    repo.git("update-index", "--add", "--cacheinfo", f"160000,{dep},lib/dep.ex")
+    repo.commit("Fix race condition in counter and vendor things",
+                {"lib/counter.ex": COUNTER_FIXED})
+    result = mine(repo.path, warehouse_path, patterns)
+    assert result.error is None
+    con = duckdb.connect(str(warehouse_path), read_only=True)
+    rows = dict(con.execute("SELECT path, coalesce(skipped_reason, 'kept') FROM file_changes"
+                            ).fetchall())
+    con.close()
+    assert rows["lib/counter.ex"] == "kept"
+    assert rows["lib/big.ex"] == "too_large"
+    assert rows["lib/asset.ex"] == "lfs_pointer"
+    assert "lib/dep.ex" not in rows  # a submodule is not source code
+    odd = [p for p in rows if p.startswith("lib/caf")]
+    assert odd and rows[odd[0]] in ("kept", "undecodable")
+
+
+def test_commit_touching_ten_thousand_files(tmp_path: Path, warehouse_path: Path,
+                                            patterns: PatternSet) -> None:
+    """A huge commit is mined in bounded batches, every file pair stored once."""
+    repo = RepoBuilder(tmp_path / "huge")
+    repo.commit("Initial", {"README.md": "x\n"})
+    for i in range(10_000):
+        path = repo.path / "lib" / f"m{i // 100}" / f"w{i}.ex"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"defmodule W{i} do\n  def run, do: {i}\nend\n")
+    repo.git("add", "-A")
+    repo.commit("Fix race condition in every worker")
+    result = mine(repo.path, warehouse_path, patterns)
+    assert result.error is None and result.pairs == 10_000
+    con = duckdb.connect(str(warehouse_path), read_only=True)
+    assert con.execute("SELECT count(*), count(DISTINCT path) FROM file_changes"
+                       ).fetchone() == (10_000, 10_000)
+    con.close()
+
+
+def _limited_mine(repo: Path, warehouse: Path, limit: int) -> subprocess.CompletedProcess[str]:
+    """Mine in a child process that may not write files past `limit` bytes (a full disk)."""
+    code = ("import signal, sys\n"
+            "from flows.mining import mine_repository, label_repository\n"
+            "from miners.classify import load_pattern_set\n"
+            "from miners.git import open_local\n"
+            "from warehouse.errors import WarehouseError\n"
+            f"ref = open_local({str(repo)!r}, name='github.com/acme/project')\n"
+            "try:\n"
+            f"    mine_repository(ref, {str(warehouse)!r}, load_pattern_set(), 'run',\n"
+            "                    max_file_bytes=1_000_000)\n"
+            f"    label_repository({str(warehouse)!r}, ref.name, 'run')\n"
+            "except WarehouseError as exc:\n"
+            "    sys.exit(f'error: {exc}')\n")
+
+    def limit_writes() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a killed process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          preexec_fn=limit_writes, timeout=300)
+
+
+def test_full_disk_stops_with_one_sentence_and_resumes(
+        history: tuple[RepoBuilder, dict[str, str]], tmp_path: Path, warehouse_path: Path,
+        patterns: PatternSet) -> None:
+    """A disk that fills up mid-run stops it with one sentence; the next run completes."""
+    repo, _ = history
+    big = "".join(f"  def f{i}(x), do: x + {i}\n" for i in range(12_000))
+    repo.commit("Add the generated module", {"lib/gen.ex": f"defmodule Gen do\n{big}end\n"})
+    repo.commit("Fix race condition in the generated module",
+                {"lib/gen.ex": f"defmodule Gen do\n{big}  def f(x), do: x\nend\n"})
+    clean = tmp_path / "clean.duckdb"
+    mine(repo.path, clean, patterns)
+    proc = _limited_mine(repo.path, warehouse_path, 200_000)
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: warehouse") and "disk" in last, proc.stderr
+    mine(repo.path, warehouse_path, patterns, run="again")
+    assert snapshot(warehouse_path) == snapshot(clean)
+
+
+def test_warehouse_that_cannot_be_written(tmp_path: Path) -> None:
+    """A warehouse path under a file, or a damaged file, is one sentence naming it."""
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(WarehouseError) as err:
+        connect(blocker / "w.duckdb")
+    one_sentence(str(err.value), str(blocker))
+    damaged = tmp_path / "damaged.duckdb"
+    damaged.write_bytes(b"not a database" * 1000)
+    with pytest.raises(WarehouseError) as err:
+        connect(damaged)
+    one_sentence(str(err.value), str(damaged))
+    assert damaged.read_bytes() == b"not a database" * 1000  # left for the user to inspect
+
+
+@pytest.mark.skipif(shutil.which("chattr") is None, reason="chattr is not installed")
+def test_read_only_warehouse(history: tuple[RepoBuilder, dict[str, str]], tmp_path: Path,
+                             patterns: PatternSet) -> None:
+    """An immutable warehouse file is refused with one sentence; queries still work."""
+    repo, _ = history
+    warehouse = tmp_path / "w.duckdb"
+    mine(repo.path, warehouse, patterns)
+    if subprocess.run(["chattr", "+i", str(warehouse)], capture_output=True).returncode:
+        pytest.skip("this filesystem does not support immutable files")
+    try:
+        with pytest.raises(WarehouseError) as err:
+            mine(repo.path, warehouse, patterns, run="again")
+        one_sentence(str(err.value), str(warehouse))
+        con = connect(warehouse, read_only=True)
+        assert con.execute("SELECT count(*) FROM commits").fetchone()[0] > 0
+        con.close()
+    finally:
+        subprocess.run(["chattr", "-i", str(warehouse)], check=True)
