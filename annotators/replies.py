@@ -30,7 +30,7 @@ def parse_json_reply(text: str | None) -> dict[str, Any]:
     for candidate in candidates:
         try:
             value, _ = json.JSONDecoder().raw_decode(candidate)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):  # RecursionError: nested too deep
             continue
         if isinstance(value, dict):
             return value

@@ -74,6 +74,8 @@ def split_patch(patch: bytes) -> dict[tuple[str, str], bytes]:
     changes (pure renames, mode changes) have no `index` line and are left out."""
     sections: dict[tuple[str, str], bytes] = {}
     starts = [m.start() for m in re.finditer(rb"^diff --git ", patch, re.MULTILINE)]
+    if not starts:
+        return sections
     for begin, end in zip(starts, [*starts[1:], len(patch)], strict=True):
         section = patch[begin:end]
         header_end = section.find(b"\n@@")

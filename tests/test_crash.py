@@ -1,0 +1,146 @@
+"""kill -9 in the middle of mining and of annotation: the next run completes, and the
+warehouse then equals a clean run's (same rows, nothing doubled, no label lost or paid twice)."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+
+from tests.llm_server import FakeLLM, Reply, default_script
+from tests.test_faults import snapshot
+
+WORKER = """defmodule Worker{n} do
+  use GenServer
+
+  def bump(key) do
+    case :ets.lookup(:t{n}, key) do
+      [{{^key, v}}] -> :ets.insert(:t{n}, {{key, v + {i}}})
+      [] -> :ets.insert(:t{n}, {{key, {i}}})
+    end
+  end
+
+  def handle_call(:get, _from, state), do: {{:reply, state + {i}, state}}
+end
+"""
+
+
+def build_history(path: Path, commits: int) -> None:
+    """A repository of `commits` commits, every other one a race fix, made by fast-import."""
+    subprocess.run(["git", "init", "-q", "-b", "main", str(path)], check=True)
+    stream = []
+    for i in range(commits):
+        message = (f"Fix race condition in Worker{i % 40}.bump ({i})" if i % 2
+                   else f"Tune worker {i}").encode()
+        body = WORKER.format(n=i % 40, i=i).encode()
+        stream += [b"commit refs/heads/main",
+                   f"committer Ada <ada@example.org> {1_700_000_000 + i} +0000".encode(),
+                   f"data {len(message)}".encode(), message,
+                   f"M 100644 inline lib/worker{i % 40}.ex".encode(),
+                   f"data {len(body)}".encode(), body, b""]
+    subprocess.run(["git", "fast-import", "--quiet"], input=b"\n".join(stream), cwd=path,
+                   check=True)
+
+
+MINE = """
+from flows.mining import label_repository, mine_repository
+from miners.classify import load_pattern_set
+from miners.git import open_local
+ref = open_local({repo!r}, name="github.com/acme/big")
+mine_repository(ref, {warehouse!r}, load_pattern_set(), "run", max_file_bytes=1_000_000)
+label_repository({warehouse!r}, ref.name, "run")
+"""
+
+
+def _mine(repo: Path, warehouse: Path) -> subprocess.Popen[bytes]:
+    code = MINE.format(repo=str(repo), warehouse=str(warehouse))
+    return subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE)
+
+
+def _wait_for(condition, timeout: float, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert proc.poll() is None, "the run finished before it could be killed"
+        assert time.monotonic() < deadline, "the run never reached the point to kill it"
+        time.sleep(0.02)
+
+
+def test_kill_during_mining_then_resume(tmp_path: Path) -> None:
+    """A mine killed after it has stored some batches resumes to a clean run's warehouse."""
+    repo = tmp_path / "big"
+    build_history(repo, 1_600)
+    clean = tmp_path / "clean.duckdb"
+    assert _mine(repo, clean).wait(timeout=600) == 0
+    crashed = tmp_path / "crashed.duckdb"
+    proc = _mine(repo, crashed)
+    wal = crashed.with_name(crashed.name + ".wal")
+    # The first batches are committed to the write-ahead log; kill while more are coming.
+    _wait_for(lambda: wal.exists() and wal.stat().st_size > 400_000, 300, proc)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL
+    partial = snapshot(crashed)
+    assert 0 < len(partial["commits"]) < len(snapshot(clean)["commits"])
+    assert _mine(repo, crashed).wait(timeout=600) == 0
+    assert snapshot(crashed) == snapshot(clean)
+
+
+ANNOTATE = """
+from annotators.limits import Price
+from annotators.llm import LLMConfig
+from flows.annotating import annotate_with_llm
+config = LLMConfig(model="test-model", base_url={url!r}, api_key="sk-test",
+                   price=Price(1.0, 2.0), concurrency=4, timeout_s=30)
+annotate_with_llm({warehouse!r}, config, {run!r})
+"""
+
+
+def _annotate(url: str, warehouse: Path, run: str) -> subprocess.Popen[bytes]:
+    code = ANNOTATE.format(url=url, warehouse=str(warehouse), run=run)
+    return subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE)
+
+
+def _sha_of(request: dict) -> str:
+    found = re.search(r"\b[0-9a-f]{40}\b", request["messages"][-1]["content"])
+    assert found
+    return found.group(0)
+
+
+def test_kill_during_annotation_then_resume(tmp_path: Path) -> None:
+    """An annotation killed mid-run resumes: every commit labeled once, and no commit whose
+    label was stored is ever sent to the model again."""
+    repo = tmp_path / "big"
+    build_history(repo, 240)
+    warehouse = tmp_path / "w.duckdb"
+    assert _mine(repo, warehouse).wait(timeout=600) == 0
+
+    def slow(request: dict, call: int) -> Reply:
+        reply = default_script(request, call)
+        reply.delay = 0.05
+        return reply
+
+    with FakeLLM(slow) as llm:
+        proc = _annotate(llm.base_url, warehouse, "first")
+        _wait_for(lambda: len(llm.requests) >= 60, 300, proc)
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait() == -signal.SIGKILL
+        con = duckdb.connect(str(warehouse), read_only=True)
+        stored = {r[0] for r in con.execute(
+            "SELECT sha FROM annotations WHERE annotator LIKE 'llm/%'").fetchall()}
+        con.close()
+        assert 0 < len(stored) < 120
+        before = len(llm.requests)
+        assert _annotate(llm.base_url, warehouse, "second").wait(timeout=600) == 0
+        resent = {_sha_of(r) for r in llm.requests[before:]} & stored
+    assert not resent
+    con = duckdb.connect(str(warehouse), read_only=True)
+    commits, labels, distinct = con.execute(
+        """SELECT (SELECT count(*) FROM commits),
+                  count(*), count(DISTINCT sha) FROM annotations
+           WHERE annotator LIKE 'llm/%' AND status = 'ok'""").fetchone()
+    con.close()
+    assert labels == distinct == commits == 120
