@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -170,3 +171,13 @@ def patterns() -> PatternSet:
 @pytest.fixture
 def warehouse_path(tmp_path: Path) -> Path:
     return tmp_path / "warehouse.duckdb"
+
+
+def run_cli(*args: str, home: Path, extra: dict[str, str] | None = None
+            ) -> subprocess.CompletedProcess[str]:
+    """Run `racemine ARGS` in a child process with its own Prefect home and cache."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "RACEMINE_"))}
+    env.update({"PREFECT_HOME": str(home / "prefect"), "RACEMINE_CACHE_DIR": str(home / "cache"),
+                "COLUMNS": "200", **(extra or {})})
+    return subprocess.run([sys.executable, "-m", "flows.cli", *args], capture_output=True,
+                          text=True, env=env, cwd=home, timeout=600)

@@ -46,6 +46,7 @@ class FakeGitHub:
     def __init__(self, repos: list[dict[str, Any]], faults: Fault | None = None) -> None:
         self.repos = repos
         self.faults = faults
+        self.authorizations: list[str | None] = []
         self.calls: list[str] = []
         self.quota_used = 0
         self.max_page_results = 0
@@ -61,6 +62,7 @@ class FakeGitHub:
                 with threading.Lock():
                     number = len(outer.calls)
                     outer.calls.append(self.path)
+                    outer.authorizations.append(self.headers.get("Authorization"))
                 fault = outer.faults(number, self.path) if outer.faults else None
                 if fault is not None:
                     self._send(*fault)

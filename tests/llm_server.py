@@ -26,6 +26,7 @@ class Reply:
     finish_reason: str = "stop"
     raw: str | None = None  # a raw body instead of a completion
     delay: float = 0.0
+    refusal: str | None = None  # a refusal (content null), as OpenAI's models send it
 
 
 Script = Callable[[dict[str, Any], int], Reply]
@@ -97,11 +98,14 @@ class FakeLLM:
                 else:
                     content = reply.content if reply.content is not None else json.dumps(
                         naive_label(body))
+                    if reply.refusal is not None:
+                        content = None
                     payload = json.dumps({
                         "id": f"c{call}", "object": "chat.completion", "created": 0,
                         "model": body.get("model", "m"),
                         "choices": [{"index": 0, "finish_reason": reply.finish_reason,
-                                     "message": {"role": "assistant", "content": content}}],
+                                     "message": {"role": "assistant", "content": content,
+                                                 "refusal": reply.refusal}}],
                         "usage": {"prompt_tokens": 100, "completion_tokens": 20,
                                   "total_tokens": 120}}).encode()
                 self.send_response(reply.status)

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
@@ -14,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
-from tests.conftest import RepoBuilder
+from tests.conftest import RepoBuilder, run_cli
 
 runner = CliRunner()
 
@@ -45,15 +42,6 @@ def test_eval_against_gold(mined: tuple[Path, RepoBuilder, Path], tmp_path: Path
     assert "precision" in table.output and "gold commits not in the warehouse" in table.output
 
 
-def _racemine(*args: str, home: Path, extra: dict[str, str] | None = None
-              ) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "RACEMINE_"))}
-    env.update({"PREFECT_HOME": str(home / "prefect"), "RACEMINE_CACHE_DIR": str(home / "cache"),
-                "COLUMNS": "200", **(extra or {})})
-    return subprocess.run([sys.executable, "-m", "flows.cli", *args], capture_output=True,
-                          text=True, env=env, cwd=home, timeout=600)
-
-
 @pytest.fixture(scope="module")
 def mined(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, RepoBuilder, Path]:
     """A fixture repository mined twice through the real CLI and Prefect flow."""
@@ -62,10 +50,10 @@ def mined(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, RepoBuilder, 
     home = tmp_path_factory.mktemp("cli")
     repo, _ = build_history.__wrapped__(home)  # type: ignore[attr-defined]
     warehouse = home / "w.duckdb"
-    first = _racemine("mine", str(repo.path), "--name", "github.com/acme/project",
+    first = run_cli("mine", str(repo.path), "--name", "github.com/acme/project",
                       "--warehouse", str(warehouse), home=home)
     assert first.returncode == 0, first.stderr
-    second = _racemine("mine", str(repo.path), "--name", "github.com/acme/project",
+    second = run_cli("mine", str(repo.path), "--name", "github.com/acme/project",
                        "--warehouse", str(warehouse), home=home)
     assert second.returncode == 0, second.stderr
     return warehouse, repo, home
@@ -167,7 +155,7 @@ def test_export_options_are_checked(mined: tuple[Path, RepoBuilder, Path], tmp_p
 
 def test_bad_repo_spec_is_one_sentence(tmp_path: Path) -> None:
     """An unsafe spec stops before any work with one sentence naming it."""
-    out = _racemine("mine", "ext::sh -c id", "--warehouse", str(tmp_path / "w.duckdb"),
+    out = run_cli("mine", "ext::sh -c id", "--warehouse", str(tmp_path / "w.duckdb"),
                     home=tmp_path)
     assert out.returncode == 1
     assert "ext::" in out.stderr and "refused" in out.stderr
@@ -205,7 +193,7 @@ def test_annotate_command_and_cost(mined: tuple[Path, RepoBuilder, Path], tmp_pa
     copy.write_bytes(warehouse.read_bytes())
     secret = "sk-cli-PLANTED-SECRET"
     with FakeLLM() as llm:
-        out = _racemine("annotate", "--warehouse", str(copy), "--limit", "3", home=home,
+        out = run_cli("annotate", "--warehouse", str(copy), "--limit", "3", home=home,
                         extra={"RACEMINE_LLM_BASE_URL": llm.base_url,
                                "RACEMINE_LLM_MODEL": "gpt-4o-mini",
                                "RACEMINE_LLM_API_KEY": secret})
@@ -222,7 +210,7 @@ def test_annotate_command_and_cost(mined: tuple[Path, RepoBuilder, Path], tmp_pa
         round(3 * (100 * 0.15 + 20 * 0.60) / 1e6, 8),)
     con.close()
     with FakeLLM(lambda r, c: Reply(status=401, content="bad key")) as llm:
-        refused = _racemine("annotate", "--warehouse", str(copy), home=home,
+        refused = run_cli("annotate", "--warehouse", str(copy), home=home,
                             extra={"RACEMINE_LLM_BASE_URL": llm.base_url,
                                    "RACEMINE_LLM_MODEL": "gpt-4o-mini",
                                    "RACEMINE_LLM_API_KEY": secret})
@@ -236,7 +224,7 @@ def test_discover_command(tmp_path: Path) -> None:
 
     warehouse = tmp_path / "w.duckdb"
     with FakeGitHub(make_repos(40)) as gh:
-        out = _racemine("discover", "--warehouse", str(warehouse), "--min-stars", "100",
+        out = run_cli("discover", "--warehouse", str(warehouse), "--min-stars", "100",
                         home=tmp_path, extra={"RACEMINE_GITHUB_API_URL": gh.url,
                                               "RACEMINE_GITHUB_TOKEN": "ghp_PLANTED"})
         assert out.returncode == 0, out.stderr
@@ -247,7 +235,7 @@ def test_discover_command(tmp_path: Path) -> None:
     assert con.execute("SELECT kind, status FROM runs").fetchall() == [("discover", "completed")]
     con.close()
     with FakeGitHub([], lambda n, p: (401, {}, '{"message": "Bad credentials"}')) as gh:
-        bad = _racemine("discover", "--warehouse", str(warehouse), home=tmp_path,
+        bad = run_cli("discover", "--warehouse", str(warehouse), home=tmp_path,
                         extra={"RACEMINE_GITHUB_API_URL": gh.url})
     assert bad.returncode == 1 and "RACEMINE_GITHUB_TOKEN" in bad.stderr
     assert "Traceback" not in bad.stderr and len(gh.calls) == 1

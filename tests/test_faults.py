@@ -18,12 +18,16 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from annotators.limits import Price
+from annotators.llm import LLMConfig
+from flows.annotating import annotate_with_llm
 from flows.mining import label_repository, mine_repository
 from miners.classify import PatternSet
 from miners.errors import MinerError, RepoNotFoundError, UnsafeSourceError
 from miners.git import fetch_mirror, open_local
 from miners.sources import check_spec, parse_remote_spec
 from tests.conftest import COUNTER_FIXED, COUNTER_RACY, RepoBuilder
+from tests.llm_server import FakeLLM, Reply, default_script
 from warehouse.db import connect
 from warehouse.errors import WarehouseError
 
@@ -272,3 +276,36 @@ def test_read_only_warehouse(history: tuple[RepoBuilder, dict[str, str]], tmp_pa
         con.close()
     finally:
         subprocess.run(["chattr", "-i", str(warehouse)], check=True)
+
+
+def test_llm_refusals_and_hangs_fail_one_commit_not_the_run(
+        history: tuple[RepoBuilder, dict[str, str]], warehouse_path: Path,
+        patterns: PatternSet) -> None:
+    """A refusal and a reply that never comes are stored as failed with their reason; the
+    other commits are labeled and the run ends."""
+    repo, shas = history
+    mine_repository(open_local(str(repo.path)), warehouse_path, patterns, "mine",
+                    max_file_bytes=1_000_000)
+
+    def script(request: dict, call: int) -> Reply:
+        user = request["messages"][-1]["content"]
+        if shas["deadlock"] in user:
+            return Reply(refusal="I can't help with that.")
+        if shas["flaky"] in user:
+            return Reply(delay=30)  # far past the client's timeout
+        return default_script(request, call)
+
+    with FakeLLM(script) as llm:
+        config = LLMConfig(model="test-model", base_url=llm.base_url, api_key="sk-test",
+                           price=Price(1.0, 2.0), concurrency=4, timeout_s=1,
+                           max_attempts=2, max_reasks=1)
+        result = annotate_with_llm(warehouse_path, config, "run")
+    con = duckdb.connect(str(warehouse_path), read_only=True)
+    rows = {sha: (status, failure) for sha, status, failure in con.execute(
+        "SELECT sha, status, failure FROM annotations WHERE annotator = ?",
+        [config.annotator]).fetchall()}
+    con.close()
+    assert rows[shas["deadlock"]][0] == "failed" and "refused" in rows[shas["deadlock"]][1]
+    assert rows[shas["flaky"]][0] == "failed" and "time" in rows[shas["flaky"]][1].lower()
+    assert rows[shas["ets_race"]][0] == "ok"
+    assert result.summary.failed == 2
