@@ -26,7 +26,7 @@ from miners.classify import PatternSet
 from miners.errors import MinerError, RepoNotFoundError, UnsafeSourceError
 from miners.git import fetch_mirror, open_local
 from miners.sources import check_spec, parse_remote_spec
-from tests.conftest import COUNTER_FIXED, COUNTER_RACY, RepoBuilder
+from tests.conftest import COUNTER_FIXED, COUNTER_RACY, RepoBuilder, run_cli
 from tests.llm_server import FakeLLM, Reply, default_script
 from warehouse.db import connect
 from warehouse.errors import WarehouseError
@@ -309,3 +309,27 @@ def test_llm_refusals_and_hangs_fail_one_commit_not_the_run(
     assert rows[shas["flaky"]][0] == "failed" and "time" in rows[shas["flaky"]][1].lower()
     assert rows[shas["ets_race"]][0] == "ok"
     assert result.summary.failed == 2
+
+
+def test_second_process_is_told_the_warehouse_is_in_use(
+        history: tuple[RepoBuilder, dict[str, str]], tmp_path: Path,
+        patterns: PatternSet) -> None:
+    """While one racemine writes, another command says so in one sentence and the file
+    stays whole."""
+    repo, _ = history
+    warehouse = tmp_path / "w.duckdb"
+    mine(repo.path, warehouse, patterns)
+    before = snapshot(warehouse)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, duckdb\n"
+         f"con = duckdb.connect({str(warehouse)!r})\nprint('holding', flush=True)\n"
+         "sys.stdin.read()\n"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout and holder.stdout.readline().strip() == "holding"
+        for args in (["stats"], ["export", str(tmp_path / "out")]):
+            out = run_cli(*args, "--warehouse", str(warehouse), home=tmp_path)
+            assert out.returncode == 1, out.stderr
+            one_sentence(out.stderr.strip().replace("\n", " "), "in use by another process")
+    finally:
+        holder.communicate("", timeout=30)
+    assert snapshot(warehouse) == before
