@@ -343,7 +343,8 @@ def stats(warehouse: WarehouseOpt = None,
             render_rows(console, columns, rows, "table", title=title)
 
 
-DateOpt = Annotated[datetime | None, typer.Option(formats=["%Y-%m-%d"])]
+def _date_option(help_text: str) -> object:
+    return typer.Option(formats=["%Y-%m-%d"], help=help_text)
 
 
 def _choice(kind: type[StrEnum], value: str | None, option: str) -> StrEnum | None:
@@ -395,8 +396,8 @@ def export(
     verified: Annotated[bool, typer.Option(
         "--verified", help="Only labels the reviewer (annotate --verify) found plausible.")
     ] = False,
-    since: DateOpt = None,
-    until: DateOpt = None,
+    since: Annotated[datetime | None, _date_option("Commits authored on or after.")] = None,
+    until: Annotated[datetime | None, _date_option("Commits authored on or before.")] = None,
     licenses: Annotated[list[str] | None, typer.Option(
         "--license", help="SPDX ids to allow (repeatable; default: common permissive ones).")
     ] = None,
@@ -407,8 +408,10 @@ def export(
     fractions: Annotated[str, typer.Option(help="train,validation,test shares (by repo)")
                          ] = "0.8,0.1,0.1",
     seed: Annotated[int, typer.Option(help="Seed for the split by repository.")] = 0,
-    validation_after: DateOpt = None,
-    test_after: DateOpt = None,
+    validation_after: Annotated[datetime | None, _date_option(
+        "By time: validation from this day.")] = None,
+    test_after: Annotated[datetime | None, _date_option("By time: test from this day.")
+                          ] = None,
     partition_by: Annotated[str | None, typer.Option(
         help="Partition the Parquet files by language or bug_type.")] = None,
     gold: Annotated[Path | None, typer.Option(
