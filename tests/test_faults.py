@@ -102,6 +102,30 @@ def test_missing_repositories(tmp_path: Path) -> None:
     assert not list(cache.rglob("*.git"))
 
 
+def test_empty_repository_is_data(tmp_path: Path, warehouse_path: Path,
+                                  patterns: PatternSet) -> None:
+    """An empty repository mines to zero rows and a repos row, not an error."""
+    result = mine(RepoBuilder(tmp_path / "empty").path, warehouse_path, patterns)
+    assert (result.error, result.commits_scanned, result.matches) == (None, 0, 0)
+    con = duckdb.connect(str(warehouse_path), read_only=True)
+    assert con.execute("SELECT count(*) FROM repos").fetchone() == (1,)
+    con.close()
+
+
+def test_force_pushed_history_is_rescanned(history: tuple[RepoBuilder, dict[str, str]],
+                                           warehouse_path: Path, patterns: PatternSet) -> None:
+    """When the last mined tip is gone (force push), the run rescans without duplicates."""
+    repo, _ = history
+    mine(repo.path, warehouse_path, patterns, "first")
+    first = snapshot(warehouse_path)
+    repo.git("reset", "-q", "--hard", "HEAD~1")
+    repo.git("reflog", "expire", "--expire=now", "--all")
+    repo.git("gc", "-q", "--prune=now")
+    result = mine(repo.path, warehouse_path, patterns, "second")
+    assert result.commits_scanned > 0
+    assert snapshot(warehouse_path) == first
+
+
 def test_shallow_clone_is_mined(history: tuple[RepoBuilder, dict[str, str]], tmp_path: Path,
                                 warehouse_path: Path, patterns: PatternSet) -> None:
     """A shallow clone is mined as far as its history goes; its oldest commit has no parent."""

@@ -112,20 +112,6 @@ def test_only_new_commits_are_mined(history: tuple[RepoBuilder, dict[str, str]],
     assert con.execute("SELECT sha FROM commits WHERE run_id = 'second'").fetchall() == [(new,)]
 
 
-def test_rewritten_history_is_rescanned(history: tuple[RepoBuilder, dict[str, str]],
-                                        warehouse_path: Path, patterns: PatternSet) -> None:
-    """When the last mined tip is gone (force push), the run rescans without duplicates."""
-    repo, _ = history
-    _mine(repo, warehouse_path, patterns, "first")
-    first = _counts(warehouse_path)
-    repo.git("reset", "-q", "--hard", "HEAD~1")
-    repo.git("reflog", "expire", "--expire=now", "--all")
-    repo.git("gc", "-q", "--prune=now")
-    result, _, _ = _mine(repo, warehouse_path, patterns, "second")
-    assert result.commits_scanned > 0
-    assert _counts(warehouse_path) == first
-
-
 def test_local_repository_is_never_written(history: tuple[RepoBuilder, dict[str, str]],
                                            warehouse_path: Path, patterns: PatternSet) -> None:
     """Mining a work tree leaves every file of it, .git included, byte-identical."""
@@ -133,12 +119,3 @@ def test_local_repository_is_never_written(history: tuple[RepoBuilder, dict[str,
     before = _tree_digest(repo.path)
     _mine(repo, warehouse_path, patterns)
     assert _tree_digest(repo.path) == before
-
-
-def test_empty_repository_is_data(tmp_path: Path, warehouse_path: Path,
-                                  patterns: PatternSet) -> None:
-    """An empty repository mines to zero rows and a repos row, not an error."""
-    repo = RepoBuilder(tmp_path / "empty")
-    result, labels, _ = _mine(repo, warehouse_path, patterns)
-    assert (result.commits_scanned, result.matches, labels) == (0, 0, 0)
-    assert _counts(warehouse_path)["repos"] == 1
