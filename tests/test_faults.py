@@ -65,8 +65,8 @@ def one_sentence(message: str, *names: str) -> None:
 
 
 @pytest.mark.parametrize("spec", [
-    "ext::sh -c touch% /tmp/pwned", "fd::17", "file:///etc", "file://localhost/srv/repo",
-    "--upload-pack=touch /tmp/pwned", "-c core.sshCommand=touch", "github.com/../../etc",
+    "ext::sh -c touch% pwned", "fd::17", "file:///etc", "file://localhost/srv/repo",
+    "--upload-pack=touch pwned", "-c core.sshCommand=touch", "github.com/../../etc",
     "https://github.com/../../etc/passwd", "https://github.com/a/..", "git@github.com:a/../..",
     "https://user:secret@github.com/a/b", "https://github.com/a/b?x=1",
 ])
