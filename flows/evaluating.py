@@ -27,5 +27,6 @@ def measure(warehouse: Path, gold: Path, annotator: str | None = None, strict: b
     finally:
         con.close()
     if mined_only:
-        rows = [r for r in rows if r.repo in set(mined)]
+        kept = set(mined)
+        rows = [r for r in rows if r.repo in kept]
     return evaluate(rows, predictions, mined)

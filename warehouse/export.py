@@ -54,7 +54,10 @@ def export_dataset(con: duckdb.DuckDBPyConnection, out: Path, selection: Selecti
                    quality: Mapping[str, Any] | None = None,
                    versions: Mapping[str, str] | None = None,
                    memory_limit: str = MEMORY_LIMIT) -> ExportResult:
-    """Write the dataset folder `out`; Parquet in `data/` always, other formats as asked."""
+    """Write the dataset folder `out`; Parquet in `data/` always, other formats as asked.
+
+    Leaves con with memory_limit set and the export's temporary tables (export_rows, …).
+    """
     _check_destination(out)
     staging = out.with_name(f".{out.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
