@@ -17,7 +17,7 @@ from annotators.llm import LLMConfig, Outcome, RunSummary, annotate_commits
 from annotators.prompting import input_hash
 from annotators.schema import Annotation, CommitInput, FileInput
 from flows.settings import Settings
-from warehouse.db import connect
+from warehouse.db import open_warehouse
 from warehouse.queries import commit_inputs, repo_names, unlabeled_commits
 from warehouse.save import copy_cached_labels, save_annotations, save_llm_calls
 
@@ -53,8 +53,7 @@ def annotate_with_llm(warehouse: Path, config: LLMConfig, run_id: str, *,
                       repos: list[str] | None = None, limit: int | None = None,
                       retry_failed: bool = False) -> AnnotateResult:
     """Label every stored commit that has no label from this model and prompt yet."""
-    con = connect(warehouse)
-    try:
+    with open_warehouse(warehouse) as con:
         annotator = config.annotator
         todo = [(repo, sha) for repo in (repos or repo_names(con))
                 for sha in unlabeled_commits(con, repo, annotator, retry_failed)]
@@ -79,8 +78,6 @@ def annotate_with_llm(warehouse: Path, config: LLMConfig, run_id: str, *,
         with _Writer(con.cursor(), run_id, annotator) as writer:
             summary = asyncio.run(annotate_commits(commits(), config, writer.put))
         return AnnotateResult(annotator, len(todo), hits, summary)
-    finally:
-        con.close()
 
 
 class _Writer(threading.Thread):

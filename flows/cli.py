@@ -307,15 +307,11 @@ def sql(
 ) -> None:
     """Run a read-only SQL query against the warehouse."""
     from flows.report import render_rows
-    from warehouse.db import connect
+    from warehouse.db import open_warehouse
     from warehouse.queries import run_sql
 
-    with _user_errors():
-        con = connect(_settings(warehouse).warehouse, read_only=True)
-        try:
-            columns, rows = run_sql(con, query)
-        finally:
-            con.close()
+    with _user_errors(), open_warehouse(_settings(warehouse).warehouse, read_only=True) as con:
+        columns, rows = run_sql(con, query)
     render_rows(console, columns, rows, format.value)
 
 
@@ -326,16 +322,12 @@ def stats(warehouse: WarehouseOpt = None,
           ] = False) -> None:
     """Counts per repository, bug type, language and year (or LLM cost with --cost)."""
     from flows.report import render_rows, render_vertical
-    from warehouse.db import connect
+    from warehouse.db import open_warehouse
     from warehouse.queries import cost as cost_query
     from warehouse.queries import stats as stats_query
 
-    with _user_errors():
-        con = connect(_settings(warehouse).warehouse, read_only=True)
-        try:
-            tables = {"LLM cost": cost_query(con)} if cost else stats_query(con)
-        finally:
-            con.close()
+    with _user_errors(), open_warehouse(_settings(warehouse).warehouse, read_only=True) as con:
+        tables = {"LLM cost": cost_query(con)} if cost else stats_query(con)
     for title, (columns, rows) in tables.items():
         if cost:
             render_vertical(console, columns, rows, title)

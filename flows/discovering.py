@@ -14,7 +14,7 @@ from miners.github import (
     iter_search,
 )
 from miners.sources import check_spec, parse_remote_spec
-from warehouse.db import connect
+from warehouse.db import open_warehouse
 from warehouse.save import WarehousePageCache, save_discovered
 
 
@@ -33,26 +33,22 @@ def discover(warehouse: Path, api_url: str, token: str | None, query: SearchQuer
              list_file: Path | None = None, limit: int | None = None,
              sleep: Callable[[float], None] | None = None) -> tuple[int, int, int]:
     """Store what the search (or the list) finds; returns (repos, requests, not modified)."""
-    con = connect(warehouse)
-    try:
-        with github_http_client(api_url, token) as http:
-            gh = GitHubClient(http, WarehousePageCache(con),
-                              **({"sleep": sleep} if sleep is not None else {}))
-            found: list[RepoInfo] = []
-            if list_file is not None:
-                for spec in read_repo_list(list_file):
-                    remote = parse_remote_spec(spec)
-                    if remote.host == "github.com":
-                        found.append(fetch_repo(gh, api_url, "/".join(remote.path)))
-                    else:
-                        found.append(RepoInfo(remote.name, remote.url, 0, None, None, None,
-                                              False, False, None, ()))
-            if query is not None:
-                for info in iter_search(gh, api_url, query):
-                    found.append(info)
-                    if limit is not None and len(found) >= limit:
-                        break
-            saved = save_discovered(con, found)
-            return saved, gh.requests, gh.not_modified
-    finally:
-        con.close()
+    with open_warehouse(warehouse) as con, github_http_client(api_url, token) as http:
+        gh = GitHubClient(http, WarehousePageCache(con),
+                          **({"sleep": sleep} if sleep is not None else {}))
+        found: list[RepoInfo] = []
+        if list_file is not None:
+            for spec in read_repo_list(list_file):
+                remote = parse_remote_spec(spec)
+                if remote.host == "github.com":
+                    found.append(fetch_repo(gh, api_url, "/".join(remote.path)))
+                else:
+                    found.append(RepoInfo(remote.name, remote.url, 0, None, None, None,
+                                          False, False, None, ()))
+        if query is not None:
+            for info in iter_search(gh, api_url, query):
+                found.append(info)
+                if limit is not None and len(found) >= limit:
+                    break
+        saved = save_discovered(con, found)
+        return saved, gh.requests, gh.not_modified

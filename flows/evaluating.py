@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from annotators.evaluation import Report, build_predictions, evaluate, gold_repo_for, load_gold
-from warehouse.db import connect
+from warehouse.db import open_warehouse
 from warehouse.queries import eval_rows, repo_names
 
 
@@ -20,12 +20,9 @@ def measure(warehouse: Path, gold: Path, annotator: str | None = None, strict: b
     if strict:
         rows = [r for r in rows if r.confidence != "low"]
     gold_repos = {r.repo for r in rows}
-    con = connect(warehouse, read_only=True)
-    try:
+    with open_warehouse(warehouse, read_only=True) as con:
         predictions = build_predictions(eval_rows(con, annotator), gold_repos)
         mined = [r for r in (gold_repo_for(n, gold_repos) for n in repo_names(con)) if r]
-    finally:
-        con.close()
     if mined_only:
         kept = set(mined)
         rows = [r for r in rows if r.repo in kept]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from flows.evaluating import measure
 from warehouse.dataset import Selection
-from warehouse.db import SCHEMA_VERSION, connect
+from warehouse.db import SCHEMA_VERSION, open_warehouse
 from warehouse.export import MEMORY_LIMIT, ExportResult, export_dataset
 from warehouse.formats import ExportFormat, PartitionBy
 from warehouse.splits import SplitPlan
@@ -34,10 +34,7 @@ def run_export(warehouse: Path, out: Path, selection: Selection, plan: SplitPlan
         report = measure(warehouse, gold, selection.annotator, strict, mined_only=True)
         quality = {**json.loads(json.dumps(asdict(report))), "gold_file": gold.name,
                    "annotator": selection.annotator}
-    con = connect(warehouse, read_only=True)
-    try:
+    with open_warehouse(warehouse, read_only=True) as con:
         return export_dataset(con, out, selection, plan, formats, partition_by=partition_by,
                               quality=quality, versions=_versions(),
                               memory_limit=memory_limit)
-    finally:
-        con.close()

@@ -27,7 +27,7 @@ from flows.settings import Settings
 from miners.classify import load_pattern_set
 from miners.errors import GitCommandError, MinerError
 from miners.records import RepoRef
-from warehouse.db import connect
+from warehouse.db import open_warehouse
 from warehouse.errors import WarehouseError
 from warehouse.queries import mined_tips
 from warehouse.shards import load_shards
@@ -107,22 +107,16 @@ def _sharded(specs: list[str], name: str | None, settings: Settings, patterns_fi
         if failed is not None:
             results.append(failed)
             continue
-        con = connect(db)
-        try:
+        with open_warehouse(db) as con:
             tips = mined_tips(con, ref.name)
-        finally:
-            con.close()
         pending.append((spec, mine_shard_task.submit(ref, str(shard_root), patterns_file, run_id,
                                                      tips, settings.max_file_bytes,
                                                      all_branches)))
     for spec, future in pending:
         outcome = _outcome(spec, [future])
         if not outcome.error:
-            con = connect(db)
-            try:
+            with open_warehouse(db) as con:
                 load_shards(con, shard_root)
-            finally:
-                con.close()
             labels, fixes = label_repository(Path(db), outcome.repo, run_id)
             outcome = dataclasses.replace(outcome, labels=labels, fixes=fixes)
         results.append(outcome)

@@ -32,7 +32,7 @@ from miners.licenses import LicenseGuess, fetch_license
 from miners.parallel import DEFAULT_PARSE_WORKERS, FunctionParser, ParsedBatch
 from miners.records import CommitFiles, CommitMeta, RepoRef
 from miners.sources import is_local_spec, parse_remote_spec
-from warehouse.db import connect, write_errors
+from warehouse.db import open_warehouse
 from warehouse.queries import commit_inputs, mined_tips, unlabeled_commits
 from warehouse.save import (
     build_commit_rows,
@@ -176,25 +176,19 @@ def mine_repository(ref: RepoRef, warehouse: Path, patterns: PatternSet, run_id:
                     parse_workers: int = DEFAULT_PARSE_WORKERS,
                     progress: Progress = _quiet) -> RepoResult:
     """Mine the commits of ref not mined before into the warehouse; returns counts."""
-    with write_errors(warehouse):
-        con = connect(warehouse)
-        try:
-            save_repo(con, ref)
+    with open_warehouse(warehouse) as con:
+        save_repo(con, ref)
 
-            def save(batch: list[tuple[CommitFiles, Match]], patch_ids: dict[str, str]
-                     ) -> None:
-                save_commit_files(con, ref.name, run_id, batch, patch_ids)
+        def save(batch: list[tuple[CommitFiles, Match]], patch_ids: dict[str, str]) -> None:
+            save_commit_files(con, ref.name, run_id, batch, patch_ids)
 
-            result, head, tips = _mine(ref, mined_tips(con, ref.name), patterns, save,
-                                       max_file_bytes=max_file_bytes,
-                                       all_branches=all_branches,
-                                       parse_workers=parse_workers, progress=progress)
-            save_high_water_mark(con, ref.name, head, tips)
-            guess = _license(ref, head)
-            save_license(con, ref.name, guess and guess.spdx, guess and guess.source)
-            return result
-        finally:
-            con.close()
+        result, head, tips = _mine(ref, mined_tips(con, ref.name), patterns, save,
+                                   max_file_bytes=max_file_bytes, all_branches=all_branches,
+                                   parse_workers=parse_workers, progress=progress)
+        save_high_water_mark(con, ref.name, head, tips)
+        guess = _license(ref, head)
+        save_license(con, ref.name, guess and guess.spdx, guess and guess.source)
+        return result
 
 
 def mine_to_shard(ref: RepoRef, shard_root: Path, patterns: PatternSet, run_id: str,
@@ -229,22 +223,17 @@ def _license(ref: RepoRef, head: str | None) -> LicenseGuess | None:
 def label_repository(warehouse: Path, repo: str, run_id: str, progress: Progress = _quiet
                      ) -> tuple[int, int]:
     """Label repo's unlabeled commits with the heuristic annotator; (labels, fixes)."""
-    with write_errors(warehouse):
-        con = connect(warehouse)
-        try:
-            shas = unlabeled_commits(con, repo, ANNOTATOR_ID)
-            labels = fixes = 0
-            for start in range(0, len(shas), BATCH):
-                progress("labeling", start, len(shas))
-                batch = []
-                for sha, message, files in commit_inputs(con, repo, shas[start:start + BATCH]):
-                    commit = CommitInput(repo, sha, message,
-                                         tuple(FileInput(*f) for f in files))
-                    annotation = annotate_heuristic(commit)
-                    batch.append((sha, "", annotation))
-                    fixes += bool(annotation.label and annotation.label.is_concurrency_bug)
-                labels += save_annotations(con, repo, run_id, batch)
-            progress("labeling", len(shas), len(shas))
-            return labels, fixes
-        finally:
-            con.close()
+    with open_warehouse(warehouse) as con:
+        shas = unlabeled_commits(con, repo, ANNOTATOR_ID)
+        labels = fixes = 0
+        for start in range(0, len(shas), BATCH):
+            progress("labeling", start, len(shas))
+            batch = []
+            for sha, message, files in commit_inputs(con, repo, shas[start:start + BATCH]):
+                commit = CommitInput(repo, sha, message, tuple(FileInput(*f) for f in files))
+                annotation = annotate_heuristic(commit)
+                batch.append((sha, "", annotation))
+                fixes += bool(annotation.label and annotation.label.is_concurrency_bug)
+            labels += save_annotations(con, repo, run_id, batch)
+        progress("labeling", len(shas), len(shas))
+        return labels, fixes

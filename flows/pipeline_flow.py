@@ -16,7 +16,7 @@ from flows.discover_flow import discover_flow
 from flows.export_flow import export_flow
 from flows.mine_flow import mine_flow
 from flows.settings import Settings
-from warehouse.db import connect
+from warehouse.db import open_warehouse
 from warehouse.queries import repos_to_mine
 
 
@@ -36,11 +36,8 @@ def pipeline_flow(discover: bool = True, mine: bool = True, annotate: bool = Tru
     if mine:
         specs = repos
         if specs is None:
-            con = connect(db)
-            try:
+            with open_warehouse(db) as con:
                 specs = [url for _, url in repos_to_mine(con)]
-            finally:
-                con.close()
         runner = ThreadPoolTaskRunner(max_workers=settings.concurrency)
         results = mine_flow.with_options(task_runner=runner)(specs, warehouse=db)
         done["mine"] = {"repos": len(results), "errors": sum(1 for r in results if r.error)}

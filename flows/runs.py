@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from warehouse.db import connect
+from warehouse.db import open_warehouse
 from warehouse.save import finish_run, start_run
 
 
@@ -26,11 +26,8 @@ class RunRecord:
 def recorded_run(warehouse: str | Path, kind: str, parameters: Mapping[str, Any]
                  ) -> Iterator[RunRecord]:
     """A runs row for the block: an exception marks it failed with its first line."""
-    con = connect(warehouse)
-    try:
+    with open_warehouse(warehouse) as con:
         record = RunRecord(start_run(con, kind, parameters))
-    finally:
-        con.close()
     status = "failed"
     try:
         yield record
@@ -40,9 +37,6 @@ def recorded_run(warehouse: str | Path, kind: str, parameters: Mapping[str, Any]
         record.errors = [*record.errors, f"{reason} (the next run resumes)"]
         raise
     finally:
-        con = connect(warehouse)
-        try:
+        with open_warehouse(warehouse) as con:
             finish_run(con, record.run_id, status=status, counts=record.counts,
                        errors=record.errors)
-        finally:
-            con.close()

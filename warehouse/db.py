@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from importlib import resources
 from pathlib import Path
 
@@ -74,7 +74,7 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
 
 
 @contextmanager
-def write_errors(path: str | Path) -> Iterator[None]:
+def _write_errors(path: str | Path) -> Iterator[None]:
     """Turn DuckDB's failures to write (a full disk, a read-only file) into one sentence.
 
     Every save is a transaction, so what was committed before the failure stays, and the
@@ -88,6 +88,18 @@ def write_errors(path: str | Path) -> Iterator[None]:
         raise WarehouseWriteError(
             f"warehouse {path}: cannot write ({reason}); free disk space or make the file "
             "writable and re-run — what was stored so far is kept") from exc
+
+
+@contextmanager
+def open_warehouse(path: str | Path, *, read_only: bool = False
+                   ) -> Iterator[duckdb.DuckDBPyConnection]:
+    """connect() for a block: closed at its end, failures to write as one sentence."""
+    with nullcontext() if read_only else _write_errors(path):
+        con = connect(path, read_only=read_only)
+        try:
+            yield con
+        finally:
+            con.close()
 
 
 def _version(con: duckdb.DuckDBPyConnection) -> int | None:
