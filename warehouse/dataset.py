@@ -1,4 +1,5 @@
-"""Which labeled pairs a dataset holds: the export filters, as one SQL query over the warehouse.
+"""Which labeled pairs a dataset holds: the export filters as SQL over the warehouse, and
+the selected rows read back in batches with their code.
 
 Every row carries its provenance (repo, sha, path, the mine run that stored the pair, the
 annotator and run that labeled it) and a near-duplicate key: the hash of the change's tokens
@@ -138,8 +139,6 @@ COLUMNS = {
                            "message", "before", "after", *_LABEL_COLUMNS, "is_bug_location",
                            *_TAIL),
 }
-KEYS = {ExportLevel.FILE: ("repo", "sha", "path"),
-        ExportLevel.FUNCTION: ("repo", "sha", "path", "module", "function")}
 _TEXTS = {ExportLevel.FILE: ("file_changes", ("before", "after", "diff")),
           ExportLevel.FUNCTION: ("function_changes", ("before", "after"))}
 
@@ -201,8 +200,7 @@ def save_selection(con: duckdb.DuckDBPyConnection, sel: Selection) -> None:
     params["licenses"] = list(sel.licenses)
     meta = _META[sel.level].replace("{label_filter}", label_filter)
     con.execute(f"CREATE OR REPLACE TEMP TABLE export_rows AS "
-                f"SELECT * FROM ({meta}) WHERE {' AND '.join(where)} "
-                f"ORDER BY {', '.join(KEYS[sel.level])}", params)
+                f"SELECT * FROM ({meta}) WHERE {' AND '.join(where)}", params)
 
 
 def iter_split_rows(con: duckdb.DuckDBPyConnection, level: ExportLevel, split: str,

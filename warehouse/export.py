@@ -132,11 +132,9 @@ def _near_duplicates(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
 def _digests(root: Path) -> dict[str, str]:
     out = {}
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        digest = hashlib.sha256()
         with path.open("rb") as handle:
-            for block in iter(lambda h=handle: h.read(1 << 20), b""):
-                digest.update(block)
-        out[path.relative_to(root).as_posix()] = digest.hexdigest()
+            out[path.relative_to(root).as_posix()] = hashlib.file_digest(handle, "sha256"
+                                                                         ).hexdigest()
     return out
 
 

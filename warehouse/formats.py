@@ -145,22 +145,20 @@ def write_hf_split(files: list[Path], folder: Path, split: str, description: str
     """One split as `Dataset.save_to_disk` writes it: an Arrow stream and its state files."""
     folder.mkdir(parents=True, exist_ok=True)
     arrow = folder / "data-00000-of-00001.arrow"
-    digest = hashlib.sha256()
     schema = pq.read_schema(files[0]).remove_metadata()
     with pa.OSFile(str(arrow), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
         for path in files:
             for batch in pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS):
                 writer.write_batch(pa.RecordBatch.from_arrays(batch.columns, schema=schema))
     with arrow.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
+        fingerprint = hashlib.file_digest(handle, "sha256").hexdigest()[:16]
     # Features are left for `datasets` to read from the Arrow schema, which keeps this
     # folder independent of the `datasets` version that loads it.
     (folder / "dataset_info.json").write_text(json.dumps(
         {"description": description, "citation": "", "homepage": "", "license": ""},
         indent=2, sort_keys=True) + "\n")
     (folder / "state.json").write_text(json.dumps({
-        "_data_files": [{"filename": arrow.name}], "_fingerprint": digest.hexdigest()[:16],
+        "_data_files": [{"filename": arrow.name}], "_fingerprint": fingerprint,
         "_format_columns": None, "_format_kwargs": {}, "_format_type": None,
         "_output_all_columns": False, "_split": split}, indent=2, sort_keys=True) + "\n")
 
