@@ -8,6 +8,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from miners.classify import PatternSet, load_pattern_set
@@ -181,3 +182,22 @@ def run_cli(*args: str, home: Path, extra: dict[str, str] | None = None
                 "COLUMNS": "200", **(extra or {})})
     return subprocess.run([sys.executable, "-m", "flows.cli", *args], capture_output=True,
                           text=True, env=env, cwd=home, timeout=600)
+
+
+TABLES = {
+    "commits": "repo, sha, subject, patch_id, n_files",
+    "file_changes": "repo, sha, path, change_type, before, after, diff, skipped_reason, "
+                    "parse_status",
+    "function_changes": "repo, sha, path, module, function, change, before, after",
+    "annotations": "repo, sha, target, annotator, status, bug_type, location_function",
+}
+
+
+def snapshot(warehouse: Path) -> dict[str, list[tuple]]:
+    """Every stored row that carries data (not run ids or times), sorted."""
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        return {t: sorted(con.execute(f"SELECT {cols} FROM {t}").fetchall(), key=repr)
+                for t, cols in TABLES.items()}
+    finally:
+        con.close()

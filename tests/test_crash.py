@@ -12,8 +12,8 @@ from pathlib import Path
 
 import duckdb
 
+from tests.conftest import snapshot
 from tests.llm_server import FakeLLM, Reply, default_script
-from tests.test_faults import snapshot
 
 WORKER = """defmodule Worker{n} do
   use GenServer

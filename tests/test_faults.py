@@ -26,28 +26,10 @@ from miners.classify import PatternSet
 from miners.errors import MinerError, RepoNotFoundError, UnsafeSourceError
 from miners.git import fetch_mirror, open_local
 from miners.sources import check_spec, parse_remote_spec
-from tests.conftest import COUNTER_FIXED, COUNTER_RACY, RepoBuilder, run_cli
+from tests.conftest import COUNTER_FIXED, COUNTER_RACY, RepoBuilder, run_cli, snapshot
 from tests.llm_server import FakeLLM, Reply, default_script
 from warehouse.db import connect
 from warehouse.errors import WarehouseError
-
-TABLES = {
-    "commits": "repo, sha, subject, patch_id, n_files",
-    "file_changes": "repo, sha, path, change_type, before, after, diff, skipped_reason, "
-                    "parse_status",
-    "function_changes": "repo, sha, path, module, function, change, before, after",
-    "annotations": "repo, sha, target, annotator, status, bug_type, location_function",
-}
-
-
-def snapshot(warehouse: Path) -> dict[str, list[tuple]]:
-    """Every stored row that carries data (not run ids or times), sorted."""
-    con = duckdb.connect(str(warehouse), read_only=True)
-    try:
-        return {t: sorted(con.execute(f"SELECT {cols} FROM {t}").fetchall(), key=repr)
-                for t, cols in TABLES.items()}
-    finally:
-        con.close()
 
 
 def mine(repo_path: Path, warehouse: Path, patterns: PatternSet, run: str = "run",
