@@ -8,6 +8,7 @@ from pathlib import Path
 
 from annotators.diffs import Hunk, enclosing_function, parse_hunks
 from annotators.rules import (
+    CUE_STATED,
     DIFF_RULES,
     FIX_INTENT,
     MESSAGE_CUES,
@@ -62,6 +63,9 @@ def find_signals(file: FileInput) -> list[Signal]:
             continue
         if rule.removed is not None and not rule.removed.search(removed):
             continue
+        if rule.removed is None and rule.added is not None and len(
+                rule.added.findall(added)) <= len(rule.added.findall(removed)):
+            continue
         start, end = _span(hunks, rule)
         signals.append(Signal(rule, file, start, end))
     return signals
@@ -90,7 +94,8 @@ def _best_cue(message: str) -> tuple[MessageCue | None, str, float]:
     """The strongest cue, its phrase, and its weight as this message gives it.
 
     A cue only in the body of a commit whose subject neither names a concurrency problem
-    nor says it fixes something (a rewrite that mentions races in passing) counts half.
+    nor says it fixes something (a rewrite that mentions races in passing) counts half,
+    unless its own sentence says the commit fixes or the old code caused it.
     """
     subject = message.split("\n", 1)[0]
     best, phrase, weight = None, "", 0.0
@@ -100,7 +105,8 @@ def _best_cue(message: str) -> tuple[MessageCue | None, str, float]:
             continue
         w = cue.weight
         if m.start() > len(subject) and not FIX_INTENT.search(subject) and not any(
-                c.regex.search(subject) for c in MESSAGE_CUES):
+                c.regex.search(subject) for c in MESSAGE_CUES) and not CUE_STATED.search(
+                message, 0, m.start()):
             w *= 0.5
         if w > weight:
             best, phrase, weight = cue, m.group(0), w

@@ -29,7 +29,9 @@ class DiffRule:
     """A code change that is the fingerprint of a concurrency fix.
 
     The rule fires on a file when `added` occurs in its added lines and `removed` (if any) in
-    its removed lines; `test_only` rules fire on test files only.
+    its removed lines; without `removed`, `added` must occur more often in the added lines
+    than in the removed ones (re-qualifying `monitor(` as `erlang:monitor(` adds nothing).
+    `test_only` rules fire on test files only.
     """
 
     name: str
@@ -56,9 +58,11 @@ MESSAGE_CUES: tuple[MessageCue, ...] = (
     MessageCue("leak", B.RESOURCE_LEAK,
                _re(r"\b(?:leak\w*|orphan\w*|zombie\w*|dangling)\b.{0,40}\b(?:process\w*|pids?|"
                    r"monitors?|links?|timers?|ports?|sockets?|connections?|tasks?|messages?|"
-                   r"ets|tables?|refs?|references?|children|workers?|listeners?)\b|"
+                   r"ets|tables?|refs?|references?|children|workers?|listeners?|clients?|sessions?|"
+                   r"consumers?|subscri\w+)\b|"
                    r"\b(?:process\w*|pids?|monitors?|links?|timers?|ports?|sockets?|connections?|"
-                   r"tasks?|messages?|children|workers?)\b.{0,30}\b(?:leak\w*|orphan\w*)"), 0.8),
+                   r"tasks?|messages?|children|workers?|clients?|sessions?|consumers?)\b.{0,30}"
+                   r"\b(?:leak\w*|orphan\w*)"), 0.8),
     # Messages left behind in a mailbox are about delivery, not a leaked resource.
     MessageCue("stray_exit_messages", B.EXIT_SIGNAL,
                _re(r"\b(?:leak\w*|stray|late|spurious|unexpected|left ?over)\s+(?:EXIT|DOWN)"
@@ -84,6 +88,9 @@ MESSAGE_CUES: tuple[MessageCue, ...] = (
                    r"synchroni[sz]\w*|unsynchroni[sz]ed|at the same time|simultaneous\w*)\b"),
                0.6),
     MessageCue("timeout", B.TIMEOUT, _re(r"\b(?:time[ -]?outs?|timed[ -]out)\b"), 0.45),
+    # Links tie processes' lifetimes together; on its own the word is weak (a "link" may be
+    # a URL), so it needs a production diff signal.
+    MessageCue("links", B.EXIT_SIGNAL, _re(r"\b(?:spawn_link|(?:un)?link(?:s|ed|ing)?)\b"), 0.45),
 )
 
 # Phrases that say the keyword is not a concurrency bug being fixed. They are read in the
@@ -112,6 +119,11 @@ NEGATIVE_CUES: tuple[tuple[str, re.Pattern[str]], ...] = (
                     r"unused|revert)\b")),
 )
 
+# Words before a cue, in its own sentence, that make a body's mention the commit's point:
+# "Solves a race condition where…", "this caused a deadlock because…".
+CUE_STATED = _re(r"\b(?:fix\w*|solv\w*|resolv\w*|prevent\w*|avoid\w*|caus\w*|led to|leads? to|"
+                 r"result\w* in|trigger\w*)\b[^.!?\n]{0,40}$")
+
 # Message words that make a fix intent explicit; a "feature" subject with them is a fix.
 FIX_INTENT = _re(r"\b(?:fix\w*|bug\w*|avoid\w*|prevent\w*|solve\w*|address\w*|handle\w*|"
                  r"ensure\w*|workaround|regression|correct\w*|properly|do not|don't|no longer)\b")
@@ -123,6 +135,15 @@ _SYNC = (r"(?:assert_receive|assert_received|refute_receive|:sys\.get_state|sys:
          r"wait_until|wait_for|eventually|receive\b|:erlang\.trace|sync\()")
 
 DIFF_RULES: tuple[DiffRule, ...] = (
+    DiffRule(
+        "init_timeout_to_continue", B.RACE_CONDITION,
+        _re(r"handle_continue|\{:continue,|\{continue,"), _re(r",\s*0\s*\}|\btimeout\b"), 0.9,
+        "started the post-init work with handle_continue instead of a zero timeout",
+        ("1. init/1 returns a 0 ms timeout to run its first work right after start",
+         "2. a message reaches the new process's mailbox before the timeout fires",
+         "3. the message cancels the timeout, so the first work never runs"),
+        "any message that arrives first cancels a GenServer timeout, while a continue "
+        "always runs before the next message"),
     DiffRule(
         "ets_check_then_act", B.RACE_CONDITION,
         _re(r"(?::ets\.|ets:)(?:insert_new|update_counter|select_replace|update_element|"
@@ -188,6 +209,14 @@ DIFF_RULES: tuple[DiffRule, ...] = (
          "2. the other process dies", "3. nothing notices: state, messages or waiting callers "
          "are left behind"),
         "without a monitor a process cannot notice that its peer died"),
+    DiffRule(
+        "link_changed", B.EXIT_SIGNAL,
+        None, _re(r"spawn_link|\bunlink\(|\blink\(|Process\.(?:un)?link"), 0.55,
+        "stopped linking processes whose lifetimes differ",
+        ("1. a process is linked to another whose lifetime it does not share",
+         "2. one of them exits", "3. the exit signal kills or surprises the other, or a "
+         "process outlives the one that should have taken it down"),
+        "links tie two processes' lifetimes together"),
     DiffRule(
         "message_queue", B.MAILBOX_OVERFLOW,
         _re(r"message_queue_len|max_heap_size|message_queue_data|:hibernate|"

@@ -124,3 +124,57 @@ def test_bug_type_names_the_cause(message: str, bug_type: BugType) -> None:
     label = annotate_heuristic(_commit(message, "lib/a.ex", before,
                                        before.replace("1", "2"))).label
     assert label is not None and label.bug_type == bug_type
+
+
+_PLAIN = "defmodule A do\n  def a, do: 1\nend\n"
+
+
+@pytest.mark.parametrize(("body", "is_bug"), [
+    ("Solves a race condition where the node starts without a quorum.", True),
+    ("In the suite this caused a deadlock because the call never got a reply.", True),
+    ("This reworks the module. Races were a concern in the old design.", False),
+])
+def test_body_sentence_that_states_the_bug(body: str, is_bug: bool) -> None:
+    """A body cue counts in full when its own sentence says the commit fixes or the old code
+    caused it; a cue mentioned in passing under a neutral subject counts half."""
+    label = annotate_heuristic(_commit(f"Only stop the supervisor when it owns children\n\n"
+                                       f"{body}", "lib/a.ex", _PLAIN,
+                                       _PLAIN.replace("1", "2"))).label
+    assert label is not None and label.is_concurrency_bug is is_bug
+
+
+def test_zero_timeout_replaced_by_handle_continue() -> None:
+    """init's 0 ms timeout replaced by {:continue, …} is a race whatever the message says."""
+    before = ("defmodule G do\n  use GenServer\n  def init(s) do\n    {:ok, s, 0}\n  end\n"
+              "  def handle_info(:timeout, s), do: {:noreply, beat(s)}\nend\n")
+    after = ("defmodule G do\n  use GenServer\n  def init(s) do\n    {:ok, s, {:continue, :beat}}\n"
+             "  end\n  def handle_continue(:beat, s), do: {:noreply, beat(s)}\nend\n")
+    ann = annotate_heuristic(_commit("gossip: use handle_continue if possible", "lib/g.ex",
+                                     before, after))
+    assert ann.label is not None and ann.label.is_concurrency_bug
+    assert ann.label.bug_type == BugType.RACE_CONDITION
+    assert "diff:init_timeout_to_continue@lib/g.ex" in ann.evidence
+
+
+def test_signal_must_be_new_in_the_added_lines() -> None:
+    """Re-qualifying a call (monitor( -> erlang:monitor() adds no monitor: no signal."""
+    before = "-module(m).\nf(P) -> monitor(process, P).\n"
+    after = "-module(m).\nf(P) -> erlang:monitor(process, P).\n"
+    ann = annotate_heuristic(_commit("Fix monitor/2 auto-import on old releases", "src/m.erl",
+                                     before, after, "erlang"))
+    assert not any(e.startswith("diff:monitor_added") for e in ann.evidence)
+    assert ann.label is not None and not ann.label.is_concurrency_bug
+
+
+def test_dropping_a_link_with_a_link_message() -> None:
+    """"Don't link the worker" with spawn_link removed from production code is an exit-signal
+    fix; the same words with no link in the diff are not."""
+    before = "-module(m).\nstart(F) -> spawn_link(F).\n"
+    after = "-module(m).\nstart(F) -> spawn(F).\n"
+    label = annotate_heuristic(_commit("fix(ds): Don't link timeout worker to the caller",
+                                       "src/m.erl", before, after, "erlang")).label
+    assert label is not None and label.is_concurrency_bug
+    assert label.bug_type == BugType.EXIT_SIGNAL
+    docs = annotate_heuristic(_commit("fix(ds): Don't link the worker page", "src/m.erl",
+                                      _PLAIN, _PLAIN.replace("1", "2"))).label
+    assert docs is not None and not docs.is_concurrency_bug
