@@ -190,19 +190,22 @@ def copy_cached_labels(con: duckdb.DuckDBPyConnection, annotator: str, run_id: s
     (a fork, a rebase, a re-mined commit): no request is paid twice. Returns those copied."""
     if not wanted:
         return set()
-    con.execute("CREATE OR REPLACE TEMP TABLE wanted_hashes (repo VARCHAR, sha VARCHAR, "
-                "input_hash VARCHAR)")
-    con.executemany("INSERT INTO wanted_hashes VALUES (?, ?, ?)", list(wanted))
+    repos, shas, hashes = (list(column) for column in zip(*wanted, strict=True))
+    # The wanted keys travel as three list parameters: executemany into a temporary table
+    # costs a statement per row.
     copied = con.execute(
         """INSERT OR REPLACE INTO annotations BY NAME
            SELECT a.* EXCLUDE (repo, sha, run_id, created_at), w.repo, w.sha,
                   $run AS run_id, current_timestamp AS created_at
-           FROM wanted_hashes w
+           FROM (SELECT unnest($repos) AS repo, unnest($shas) AS sha,
+                        unnest($hashes) AS input_hash) w
            JOIN (SELECT * FROM annotations WHERE annotator = $annotator AND status = 'ok'
+                   AND input_hash IN (SELECT unnest($hashes))
                  QUALIFY row_number() OVER (PARTITION BY input_hash ORDER BY created_at) = 1
                 ) a USING (input_hash)
-           RETURNING repo, sha""", {"run": run_id, "annotator": annotator}).fetchall()
-    con.execute("DROP TABLE wanted_hashes")
+           RETURNING repo, sha""",
+        {"run": run_id, "annotator": annotator, "repos": repos, "shas": shas,
+         "hashes": hashes}).fetchall()
     return {(r[0], r[1]) for r in copied}
 
 
