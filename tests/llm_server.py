@@ -77,6 +77,9 @@ class FakeLLM:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # keep-alive: clients reuse their connections
+            # Headers and body go out as two writes; with Nagle's algorithm the second
+            # waits for the client's delayed ACK (~40 ms), which is not the latency we mean.
+            disable_nagle_algorithm = True
 
             def log_message(self, *args: object) -> None:
                 pass

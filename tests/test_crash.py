@@ -120,12 +120,16 @@ def test_kill_during_annotation_then_resume(tmp_path: Path) -> None:
 
     def slow(request: dict, call: int) -> Reply:
         reply = default_script(request, call)
-        reply.delay = 0.05
+        reply.delay = 0.1
         return reply
 
+    wal = warehouse.with_name(warehouse.name + ".wal")
     with FakeLLM(slow) as llm:
         proc = _annotate(llm.base_url, warehouse, "first")
-        _wait_for(lambda: len(llm.requests) >= 60, 300, proc)
+        # Killed once labels are committed (their rows are in the WAL), whatever the pace of
+        # the first commit (it can wait on a slow import) relative to the requests.
+        _wait_for(lambda: len(llm.requests) >= 60 and wal.exists()
+                  and wal.stat().st_size > 20_000, 300, proc)
         proc.send_signal(signal.SIGKILL)
         assert proc.wait() == -signal.SIGKILL
         con = duckdb.connect(str(warehouse), read_only=True)
