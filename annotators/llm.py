@@ -9,6 +9,7 @@ bounded re-asks when a reply does not validate. Every request is reported for th
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -17,7 +18,6 @@ from typing import Any
 
 import openai
 from openai import AsyncOpenAI
-from openai.types.chat import ChatCompletion
 
 from annotators.errors import LLMError
 from annotators.limits import Budget, Price, RateLimiter
@@ -147,10 +147,14 @@ class _Session:
             try:
                 # The body is plain JSON already. chat.completions.create would run the
                 # client's typed transform over the messages and the label schema on every
-                # request (~1.3 ms of CPU each, the largest cost of a call at concurrency 32);
-                # the client's generic post keeps its auth, error types and reply model.
-                reply = await self.client.post("/chat/completions", cast_to=ChatCompletion,
+                # request (~1.3 ms of CPU each, the largest cost of a call at concurrency 32),
+                # and building the typed reply costs another third of a millisecond; the
+                # client's generic post keeps its auth, error types and JSON decoding.
+                reply = await self.client.post("/chat/completions", cast_to=dict[str, Any],
                                                body=body)
+            except json.JSONDecodeError as exc:  # a 200 that is not JSON (a proxy page, wrong URL)
+                raise ReplyError("the server's answer is not JSON; check that "
+                                 "RACEMINE_LLM_BASE_URL is a chat-completions API") from exc
             except openai.RateLimitError as exc:
                 wait = _retry_after(exc) or delay
             except (openai.InternalServerError, openai.APITimeoutError,
@@ -171,21 +175,29 @@ class _Session:
                                "RACEMINE_LLM_MODEL") from exc
             else:
                 record.latency_ms += (time.perf_counter() - started) * 1000
-                usage = reply.usage
-                tokens_in = usage.prompt_tokens if usage else estimate
-                tokens_out = usage.completion_tokens if usage else 0
+                if not isinstance(reply, dict):
+                    raise ReplyError("the server's answer is JSON but not a chat completion; "
+                                     "check that RACEMINE_LLM_BASE_URL is a chat-completions "
+                                     "API")
+                usage = reply.get("usage") if isinstance(reply.get("usage"), dict) else {}
+                tokens_in = _count(usage.get("prompt_tokens"), estimate)
+                tokens_out = _count(usage.get("completion_tokens"), 0)
                 cost = self.config.price.cost(tokens_in, tokens_out)
                 record.tokens_in += tokens_in
                 record.tokens_out += tokens_out
                 record.cost_usd += cost
                 self.budget.charge(tokens_in + tokens_out, cost)
-                choice = reply.choices[0] if reply.choices else None
-                if choice is None:
+                choices = reply.get("choices")
+                choice = choices[0] if isinstance(choices, list) and choices else None
+                if not isinstance(choice, dict):
                     return None, None
-                refusal = getattr(choice.message, "refusal", None)
-                if refusal:
-                    raise ReplyError(f"the model refused: {str(refusal)[:200]}")
-                return choice.message.content, choice.finish_reason
+                message = choice.get("message") if isinstance(choice.get("message"), dict) \
+                    else {}
+                if message.get("refusal"):
+                    raise ReplyError(f"the model refused: {str(message['refusal'])[:200]}")
+                content = message.get("content")
+                return (content if isinstance(content, str) else None,
+                        choice.get("finish_reason"))
             record.latency_ms += (time.perf_counter() - started) * 1000
             record.retries = attempt + 1
             if attempt + 1 < self.config.max_attempts:
@@ -193,6 +205,11 @@ class _Session:
                 delay = min(delay * 2, 30.0)
         raise ReplyError(f"no answer after {self.config.max_attempts} attempts "
                          "(rate limits, server errors or timeouts)")
+
+
+def _count(value: object, default: int) -> int:
+    """A token count from a reply's usage, or default where the server gave none."""
+    return value if isinstance(value, int) and value >= 0 else default
 
 
 def _retry_after(exc: Exception) -> float | None:

@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import queue
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from warehouse.queries import commit_inputs, repo_names, unlabeled_commits
 from warehouse.save import copy_cached_labels, save_annotations, save_llm_calls
 
 BATCH = 100
+_GATHER_S = 0.1  # how long the writer gathers labels into one transaction
 
 
 @dataclass(frozen=True)
@@ -83,8 +85,9 @@ def annotate_with_llm(warehouse: Path, config: LLMConfig, run_id: str, *,
 class _Writer(threading.Thread):
     """Saves outcomes as they arrive, off the event loop, on its own DuckDB cursor.
 
-    Each drain of the queue is one transaction, so a label is on disk milliseconds after
-    it was paid for, and the workers never wait for the database.
+    The labels that arrive within _GATHER_S of each other are one transaction, so a label
+    is on disk a fraction of a second after it was paid for, and the workers never wait for
+    the database.
     """
 
     def __init__(self, cursor: duckdb.DuckDBPyConnection, run_id: str, annotator: str) -> None:
@@ -116,10 +119,13 @@ class _Writer(threading.Thread):
         while not done:
             batch: list[Outcome] = []
             item = self._queue.get()
+            # Labels that arrive within a short window share one transaction: a commit per
+            # label would keep this thread busy (and holding the GIL the workers need).
+            deadline = time.monotonic() + _GATHER_S
             while item is not None:
                 batch.append(item)
                 try:
-                    item = self._queue.get_nowait()
+                    item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
                 except queue.Empty:
                     break
             done = item is None

@@ -121,6 +121,27 @@ def test_invalid_replies_are_reasked_then_stored_as_failed(
     assert kinds == [("label", "invalid"), ("reask", "ok")]
 
 
+@pytest.mark.parametrize("body", ["<html>502 Bad Gateway</html>", '["not", "a", "completion"]'])
+def test_answer_that_is_no_chat_completion_is_a_failed_label(
+        mined: tuple[Path, dict[str, str]], body: str) -> None:
+    """A proxy's HTML page or a JSON value that is no completion object fails that commit
+    with its reason; the other commits are labeled."""
+    warehouse, shas = mined
+
+    def script(request: dict[str, Any], call: int) -> Reply:
+        if "Fix race in asset loader" in request["messages"][1]["content"]:
+            return Reply(raw=body)
+        return default_script(request, call)
+
+    with FakeLLM(script) as llm:
+        config = _config(llm, max_reasks=0, max_attempts=1)
+        summary = annotate_with_llm(warehouse, config, "run").summary
+    labels = _labels(warehouse, config.annotator)
+    status, _, failure, _ = labels[shas["binary"]]
+    assert status == "failed" and "RACEMINE_LLM_BASE_URL" in failure
+    assert summary.failed == 1 and labels[shas["ets_race"]][0] == "ok"
+
+
 def test_falls_back_when_server_lacks_json_schema(mined: tuple[Path, dict[str, str]]) -> None:
     """A 400 about response_format moves to JSON mode, then to plain text."""
     warehouse, _ = mined
