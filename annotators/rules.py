@@ -52,7 +52,8 @@ MESSAGE_CUES: tuple[MessageCue, ...] = (
     MessageCue("livelock", B.LIVELOCK, _re(r"\blive[ -]?lock(?:s|ed|ing)?\b"), 0.9),
     MessageCue("mailbox", B.MAILBOX_OVERFLOW,
                _re(r"\b(?:mailbox|message[ _]queue(?:_len)?)\b.{0,40}\b(?:grow\w*|overflow\w*|"
-                   r"full|flood\w*|pil\w+ up|unbounded|build\w* up|back ?pressure)\b|"
+                   r"full|flood\w*|pil\w+ up|unbounded|build\w* up|back ?pressure|scan\w*|"
+                   r"storms?)\b|"
                    r"\b(?:grow\w*|overflow\w*|flood\w*|unbounded)\b.{0,30}\b(?:mailbox|message "
                    r"queue)"), 0.85),
     MessageCue("leak", B.RESOURCE_LEAK,

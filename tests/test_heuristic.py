@@ -117,6 +117,7 @@ def test_label_schema_rejects_inconsistent_type() -> None:
     ("Avoid sending late reply messages to callers", BugType.MESSAGE_ORDERING),
     ("Trap exits to fix flaky test", BugType.EXIT_SIGNAL),
     ("Fix leak of monitor processes on shutdown", BugType.RESOURCE_LEAK),
+    ("Avoid selective-receive mailbox scans under load", BugType.MAILBOX_OVERFLOW),
 ])
 def test_bug_type_names_the_cause(message: str, bug_type: BugType) -> None:
     """Messages left in a mailbox are delivery bugs; leaked processes are leaks."""
