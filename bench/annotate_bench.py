@@ -4,12 +4,15 @@
 
 Builds a warehouse of synthetic commits (one file pair each), serves replies after a fixed
 latency on 127.0.0.1, labels them all, and reports throughput as a fraction of the ideal
-(pairs x latency / concurrency), peak memory, and that a second run sends no request.
+(pairs x latency / concurrency), peak memory, and that a second run sends no request. For
+reference, the same number of bare `chat.completions.create` calls at the same concurrency
+is timed against the same server: what the openai client alone reaches on this machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import resource
 import subprocess
 import sys
@@ -52,6 +55,25 @@ def build_warehouse(path: Path, pairs: int) -> None:
     con.close()
 
 
+async def bare_client(base_url: str, requests: int, concurrency: int) -> float:
+    """Seconds for `requests` bare completions through the openai client, nothing else."""
+    client = AsyncOpenAI(base_url=base_url, api_key="bench", max_retries=0)
+    messages = [{"role": "system", "content": "carry the token 0a1b2c"},
+                {"role": "user", "content": "Changed files: lib/m.ex\n" + "x" * 3000}]
+    left = [requests]
+
+    async def worker() -> None:
+        while left[0] > 0:
+            left[0] -= 1
+            await client.chat.completions.create(model="bench", messages=messages)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    await client.close()
+    return elapsed
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pairs", type=int, default=500)
@@ -84,6 +106,7 @@ def main() -> None:
             sent = first.summary.requests
             second = annotate_with_llm(warehouse, config, "bench-2")
             resent = second.summary.requests
+            bare = asyncio.run(bare_client(base_url, args.pairs, args.concurrency))
         finally:
             server.terminate()
             server.wait()
@@ -94,6 +117,7 @@ def main() -> None:
     print(f"labeled {first.summary.labeled}, failed {first.summary.failed}, requests {sent}")
     print(f"wall {elapsed:.2f} s, ideal {ideal:.2f} s, throughput {ideal / elapsed:.2f} of ideal "
           f"({args.pairs / elapsed:.1f} pairs/s)")
+    print(f"bare openai client, same requests: {bare:.2f} s, {ideal / bare:.2f} of ideal")
     print(f"openai transport import before the run: {transport_import:.2f} s")
     print(f"peak RSS {rss_before / 1024:.0f} MB before, {rss_after / 1024:.0f} MB after")
     print(f"second run: {second.commits} commits to label, {resent} requests")
