@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,11 +114,16 @@ def _best_cue(message: str) -> tuple[MessageCue | None, str, float]:
     return best, phrase, weight
 
 
+# A Conventional Commits type, "chore(deps): " or "refactor!: ", before what the subject says.
+_CONVENTIONAL = re.compile(r"^\s*[a-z]+(?:\([^)]*\))?!?:\s*", re.IGNORECASE)
+
+
 def _negatives(message: str) -> list[str]:
     subject = message.split("\n", 1)[0]
+    bare = _CONVENTIONAL.sub("", subject, count=1)  # "chore: bump x" reads as "bump x"
     found = []
     for name, regex in NEGATIVE_CUES:
-        if regex.search(subject):
+        if regex.search(subject) or regex.search(bare):
             if name == "feature" and FIX_INTENT.search(subject):
                 continue
             found.append(name)

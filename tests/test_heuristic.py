@@ -71,6 +71,7 @@ def test_sleep_replaced_by_assert_receive_is_a_test_race() -> None:
     "Avoid filesystem race condition on mtime in test",
     "Do not leak variables between default args",
     "Bump timeout to infinity",
+    "chore(deps): bump ehttpc to 0.4.8 to fix a race condition",
 ])
 def test_keyword_false_positives(message: str) -> None:
     """Words used in a non-bug sense give not_concurrency when the diff shows nothing."""
