@@ -33,7 +33,7 @@ def _text(node: Node | None) -> str:
 
 
 def _named(node: Node) -> list[Node]:
-    return [c for c in node.children if c.is_named and c.type != "comment"]
+    return [c for c in node.named_children if c.type != "comment"]
 
 
 def _call_name(node: Node) -> str | None:
