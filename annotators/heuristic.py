@@ -60,12 +60,12 @@ def find_signals(file: FileInput) -> list[Signal]:
     for rule in DIFF_RULES:
         if rule.test_only and not file.is_test:
             continue
-        if rule.added is not None and not rule.added.search(added):
-            continue
-        if rule.removed is not None and not rule.removed.search(removed):
-            continue
-        if rule.removed is None and rule.added is not None and len(
-                rule.added.findall(added)) <= len(rule.added.findall(removed)):
+        if rule.removed is None:  # the construct must be new, not merely re-qualified
+            assert rule.added is not None
+            if len(rule.added.findall(added)) <= len(rule.added.findall(removed)):
+                continue
+        elif not rule.removed.search(removed) or (
+                rule.added is not None and not rule.added.search(added)):
             continue
         start, end = _span(hunks, rule)
         signals.append(Signal(rule, file, start, end))
