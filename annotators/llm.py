@@ -30,7 +30,7 @@ from annotators.prompting import (
     load_template,
     new_fence,
 )
-from annotators.replies import ReplyError, parse_label, parse_verdict
+from annotators.replies import ReplyError, parse_label, parse_verdict, read_completion
 from annotators.schema import Annotation, BugLabel, CommitInput
 
 
@@ -175,29 +175,18 @@ class _Session:
                                "RACEMINE_LLM_MODEL") from exc
             else:
                 record.latency_ms += (time.perf_counter() - started) * 1000
-                if not isinstance(reply, dict):
-                    raise ReplyError("the server's answer is JSON but not a chat completion; "
-                                     "check that RACEMINE_LLM_BASE_URL is a chat-completions "
-                                     "API")
-                usage = reply.get("usage") if isinstance(reply.get("usage"), dict) else {}
-                tokens_in = _count(usage.get("prompt_tokens"), estimate)
-                tokens_out = _count(usage.get("completion_tokens"), 0)
+                completion = read_completion(reply)
+                tokens_in = completion.tokens_in if completion.tokens_in is not None \
+                    else estimate
+                tokens_out = completion.tokens_out or 0
                 cost = self.config.price.cost(tokens_in, tokens_out)
                 record.tokens_in += tokens_in
                 record.tokens_out += tokens_out
                 record.cost_usd += cost
                 self.budget.charge(tokens_in + tokens_out, cost)
-                choices = reply.get("choices")
-                choice = choices[0] if isinstance(choices, list) and choices else None
-                if not isinstance(choice, dict):
-                    return None, None
-                message = choice.get("message") if isinstance(choice.get("message"), dict) \
-                    else {}
-                if message.get("refusal"):
-                    raise ReplyError(f"the model refused: {str(message['refusal'])[:200]}")
-                content = message.get("content")
-                return (content if isinstance(content, str) else None,
-                        choice.get("finish_reason"))
+                if completion.refusal:  # paid for, then failed with the model's words
+                    raise ReplyError(f"the model refused: {completion.refusal[:200]}")
+                return completion.content, completion.finish_reason
             record.latency_ms += (time.perf_counter() - started) * 1000
             record.retries = attempt + 1
             if attempt + 1 < self.config.max_attempts:
@@ -205,11 +194,6 @@ class _Session:
                 delay = min(delay * 2, 30.0)
         raise ReplyError(f"no answer after {self.config.max_attempts} attempts "
                          "(rate limits, server errors or timeouts)")
-
-
-def _count(value: object, default: int) -> int:
-    """A token count from a reply's usage, or default where the server gave none."""
-    return value if isinstance(value, int) and value >= 0 else default
 
 
 def _retry_after(exc: Exception) -> float | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
@@ -16,6 +17,46 @@ MAX_REPLY_CHARS = 200_000
 
 class ReplyError(ValueError):
     """A reply that cannot be used; the message is what the model is told on a re-ask."""
+
+
+@dataclass(frozen=True)
+class Completion:
+    """What racemine reads from a chat-completions answer."""
+
+    content: str | None
+    finish_reason: str | None
+    refusal: str | None
+    tokens_in: int | None  # None where the server reports no usage
+    tokens_out: int | None
+
+
+def read_completion(answer: object) -> Completion:
+    """The content, finish reason and usage of a decoded chat-completions answer.
+
+    Raises ReplyError for an answer that is no completion object.
+    """
+    if not isinstance(answer, dict):
+        raise ReplyError("the server's answer is JSON but not a chat completion; check that "
+                         "RACEMINE_LLM_BASE_URL is a chat-completions API")
+    usage = _object(answer.get("usage"))
+    choices = answer.get("choices")
+    choice = _object(choices[0] if isinstance(choices, list) and choices else None)
+    message = _object(choice.get("message"))
+    refusal = message.get("refusal")
+    content = message.get("content")
+    reason = choice.get("finish_reason")
+    return Completion(content if isinstance(content, str) else None,
+                      reason if isinstance(reason, str) else None,
+                      str(refusal) if refusal else None,
+                      _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens")))
+
+
+def _object(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _count(value: object) -> int | None:
+    return value if isinstance(value, int) and value >= 0 else None
 
 
 def parse_json_reply(text: str | None) -> dict[str, Any]:
