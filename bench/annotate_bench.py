@@ -58,6 +58,7 @@ def build_warehouse(path: Path, pairs: int) -> None:
 async def bare_client(base_url: str, requests: int, concurrency: int) -> float:
     """Seconds for `requests` bare completions through the openai client, nothing else."""
     client = AsyncOpenAI(base_url=base_url, api_key="bench", max_retries=0)
+    # The stand-in answers requests shaped like racemine's: a fence token, a changed file.
     messages = [{"role": "system", "content": "carry the token 0a1b2c"},
                 {"role": "user", "content": "Changed files: lib/m.ex\n" + "x" * 3000}]
     left = [requests]
