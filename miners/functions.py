@@ -8,12 +8,14 @@ Source the grammar cannot parse is reported as such and yields no units.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from functools import cache
 
 from tree_sitter import Node, Parser, Point, Tree
 from tree_sitter_language_pack import get_parser
 
 from miners.records import Function, FunctionPair, ParseStatus
+from miners.windows import Window, plan_windows
 
 _ELIXIR_DEFS = {"def", "defp", "defmacro", "defmacrop", "defguard", "defguardp",
                 "defdelegate", "defn", "defnp"}
@@ -253,13 +255,11 @@ def _merge(raw: list[tuple[str, str, str, int, int]], lines: list[str]) -> list[
             for (module, name), (kind, start, end) in merged.items()]
 
 
-def build_function_pairs(before: str | None, after: str | None, language: str
-                         ) -> tuple[ParseStatus, list[FunctionPair]]:
-    """Functions added, removed or changed between two versions of one file.
+Sides = tuple[list[ParseStatus], list[dict[tuple[str, str], Function]]]
 
-    Where a version parsed only partly, a unit missing from it is not reported as added or
-    removed: the grammar, not the commit, may have lost it.
-    """
+
+def _whole_sides(before: str | None, after: str | None, language: str) -> Sides:
+    """Units of both versions, each parsed whole (the second reusing the first's tree)."""
     statuses: list[ParseStatus] = []
     sides: list[dict[tuple[str, str], Function]] = []
     previous: tuple[bytes, Tree] | None = None
@@ -274,6 +274,79 @@ def build_function_pairs(before: str | None, after: str | None, language: str
         side_status, functions = _units(tree, language, text)
         statuses.append(side_status)
         sides.append({(f.module, f.name): f for f in functions})
+    return statuses, sides
+
+
+def _windowed_sides(before: str, after: str, language: str, diff: str) -> Sides | None:
+    """Units of both versions from only the lines the change can reach, or None when the
+    file has no such window or a window does not parse cleanly."""
+    data = (before.encode("utf-8"), after.encode("utf-8"))
+    windows = plan_windows(data[0], data[1], diff)
+    if windows is None:
+        return None
+    sides = []
+    for text, source, window in zip((before, after), data, windows, strict=True):
+        if not window.ranges:  # no ranges would mean the whole text to tree-sitter
+            sides.append({})
+            continue
+        tree = _parse_window(source, language, window)
+        if not _sound(tree, window):
+            return None
+        _, functions = _units(tree, language, text)
+        sides.append({(f.module, f.name): f for f in functions})
+    return [ParseStatus.PARSED, ParseStatus.PARSED], sides
+
+
+def _sound(tree: Tree, window: Window) -> bool:
+    """Whether the windowed parse has the shape the outline assumed: no error; each module
+    parsed in part is one node from its opening to its closing line; every other node at
+    the top and in those modules lies inside one range. (A stray `end` or an unclosed `do`
+    in the text would otherwise join or split items unseen.)"""
+    root = tree.root_node
+    if root.has_error:
+        return False
+    starts = [r.start_byte for r in window.ranges]
+
+    def inside_one_range(node: Node) -> bool:
+        i = bisect_right(starts, node.start_byte) - 1
+        return i >= 0 and node.end_byte <= window.ranges[i].end_byte
+
+    modules = set(window.modules)
+    nodes = []
+    for child in root.named_children:
+        if (child.start_point.row, child.end_point.row) in modules:
+            modules.discard((child.start_point.row, child.end_point.row))
+            block = _do_block(child)
+            nodes += block.named_children if block is not None else []
+        else:
+            nodes.append(child)
+    return not modules and all(inside_one_range(n) for n in nodes)
+
+
+def _parse_window(data: bytes, language: str, window: Window) -> Tree:
+    parser = _parser(language)
+    parser.included_ranges = window.ranges
+    try:
+        return parser.parse(data)
+    finally:
+        parser.included_ranges = []
+
+
+def build_function_pairs(before: str | None, after: str | None, language: str,
+                         diff: str | None = None) -> tuple[ParseStatus, list[FunctionPair]]:
+    """Functions added, removed or changed between two versions of one file.
+
+    Given the file's diff, a long Elixir file is parsed only where the change can reach
+    (miners.windows). Where both versions parse whole, the answer is the same as from parsing
+    them whole; where the grammar fails outside the window, the window's units are still
+    found (and the status, which describes what was parsed, says parsed).
+    Where a version parsed only partly, a unit missing from it is not reported as added or
+    removed: the grammar, not the commit, may have lost it.
+    """
+    found = None
+    if language == "elixir" and before is not None and after is not None and diff:
+        found = _windowed_sides(before, after, language, diff)
+    statuses, sides = found or _whole_sides(before, after, language)
     if ParseStatus.SYNTAX_ERROR in statuses:
         return ParseStatus.SYNTAX_ERROR, []
     status = ParseStatus.PARTIAL if ParseStatus.PARTIAL in statuses else ParseStatus.PARSED
@@ -293,7 +366,7 @@ def build_function_pairs(before: str | None, after: str | None, language: str
     return status, pairs
 
 
-def function_pairs_job(job: tuple[str | None, str | None, str]
+def function_pairs_job(job: tuple[str | None, str | None, str, str | None]
                        ) -> tuple[ParseStatus, list[FunctionPair]]:
     """build_function_pairs for a process pool: one picklable argument."""
     return build_function_pairs(*job)

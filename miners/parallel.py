@@ -75,7 +75,7 @@ class FunctionParser:
         return self._pool
 
     def submit(self, batch: list[CommitFiles]) -> ParsedBatch:
-        jobs = {(i, j): (f.before, f.after, f.language)
+        jobs = {(i, j): (f.before, f.after, f.language, f.diff)
                 for i, cf in enumerate(batch) for j, f in enumerate(cf.files) if _parseable(f)}
         futures: dict[tuple[int, int], Future] = {}
         if self._workers <= 1 or len(jobs) < _INLINE_BELOW:
