@@ -232,7 +232,8 @@ def _bug(commit: CommitInput, cue: MessageCue | None, phrase: str, top: Signal |
     else:
         events = _generic_events(bug_type)
         fix = f"Changed {where} as described: {commit.message.splitlines()[0].strip()}."
-        why = f"The commit message speaks of a {bug_type.value.replace('_', ' ')}."
+        kind = bug_type.value.replace("_", " ")
+        why = f"The commit message speaks of {'an' if kind[0] in 'aeiou' else 'a'} {kind}."
     if phrase:
         why = f"The message says {phrase!r}. {why}"
     return BugLabel(is_concurrency_bug=True, bug_type=bug_type, scope=scope,

@@ -88,6 +88,32 @@ MESSAGE_CUES: tuple[MessageCue, ...] = (
                _re(r"\b(?:concurrent(?:ly)?|concurrency|atomic(?:ally)?|non-?atomic|"
                    r"synchroni[sz]\w*|unsynchroni[sz]ed|at the same time|simultaneous\w*)\b"),
                0.6),
+    # A test that only passes once it waits longer is racing the work it waits for.
+    MessageCue("test_timing", B.RACE_CONDITION,
+               _re(r"\b(?:time[ -]?outs?|wait\w*|sleep\w*|delay\w*)\b.{0,40}"
+                   r"\b(?:get|make)s?\s+(?:the |this |these |that )?tests?\s+(?:to )?pass"), 0.6),
+    # Shutdown is an exit reason: a problem with it is about how processes stop.
+    MessageCue("shutdown", B.EXIT_SIGNAL,
+               _re(r"\b(?:problems?|bugs?|issues?)\b.{0,30}\b(?:graceful(?:ly)?\s+)?"
+                   r"shut(?:s|ting)?[ -]?down\b|\bshut(?:s|ting)?[ -]?down\s+(?:bugs?|problems?|"
+                   r"issues?|exits?|signals?|races?|order\w*)\b|\bshut(?:s|ting)?[ -]?down\b"
+                   r".{0,40}\b(?:races?|hangs?|hanging|stuck|crash\w*|deadlock\w*)\b|"
+                   r"\b(?:crash\w*|hangs?|hanging|stuck|races?|deadlock\w*)\s+(?:on|during|at|in)"
+                   r"\s+(?:the\s+)?shut(?:ting)?[ -]?down\b"), 0.6),
+    # What a process left behind when it, or its owner, stopped.
+    MessageCue("cleanup_on_exit", B.RESOURCE_LEAK,
+               _re(r"\b(?:clean(?:s|ed|ing)?(?:[ -]?up)?|(?:remov|delet|purg)\w* stale)\b.{0,50}"
+                   r"\b(?:after|on|when)\s+"
+                   r"(?:(?:a |the )?(?:normal |abnormal )?(?:shutdown|exit\w*|termination|"
+                   r"crash\w*)|"
+                   r"(?:the |a |its )?\w+ (?:dies|died|exits?|goes away|stops|terminates))\b"),
+               0.6),
+    # A process that blocks (not a design made "non-blocking", which is a choice).
+    MessageCue("blocking", B.DEADLOCK,
+               _re(r"\b(?:avoid|prevent|stop|fix)\w*\s+(?:\w+\s+){0,2}blocking\s+(?:during|"
+                   r"while|when|on|in|until|the|its|calls?|callers?|process\w*|forever)\b|"
+                   r"\bblock(?:s|ed|ing)?\s+(?:the\s+)?(?:caller|calling process|gen_?server|"
+                   r"supervisor|event loop|mailbox)s?\b"), 0.6),
     MessageCue("timeout", B.TIMEOUT, _re(r"\b(?:time[ -]?outs?|timed[ -]out)\b"), 0.45),
     # Links tie processes' lifetimes together; on its own the word is weak (a "link" may be
     # a URL), so it needs a production diff signal.
@@ -127,7 +153,8 @@ CUE_STATED = _re(r"\b(?:fix\w*|solv\w*|resolv\w*|prevent\w*|avoid\w*|caus\w*|led
 
 # Message words that make a fix intent explicit; a "feature" subject with them is a fix.
 FIX_INTENT = _re(r"\b(?:fix\w*|bug\w*|avoid\w*|prevent\w*|solve\w*|address\w*|handle\w*|"
-                 r"ensure\w*|workaround|regression|correct\w*|properly|do not|don't|no longer)\b")
+                 r"ensure\w*|workaround|regression|correct\w*|properly|do not|don't|no longer|"
+                 r"(?:get|make)s? (?:the |this |these |that )?tests? (?:to )?pass)\b")
 
 _ETS_READ = r"(?::ets\.|ets:)(?:lookup|member|insert)\b"
 _SLEEP = r"(?:Process\.sleep|:timer\.sleep|timer:sleep|\bsleep)\s*\("
@@ -193,6 +220,15 @@ DIFF_RULES: tuple[DiffRule, ...] = (
          "2. the reply never comes (the peer died or the message was lost)",
          "3. with no `after` clause the process blocks forever"),
         "a receive without a timeout blocks forever when the awaited message is never sent"),
+    DiffRule(
+        "send_after_to_start_timer", B.MESSAGE_ORDERING,
+        _re(r"start_timer\("), _re(r"send_after\("), 0.7,
+        "switched to erlang:start_timer so each timeout message carries its timer's reference",
+        ("1. the process arms a timer with send_after and later cancels or replaces it",
+         "2. the old timer fired already: its message waits in the mailbox",
+         "3. the process takes the stale message for the current timeout"),
+        "a send_after message does not say which timer sent it, so a late message of a "
+        "cancelled timer cannot be told from the live one"),
     DiffRule(
         "trap_exit", B.EXIT_SIGNAL,
         _re(r"trap_exit|\{:EXIT,|\{'EXIT',|:EXIT\b"), None, 0.7,

@@ -27,6 +27,13 @@ CASES = [
     ("Add timeout option", False, ("timeout",)),
     ("Support atomic values in the type checker", False, ()),
     ("Use atomically updated counters to fix lost increments", True, ("atomic",)),
+    ("Fix issues with graceful shutdown of workers", True, ("shutdown",)),
+    ("Ensure the call is non-blocking", True, ("blocking",)),
+    ("Use start_timer instead of send_after for idle timeouts", True, ("timeout", "timer")),
+    ("Add a timeout so this test passes", False, ("timeout",)),
+    ("Add some sleep to get this test to pass", False, ()),
+    ("Longer timeout to make the tests pass", True, ("timeout",)),
+    ("Shutdown the node", False, ("shutdown",)),
 ]
 
 

@@ -180,3 +180,50 @@ def test_dropping_a_link_with_a_link_message() -> None:
     docs = annotate_heuristic(_commit("fix(ds): Don't link the worker page", "src/m.erl",
                                       _PLAIN, _PLAIN.replace("1", "2"))).label
     assert docs is not None and not docs.is_concurrency_bug
+
+
+@pytest.mark.parametrize(("message", "bug_type"), [
+    ("Wait longer for the node to join to make the test pass", BugType.RACE_CONDITION),
+    ("Fix crash on shutdown of the acceptor pool", BugType.EXIT_SIGNAL),
+    ("Fix issues with graceful shutdown of workers", BugType.EXIT_SIGNAL),
+    ("Catch shutdown exits when calling the session", BugType.EXIT_SIGNAL),
+    ("Remove stale registry entries after abnormal exit", BugType.RESOURCE_LEAK),
+    ("Clean up handlers when the owner dies", BugType.RESOURCE_LEAK),
+    ("Fix the watcher blocking during slow termination", BugType.DEADLOCK),
+])
+def test_process_lifecycle_cues(message: str, bug_type: BugType) -> None:
+    """Tests that pass once they wait, problems with shutdown, state left behind when a
+    process stops, and a process that blocks are concurrency fixes of their kind."""
+    label = annotate_heuristic(_commit(message, "lib/a.ex", _PLAIN,
+                                       _PLAIN.replace("1", "2"))).label
+    assert label is not None and label.is_concurrency_bug, message
+    assert label.bug_type == bug_type
+
+
+@pytest.mark.parametrize("message", [
+    "Improve shutdown logs of the bridge",
+    "Make enabling the stream non-blocking",
+    "Set the default shutdown of child supervisors to infinity",
+    "Clean up the build directory",
+])
+def test_lifecycle_words_without_a_problem_are_not_fixes(message: str) -> None:
+    label = annotate_heuristic(_commit(message, "lib/a.ex", _PLAIN,
+                                       _PLAIN.replace("1", "2"))).label
+    assert label is not None and not label.is_concurrency_bug, message
+
+
+def test_send_after_replaced_by_start_timer() -> None:
+    """start_timer tags each timeout message with its timer, so a stale one can be told
+    apart: with a weak "timeout" message in production code, that is a fix."""
+    before = ("-module(h).\narm(T) -> erlang:send_after(T, self(), timeout).\n"
+              "loop(R) -> receive timeout -> stop; M -> R(M) end.\n")
+    after = ("-module(h).\narm(T) -> erlang:start_timer(T, self(), ?MODULE).\n"
+             "loop(R) -> receive {timeout, _, ?MODULE} -> stop; M -> R(M) end.\n")
+    ann = annotate_heuristic(_commit("use start_timer for handler timeouts", "src/h.erl",
+                                     before, after, "erlang"))
+    assert ann.label is not None and ann.label.is_concurrency_bug
+    assert ann.label.bug_type == BugType.MESSAGE_ORDERING
+    assert "diff:send_after_to_start_timer@src/h.erl" in ann.evidence
+    plain = annotate_heuristic(_commit("use start_timer", "src/h.erl", before,
+                                       before.replace("arm(T)", "arm(Time)"), "erlang"))
+    assert plain.label is not None and not plain.label.is_concurrency_bug
