@@ -214,7 +214,7 @@ DIFF_RULES: tuple[DiffRule, ...] = (
         "a GenServer cannot serve a call while it is busy making one to itself"),
     DiffRule(
         "receive_after", B.DEADLOCK,
-        _re(r"^\s*after\s+(?:\d|[\w@.:]+\s*->|:infinity)"), None, 0.6,
+        _re(r"(?m)^[ \t]*after\s+(?:\d|[\w@.:]+\s*->|:infinity)"), None, 0.6,
         "added an `after` clause so a receive can no longer wait forever",
         ("1. the process enters a receive waiting for a specific reply",
          "2. the reply never comes (the peer died or the message was lost)",

@@ -227,3 +227,14 @@ def test_send_after_replaced_by_start_timer() -> None:
     plain = annotate_heuristic(_commit("use start_timer", "src/h.erl", before,
                                        before.replace("arm(T)", "arm(Time)"), "erlang"))
     assert plain.label is not None and not plain.label.is_concurrency_bug
+
+
+def test_receive_after_added_below_other_lines_is_seen() -> None:
+    """The `after` clause is found on any added line, not only on the first one."""
+    before = ("defmodule W do\n  def wait(ref) do\n    receive do\n      {^ref, r} -> r\n"
+              "    end\n  end\nend\n")
+    after = ("defmodule W do\n  def wait(ref) do\n    log(:waiting)\n    receive do\n"
+             "      {^ref, r} -> r\n    after\n      5_000 -> exit(:timeout)\n    end\n  end\n"
+             "end\n")
+    ann = annotate_heuristic(_commit("Stop waiting on a lost reply", "lib/w.ex", before, after))
+    assert "diff:receive_after@lib/w.ex" in ann.evidence
