@@ -119,8 +119,8 @@ def _extract_and_store(ref: RepoRef, matched: list[CommitMeta], matches: dict[st
                        save: Saver) -> list[int]:
     """File and function pairs of the matched commits, saved batch by batch.
 
-    Pipelined: batch k's functions are parsed in worker processes while git extracts
-    batch k+1; a batch is saved once its parse is complete. Returns [pairs, skipped,
+    Pipelined: each commit's files go to the parse workers as git extracts them, and
+    batch k is saved while batch k+1 is extracted and parsed. Returns [pairs, skipped,
     function pairs].
     """
     totals = [0, 0, 0]
@@ -134,9 +134,12 @@ def _extract_and_store(ref: RepoRef, matched: list[CommitMeta], matches: dict[st
         pending: ParsedBatch | None = None
         for batch in _batches(matched, BATCH):
             progress("extracting pairs", done, len(matched))
-            extracted = list(iter_commit_files(ref.git_dir, batch, max_file_bytes))
-            extracted += [CommitFiles(c) for c in batch if c.is_merge]
-            submitted = parser.submit(extracted)
+            submitted = parser.batch(len(batch))
+            for cf in iter_commit_files(ref.git_dir, batch, max_file_bytes):
+                submitted.add(cf)
+            for commit in batch:
+                if commit.is_merge:
+                    submitted.add(CommitFiles(commit))
             if pending is not None:
                 store(pending)
             pending = submitted

@@ -300,8 +300,8 @@ def _windowed_sides(before: str, after: str, language: str, diff: str) -> Sides 
 def _sound(tree: Tree, window: Window) -> bool:
     """Whether the windowed parse has the shape the outline assumed: no error; each module
     parsed in part is one node from its opening to its closing line; every other node at
-    the top and in those modules lies inside one range. (A stray `end` or an unclosed `do`
-    in the text would otherwise join or split items unseen.)"""
+    the top and in those modules is an expression inside one range. (A stray `end`, `do` or
+    `after` in the text would otherwise join or split items unseen.)"""
     root = tree.root_node
     if root.has_error:
         return False
@@ -320,7 +320,10 @@ def _sound(tree: Tree, window: Window) -> bool:
             nodes += block.named_children if block is not None else []
         else:
             nodes.append(child)
-    return not modules and all(inside_one_range(n) for n in nodes)
+    # A stray `after`/`else`/`rescue` in a module body opens a clause of the module's own
+    # do-block that would run on over the items left out.
+    return not modules and all(inside_one_range(n) and not n.type.endswith("_block")
+                               for n in nodes)
 
 
 def _parse_window(data: bytes, language: str, window: Window) -> Tree:

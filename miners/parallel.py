@@ -6,6 +6,7 @@ import dataclasses
 import multiprocessing
 import os
 import sys
+from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from types import TracebackType
 
@@ -13,8 +14,8 @@ from miners.functions import build_function_pairs, function_pairs_job
 from miners.records import CommitFiles, FilePair
 
 DEFAULT_PARSE_WORKERS = max(1, min(4, os.cpu_count() or 1))
-# Below this many files a batch is parsed inline: starting worker processes costs more.
-_INLINE_BELOW = 24
+# Below this many commits a batch is parsed inline: starting worker processes costs more.
+_INLINE_BELOW = 12
 
 
 def _parseable(f: FilePair) -> bool:
@@ -22,21 +23,28 @@ def _parseable(f: FilePair) -> bool:
 
 
 class ParsedBatch:
-    """A batch of commits whose file pairs get their function pairs when result() is read."""
+    """Commits whose file pairs are being parsed; result() waits for their function pairs.
 
-    def __init__(self, batch: list[CommitFiles], futures: dict[tuple[int, int], Future]
-                 ) -> None:
-        self._batch = batch
-        self._futures = futures
+    Files are handed to the workers as each commit is added, so parsing runs while git
+    still extracts the rest of the batch.
+    """
+
+    def __init__(self, submit: Callable[[tuple[str | None, str | None, str, str | None]],
+                                        Future]) -> None:
+        self._submit = submit
+        self._commits: list[tuple[CommitFiles, dict[int, Future]]] = []
+
+    def add(self, cf: CommitFiles) -> None:
+        self._commits.append((cf, {j: self._submit((f.before, f.after, f.language, f.diff))
+                                   for j, f in enumerate(cf.files) if _parseable(f)}))
 
     def result(self) -> list[CommitFiles]:
         out = []
-        for i, cf in enumerate(self._batch):
+        for cf, futures in self._commits:
             files = []
             for j, f in enumerate(cf.files):
-                future = self._futures.get((i, j))
-                if future is not None:
-                    status, pairs = future.result()
+                if j in futures:
+                    status, pairs = futures[j].result()
                     f = dataclasses.replace(f, parse_status=status, functions=tuple(pairs))
                 files.append(f)
             out.append(dataclasses.replace(cf, files=tuple(files)))
@@ -74,15 +82,9 @@ class FunctionParser:
             self._pool = ProcessPoolExecutor(self._workers, mp_context=context)
         return self._pool
 
-    def submit(self, batch: list[CommitFiles]) -> ParsedBatch:
-        jobs = {(i, j): (f.before, f.after, f.language, f.diff)
-                for i, cf in enumerate(batch) for j, f in enumerate(cf.files) if _parseable(f)}
-        futures: dict[tuple[int, int], Future] = {}
-        if self._workers <= 1 or len(jobs) < _INLINE_BELOW:
-            for key, job in jobs.items():
-                futures[key] = _Done(build_function_pairs(*job))
-        else:
-            pool = self._executor()
-            for key, job in jobs.items():
-                futures[key] = pool.submit(function_pairs_job, job)
-        return ParsedBatch(batch, futures)
+    def batch(self, commits: int) -> ParsedBatch:
+        """An empty batch for this many commits; a small one is parsed inline."""
+        if self._workers <= 1 or commits < _INLINE_BELOW:
+            return ParsedBatch(lambda job: _Done(build_function_pairs(*job)))
+        pool = self._executor()
+        return ParsedBatch(lambda job: pool.submit(function_pairs_job, job))

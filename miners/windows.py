@@ -40,8 +40,8 @@ _TOP = re.compile(rb"\n[^\s#][^\n]*")
 _BODY = re.compile(rb"\n  [^\s#][^\n]*")
 # Lines that continue an item rather than start one.
 _CONTINUES = re.compile(rb"\s*(?:end\b|else\b|after\b|rescue\b|catch\b|do\b|[)\]}>|\"']|\|>)")
+_OPENS = re.compile(rb"[^\n]*\bdo[ \t]*(?:#[^\n]*)?$")
 _MODULE = re.compile(rb"(?:defmodule|defprotocol|defimpl)\b[^\n]*\bdo[ \t]*(?:#[^\n]*)?$")
-_MODULE_START = re.compile(rb"(?:defmodule|defprotocol|defimpl)\b")
 _DEF = re.compile(rb"\n[ \t]*(?:def|defp|defmacro|defmacrop|defguard|defguardp|defdelegate|"
                   rb"defn|defnp)(?:[ \t]+|\()([a-z_][A-Za-z0-9_]*[?!]?)?")
 
@@ -100,36 +100,29 @@ def _rows(data: bytes, positions: list[int], row: int = 0, at: int = 0) -> list[
     return rows
 
 
-def _outside(rows: list[int], spans: list[Interval]) -> list[bool]:
-    """For ascending rows, whether each lies outside the ascending spans."""
-    out, k = [], 0
-    for row in rows:
-        while k < len(spans) and spans[k][1] < row:
-            k += 1
-        out.append(not (k < len(spans) and spans[k][0] <= row))
-    return out
-
-
-def _close(keys: list[frozenset[bytes]], chosen: set[int]) -> None:
-    """Add to the chosen items every item of a name that is defined in one of them or whose
-    first and last definitions enclose one (an attribute between two clauses): the items
-    that make up the function units the chosen ones take part in."""
+def _spans(keys: list[frozenset[bytes]]) -> dict[bytes, list[int]]:
+    """For each name, the items that define it, ascending."""
     spans: dict[bytes, list[int]] = {}
     for j, names in enumerate(keys):
         for name in names:
             spans.setdefault(name, []).append(j)
+    return spans
+
+
+def _close(spans: dict[bytes, list[int]], chosen: set[int]) -> None:
+    """Add to the chosen items every item of a name that is defined in one of them or whose
+    first and last definitions enclose one (an attribute between two clauses): the items
+    that make up the function units the chosen ones take part in."""
     grown = True
     while grown:
         grown = False
+        low, high = min(chosen, default=0), max(chosen, default=-1)
         for items in spans.values():
-            if not chosen.issuperset(items) and any(items[0] <= j <= items[-1] for j in chosen):
+            if items[-1] < low or items[0] > high or chosen.issuperset(items):
+                continue
+            if any(items[0] <= j <= items[-1] for j in chosen):
                 chosen.update(items)
                 grown = True
-
-
-def _names(padded: bytes, begin: int, end: int) -> frozenset[bytes]:
-    """The function names defined between two offsets (b"" for a generated name)."""
-    return frozenset(m.group(1) or b"" for m in _DEF.finditer(padded, begin, end))
 
 
 @dataclass(frozen=True)
@@ -137,7 +130,7 @@ class _Module:
     opener: int
     closer: int
     items: list[int]  # first line of each item at column 2
-    keys: list[frozenset[bytes]]  # names each item defines (b"" for a generated name)
+    spans: dict[bytes, list[int]]  # items defining each name (b"" for a generated name)
 
     def picks(self, low: int, high: int) -> range:
         """The items holding lines low..high of the body."""
@@ -145,81 +138,114 @@ class _Module:
 
 
 class Outline:
-    """Top-level items of an Elixir text and, for each module among them, its items."""
+    """Top-level items of an Elixir text and, for each module among them, its items (read
+    when a change reaches into the module)."""
 
     def __init__(self, data: bytes) -> None:
         self.data = data
+        self.padded = b"\n" + data  # a line match's start is then its line's offset in data
         self.count = data.count(b"\n") + 1  # lines
         self.offsets = {0: 0, self.count: len(data)}  # line -> byte offset, where known
-        padded = b"\n" + data  # a match's start is then the offset of its line in data
-        heredocs = self._heredocs(data)
-        found = list(_TOP.finditer(padded))
-        rows = _rows(data, [m.start() for m in found])
-        top = [(n, m) for n, m, keep in zip(rows, found, _outside(rows, heredocs), strict=True)
-               if keep]
+        self._heredocs = self._find_heredocs()
+        top = self._lines(_TOP, 0, len(data))
         self.offsets.update((n, m.start()) for n, m in top)
         self.top: list[int] = [n for n, m in top if not _CONTINUES.match(m.group(0))]
-        self.modules: dict[int, _Module] = {}
+        self._starts = {n: m for n, m in top}
+        # A module whose next column-0 line is its `end`, and that does not go on after it
+        # (`end |> write_beam()`), can be read by items; any other is taken whole.
+        # A block opened at column 0 must close at the next column-0 line; where it does not
+        # (a stray unindented line inside a module), nothing here can be trusted.
+        self._shapes: dict[int, tuple[int, int]] = {}  # opener line -> (its offset, closer)
+        self.trusted = True
         for i, (n, m) in enumerate(top):
-            # The next column-0 line must be the module's `end`, and the module must not go
-            # on after it (`end |> write_beam()`); else it is taken whole.
             following = top[i + 1] if i + 1 < len(top) else None
+            closes = following is not None and following[1].group(0).startswith(b"\nend")
+            if _OPENS.match(m.group(0), 1) and not closes:
+                self.trusted = False
             after_end = top[i + 2][1].group(0) if i + 2 < len(top) else b"\n"
-            if _MODULE.match(m.group(0), 1) and following and \
-                    following[1].group(0).startswith(b"\nend") and \
+            if following and closes and _MODULE.match(m.group(0), 1) and \
                     not _CONTINUES.match(after_end):
-                self.modules[n] = self._module(padded, n, m.start(), following, heredocs)
-        # Definitions outside any module share the module name "" and so merge by name
-        # across top-level items (`defexception … do def message … end` blocks, say).
-        starts = {n: m for n, m in top}
-        self.top_keys: list[frozenset[bytes]] = []
-        for i, n in enumerate(self.top):
-            end = self.offsets[self.top[i + 1]] if i + 1 < len(self.top) else len(data)
-            begin = starts[n].start()
-            self.top_keys.append(frozenset() if _MODULE_START.match(starts[n].group(0), 1)
-                                 else _names(padded, begin, end))
+                self._shapes[n] = (m.start(), following[0])
+        self._modules: dict[int, _Module | None] = {}
+        self._top_spans: dict[bytes, list[int]] | None = None
 
-    def _heredocs(self, data: bytes) -> list[Interval]:
-        """The lines inside heredocs, delimiters excluded, as ascending spans."""
-        found = list(_HEREDOC.finditer(data))
-        spans: list[Interval] = []
+    def _find_heredocs(self) -> list[tuple[int, int]]:
+        """Byte spans of the lines inside heredocs (delimiter lines excluded), ascending."""
+        data = self.data
+        spans: list[tuple[int, int]] = []
         opened: tuple[int, bytes] | None = None
-        for row, m in zip(_rows(data, [m.start() for m in found]), found, strict=True):
+        for m in _HEREDOC.finditer(data):
             begin, end = m.start(), m.end()
             line_end = data.find(b"\n", end)
             if opened is None:
-                if not data[end:line_end if line_end >= 0 else len(data)].strip():
-                    opened = (row, m.group(0))
-            elif m.group(0) == opened[1] and \
-                    not data[data.rfind(b"\n", 0, begin) + 1:begin].strip():
-                if row > opened[0] + 1:
-                    spans.append((opened[0] + 1, row - 1))
-                opened = None
+                if line_end >= 0 and not data[end:line_end].strip():
+                    opened = (line_end + 1, m.group(0))
+            elif m.group(0) == opened[1]:
+                line_start = data.rfind(b"\n", 0, begin) + 1
+                if not data[line_start:begin].strip():
+                    if line_start > opened[0]:
+                        spans.append((opened[0], line_start))
+                    opened = None
         if opened is not None:
-            spans.append((opened[0] + 1, self.count))
+            spans.append((opened[0], len(data)))
         return spans
 
-    def _module(self, padded: bytes, opener: int, at: int,
-                closer: tuple[int, re.Match[bytes]], heredocs: list[Interval]) -> _Module:
-        data, end = self.data, closer[1].start()
-        for line, offset in ((opener, at), (closer[0], end)):
+    def _lines(self, pattern: re.Pattern[bytes], begin: int, end: int, row: int = 0
+               ) -> list[tuple[int, re.Match[bytes]]]:
+        """(line, match) of a line pattern between two offsets, outside heredocs; row is the
+        line at begin."""
+        found: list[re.Match[bytes]] = []
+        cursor = begin
+        for inside_begin, inside_end in self._heredocs:
+            if inside_end <= cursor or inside_begin >= end:
+                continue
+            found += pattern.finditer(self.padded, cursor, min(inside_begin, end))
+            cursor = inside_end
+        if cursor < end:
+            found += pattern.finditer(self.padded, cursor, end)
+        rows = _rows(self.data, [m.start() for m in found], row, begin)
+        return list(zip(rows, found, strict=True))
+
+    def module(self, opener: int) -> _Module | None:
+        """The items of the module opening on this line, or None when it is taken whole."""
+        if opener not in self._modules:
+            shape = self._shapes.get(opener)
+            self._modules[opener] = self._read_module(opener, *shape) if shape else None
+        return self._modules[opener]
+
+    def _read_module(self, opener: int, at: int, closer: int) -> _Module | None:
+        data, end = self.data, self.offsets[closer]
+        for line, offset in ((opener, at), (closer, end)):
             following = data.find(b"\n", offset)  # where the line after a frame line starts
-            self.offsets[line] = offset
             self.offsets[line + 1] = following + 1 if following >= 0 else len(data)
-        found = list(_BODY.finditer(padded, at, end))
-        rows = _rows(data, [m.start() for m in found], opener, at)
         items = []
-        for n, m, keep in zip(rows, found, _outside(rows, heredocs), strict=True):
-            if keep and not _CONTINUES.match(m.group(0)):
+        for n, m in self._lines(_BODY, at, end, opener):
+            if not _CONTINUES.match(m.group(0)):
                 items.append(n)
                 self.offsets[n] = m.start()
+        if not items:
+            return None
         keys: list[set[bytes]] = [set() for _ in items]
-        defs = list(_DEF.finditer(padded, at, end))
-        rows = _rows(data, [m.start() for m in defs], opener, at)
-        for n, m, keep in zip(rows, defs, _outside(rows, heredocs), strict=True):
-            if keep and items and n >= items[0]:
+        for n, m in self._lines(_DEF, at, end, opener):
+            if n >= items[0]:
                 keys[bisect_right(items, n) - 1].add(m.group(1) or b"")
-        return _Module(opener, closer[0], items, [frozenset(k) for k in keys])
+        return _Module(opener, closer, items, _spans([frozenset(k) for k in keys]))
+
+    def _top_level_spans(self) -> dict[bytes, list[int]]:
+        """Definitions outside any module share the module name "", so they merge by name
+        across top-level items (`defexception … do def message … end` blocks, say)."""
+        if self._top_spans is None:
+            keys = []
+            for i, n in enumerate(self.top):
+                begin, row = self._starts[n].start(), n
+                end = self.offsets[self.top[i + 1]] if i + 1 < len(self.top) else len(self.data)
+                if n in self._shapes:  # only what follows the module's `end` is outside it
+                    row = self._shapes[n][1]
+                    begin = self.offsets[row]
+                keys.append(frozenset(d.group(1) or b""
+                                      for _, d in self._lines(_DEF, begin, end, row)))
+            self._top_spans = _spans(keys)
+        return self._top_spans
 
     def select(self, touched: list[Interval]) -> tuple[list[Interval], list[int]]:
         """The lines of the items that hold the touched lines, closed over function names,
@@ -237,21 +263,21 @@ class Outline:
             for i in range(max(bisect_right(self.top, start) - 1, 0),
                            bisect_right(self.top, end)):
                 low, high = max(start, self.top[i]), min(end, self._top_end(i))
-                module = self.modules.get(self.top[i])
-                if module is None or not module.items or low < module.items[0] or \
-                        high >= module.closer:
+                module = self.module(self.top[i])
+                if module is None or low < module.items[0] or high >= module.closer:
                     whole.add(i)
                 else:
                     picked.setdefault(i, set()).update(module.picks(low, high))
-        _close(self.top_keys, chosen := whole | set(picked))
+        _close(self._top_level_spans(), chosen := whole | set(picked))
         whole |= chosen - set(picked)
         frame: list[int] = []
         for i in sorted(whole):
             body.append((self.top[i], self._top_end(i)))
             picked.pop(i, None)
         for i, items in picked.items():
-            module = self.modules[self.top[i]]
-            _close(module.keys, items)
+            module = self.module(self.top[i])
+            assert module is not None
+            _close(module.spans, items)
             ends = [*module.items[1:], module.closer]
             body += [(module.items[j], ends[j] - 1) for j in items]
             frame += [module.opener, module.closer]
@@ -334,7 +360,8 @@ def plan_windows(before: bytes, after: bytes, diff: str | None
         return None
     blocks = changed_blocks(diff)
     outlines = (Outline(before), Outline(after))
-    if not blocks or not _consistent(blocks, outlines[0].count, outlines[1].count):
+    if not blocks or not _consistent(blocks, outlines[0].count, outlines[1].count) or \
+            not (outlines[0].trusted and outlines[1].trusted):
         return None
     touched = ([(b.old_start, b.old_end - 1) for b in blocks if b.old_end > b.old_start],
                [(b.new_start, b.new_end - 1) for b in blocks if b.new_end > b.new_start])

@@ -184,6 +184,16 @@ def test_code_not_shaped_as_formatted_elixir_falls_back_to_whole_parse(tmp_path:
         build_function_pairs(before, after, "elixir")
 
 
+def test_an_unindented_line_inside_a_module_falls_back_to_whole_parse(tmp_path: Path) -> None:
+    """A definition at column 0 inside a module hides where the module ends: no window."""
+    before = MODULE.replace("  def helper_4(pid)", "def helper_4(pid)")
+    after = before.replace("{:down, reason, 9}", "{:down, reason, :nine}")
+    diff = _git_diff(tmp_path, before, after)
+    assert plan_windows(before.encode(), after.encode(), diff) is None
+    assert build_function_pairs(before, after, "elixir", diff) == \
+        build_function_pairs(before, after, "elixir")
+
+
 def test_a_diff_that_does_not_fit_the_texts_is_not_used() -> None:
     after = EDITS["body of a helper"](MODULE)
     wrong = "@@ -1,2 +1,3 @@\n a\n+b\n c\n"
@@ -213,7 +223,7 @@ def _unified(before: str, after: str) -> str:
 LINES = MODULE.split("\n")
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.sampled_from(["delete", "copy", "move"]),
                           st.integers(0, len(LINES) - 1), st.integers(1, 12),
                           st.integers(0, len(LINES) - 1)), min_size=1, max_size=3))
