@@ -35,7 +35,10 @@ _MAX_ROUNDS = 6
 _HUNK = re.compile(r"@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
 # Line patterns start at the newline before the line (the text is read with one prepended):
 # a literal first character lets the regex engine skip ahead instead of trying every byte.
-_HEREDOC = re.compile(rb'"""|\'\'\'')
+_CHARLIST_DELIMITER = b"'''"
+_HEREDOC_OPEN = re.compile(rb'("""|\'\'\')[ \t]*\n')
+_STRING_OPEN = re.compile(rb'(""")[ \t]*\n')
+_HEREDOC_CLOSE = {d: re.compile(rb"\n[ \t]*" + re.escape(d)) for d in (b'"""', b"'''")}
 _TOP = re.compile(rb"\n[^\s#][^\n]*")
 _BODY = re.compile(rb"\n  [^\s#][^\n]*")
 # Lines that continue an item rather than start one.
@@ -150,7 +153,8 @@ class Outline:
         top = self._lines(_TOP, 0, len(data))
         self.offsets.update((n, m.start()) for n, m in top)
         self.top: list[int] = [n for n, m in top if not _CONTINUES.match(m.group(0))]
-        self._starts = {n: m for n, m in top}
+        if not self.top or self.top[0] != 0:
+            self.top.insert(0, 0)  # what comes before the first item is an item too
         # A module whose next column-0 line is its `end`, and that does not go on after it
         # (`end |> write_beam()`), can be read by items; any other is taken whole.
         # A block opened at column 0 must close at the next column-0 line; where it does not
@@ -170,24 +174,27 @@ class Outline:
         self._top_spans: dict[bytes, list[int]] | None = None
 
     def _find_heredocs(self) -> list[tuple[int, int]]:
-        """Byte spans of the lines inside heredocs (delimiter lines excluded), ascending."""
+        """Byte spans of the lines inside heredocs (delimiter lines excluded), ascending.
+
+        A heredoc opens with a delimiter that ends its line and closes at the next line
+        that starts with the same delimiter.
+        """
         data = self.data
+        # Each search starts where the last one stopped, so the text is read once; in the
+        # common case (no charlist heredocs) the opening search is for a literal, which the
+        # regex engine does fastest.
+        opening = _HEREDOC_OPEN if _CHARLIST_DELIMITER in data else _STRING_OPEN
         spans: list[tuple[int, int]] = []
-        opened: tuple[int, bytes] | None = None
-        for m in _HEREDOC.finditer(data):
-            begin, end = m.start(), m.end()
-            line_end = data.find(b"\n", end)
-            if opened is None:
-                if line_end >= 0 and not data[end:line_end].strip():
-                    opened = (line_end + 1, m.group(0))
-            elif m.group(0) == opened[1]:
-                line_start = data.rfind(b"\n", 0, begin) + 1
-                if not data[line_start:begin].strip():
-                    if line_start > opened[0]:
-                        spans.append((opened[0], line_start))
-                    opened = None
-        if opened is not None:
-            spans.append((opened[0], len(data)))
+        at = 0
+        while opened := opening.search(data, at):
+            inside = opened.end()  # the line after the opening one
+            closed = _HEREDOC_CLOSE[opened.group(1)].search(data, inside - 1)
+            if closed is None:
+                spans.append((inside, len(data)))
+                break
+            if closed.start() + 1 > inside:
+                spans.append((inside, closed.start() + 1))
+            at = closed.end()
         return spans
 
     def _lines(self, pattern: re.Pattern[bytes], begin: int, end: int, row: int = 0
@@ -237,7 +244,7 @@ class Outline:
         if self._top_spans is None:
             keys = []
             for i, n in enumerate(self.top):
-                begin, row = self._starts[n].start(), n
+                begin, row = self.offsets[n], n
                 end = self.offsets[self.top[i + 1]] if i + 1 < len(self.top) else len(self.data)
                 if n in self._shapes:  # only what follows the module's `end` is outside it
                     row = self._shapes[n][1]
@@ -258,8 +265,6 @@ class Outline:
             start, end = max(start, 0), min(end, last)
             if start > end:
                 continue
-            if not self.top or start < self.top[0]:  # lines before the first item
-                body.append((0, self.top[0] - 1 if self.top else last))
             for i in range(max(bisect_right(self.top, start) - 1, 0),
                            bisect_right(self.top, end)):
                 low, high = max(start, self.top[i]), min(end, self._top_end(i))

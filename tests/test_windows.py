@@ -221,18 +221,26 @@ def _unified(before: str, after: str) -> str:
 
 
 LINES = MODULE.split("\n")
+# Lines that change how the lines around them nest.
+TOKENS = ["end", "  end", "  after", "  else", '  """', '"""', "  @doc \"\"\"", "|> foo()",
+          "  def message(x), do: x", "def helper_3(x), do: x", "  defmodule Inner do",
+          "  describe \"d\" do", "defmodule Other do", "  # note"]
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.tuples(st.sampled_from(["delete", "copy", "move"]),
+@given(st.lists(st.tuples(st.sampled_from(["delete", "copy", "move", "insert"]),
                           st.integers(0, len(LINES) - 1), st.integers(1, 12),
-                          st.integers(0, len(LINES) - 1)), min_size=1, max_size=3))
+                          st.integers(0, len(LINES))), min_size=1, max_size=3))
 def test_random_line_edits_give_the_whole_file_answer(
         edits: list[tuple[str, int, int, int]]) -> None:
-    """Deleting, copying and moving runs of lines; wherever both versions parse whole, the
-    windowed answer is the same."""
+    """Deleting, copying and moving runs of lines, and inserting lines that change nesting;
+    wherever both versions parse whole, the windowed answer is the same."""
     lines = list(LINES)
     for kind, start, length, target in edits:
+        if kind == "insert":
+            lines[min(target, len(lines)):min(target, len(lines))] = [
+                TOKENS[(start + length) % len(TOKENS)]]
+            continue
         chunk = lines[start:start + length]
         if kind in ("delete", "move"):
             del lines[start:start + length]
