@@ -33,12 +33,12 @@ _MAX_SHARE = 0.6
 _MAX_ROUNDS = 6
 
 _HUNK = re.compile(r"@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
-# Line patterns start at the newline before the line (the text is read with one prepended):
-# a literal first character lets the regex engine skip ahead instead of trying every byte.
 _CHARLIST_DELIMITER = b"'''"
 _HEREDOC_OPEN = re.compile(rb'("""|\'\'\')[ \t]*\n')
 _STRING_OPEN = re.compile(rb'(""")[ \t]*\n')
 _HEREDOC_CLOSE = {d: re.compile(rb"\n[ \t]*" + re.escape(d)) for d in (b'"""', b"'''")}
+# Line patterns start at the newline before the line (the text is read with one prepended):
+# a literal first character lets the regex engine skip ahead instead of trying every byte.
 _TOP = re.compile(rb"\n[^\s#][^\n]*")
 _BODY = re.compile(rb"\n  [^\s#][^\n]*")
 # Lines that continue an item rather than start one.
@@ -155,10 +155,10 @@ class Outline:
         self.top: list[int] = [n for n, m in top if not _CONTINUES.match(m.group(0))]
         if not self.top or self.top[0] != 0:
             self.top.insert(0, 0)  # what comes before the first item is an item too
-        # A module whose next column-0 line is its `end`, and that does not go on after it
-        # (`end |> write_beam()`), can be read by items; any other is taken whole.
-        # A block opened at column 0 must close at the next column-0 line; where it does not
-        # (a stray unindented line inside a module), nothing here can be trusted.
+        # A block opened at column 0 must close at the next column-0 line; where one does
+        # not (a stray unindented line inside a module), nothing here can be trusted. A
+        # module that closes so, and does not go on after its `end` (`end |> write_beam()`),
+        # can be read by items; any other is taken whole.
         self._shapes: dict[int, tuple[int, int]] = {}  # opener line -> (its offset, closer)
         self.trusted = True
         for i, (n, m) in enumerate(top):
