@@ -6,6 +6,8 @@ import dataclasses
 import multiprocessing
 import os
 import sys
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from types import TracebackType
@@ -20,6 +22,19 @@ _INLINE_BELOW = 12
 
 def _parseable(f: FilePair) -> bool:
     return f.skipped_reason is None and (f.before is not None or f.after is not None)
+
+
+def _exit_with_parent(parent: int) -> None:
+    """In a worker: end when the mining process is gone. A killed parent closes nothing a
+    forked worker waits on (the worker holds both ends of its job pipe), so it would wait
+    for work forever."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 class ParsedBatch:
@@ -79,7 +94,9 @@ class FunctionParser:
             # code, never a lock or a logger that another parent thread might hold.
             method = "fork" if sys.platform == "linux" else "spawn"
             context = multiprocessing.get_context(method)
-            self._pool = ProcessPoolExecutor(self._workers, mp_context=context)
+            self._pool = ProcessPoolExecutor(self._workers, mp_context=context,
+                                             initializer=_exit_with_parent,
+                                             initargs=(os.getpid(),))
         return self._pool
 
     def batch(self, commits: int) -> ParsedBatch:

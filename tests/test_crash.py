@@ -83,10 +83,28 @@ def test_kill_during_mining_then_resume(tmp_path: Path) -> None:
     _wait_for(lambda: wal.exists() and wal.stat().st_size > 400_000, 300, proc)
     proc.send_signal(signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL
+    # Its parse workers (forks that share its command line) do not outlive it.
+    deadline = time.monotonic() + 30
+    while left := _processes_mentioning(str(crashed)):
+        assert time.monotonic() < deadline, f"processes outlived the killed run: {left}"
+        time.sleep(0.1)
     partial = snapshot(crashed)
     assert 0 < len(partial["commits"]) < len(snapshot(clean)["commits"])
     assert _mine(repo, crashed).wait(timeout=600) == 0
     assert snapshot(crashed) == snapshot(clean)
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    """Live processes whose command line holds text (zombies have none)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if text.encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue  # it ended while we looked
+    return found
 
 
 ANNOTATE = """
