@@ -254,9 +254,11 @@ class Outline:
             self._top_spans = _spans(keys)
         return self._top_spans
 
-    def select(self, touched: list[Interval]) -> tuple[list[Interval], list[int]]:
+    def select(self, touched: list[Interval]
+               ) -> tuple[list[Interval], list[tuple[int, int]]]:
         """The lines of the items that hold the touched lines, closed over function names,
-        and the module opening and closing lines that a parse of them needs."""
+        and the (opening, closing) lines of each module read in part, which a parse of
+        those items needs."""
         picked: dict[int, set[int]] = {}  # top-level index of a module -> its chosen items
         whole: set[int] = set()  # top-level items taken whole
         body: list[Interval] = []
@@ -275,7 +277,7 @@ class Outline:
                     picked.setdefault(i, set()).update(module.picks(low, high))
         _close(self._top_level_spans(), chosen := whole | set(picked))
         whole |= chosen - set(picked)
-        frame: list[int] = []
+        modules: list[tuple[int, int]] = []
         for i in sorted(whole):
             body.append((self.top[i], self._top_end(i)))
             picked.pop(i, None)
@@ -285,22 +287,22 @@ class Outline:
             _close(module.spans, items)
             ends = [*module.items[1:], module.closer]
             body += [(module.items[j], ends[j] - 1) for j in items]
-            frame += [module.opener, module.closer]
-        return _merge(body), sorted(set(frame))
+            modules.append((module.opener, module.closer))
+        return _merge(body), sorted(modules)
 
     def _top_end(self, i: int) -> int:
         return self.top[i + 1] - 1 if i + 1 < len(self.top) else self.count - 1
 
-    def window(self, body: list[Interval], frame: list[int]) -> Window:
+    def window(self, body: list[Interval], modules: list[tuple[int, int]]) -> Window:
         """The byte ranges of these lines; every boundary is a line the outline placed."""
         ranges, size = [], 0
-        for start, end in _merge(body + [(n, n) for n in frame]):
+        frame = [(n, n) for module in modules for n in module]
+        for start, end in _merge(body + frame):
             begin, stop = self.offsets[start], self.offsets[min(end + 1, self.count)]
             if stop > begin:
                 size += stop - begin
                 ranges.append(Range(Point(start, 0), self._point(end + 1, stop), begin, stop))
-        modules = tuple(zip(frame[::2], frame[1::2], strict=True))
-        return Window(ranges, size / max(len(self.data), 1), modules)
+        return Window(ranges, size / max(len(self.data), 1), tuple(modules))
 
     def _point(self, line: int, offset: int) -> Point:
         if line < self.count:
