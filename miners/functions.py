@@ -369,7 +369,10 @@ def build_function_pairs(before: str | None, after: str | None, language: str,
     return status, pairs
 
 
-def function_pairs_job(job: tuple[str | None, str | None, str, str | None]
-                       ) -> tuple[ParseStatus, list[FunctionPair]]:
+# One file pair's work for a process pool: before, after, language, diff.
+PairsJob = tuple[str | None, str | None, str, str | None]
+
+
+def function_pairs_job(job: PairsJob) -> tuple[ParseStatus, list[FunctionPair]]:
     """build_function_pairs for a process pool: one picklable argument."""
     return build_function_pairs(*job)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from types import TracebackType
 
-from miners.functions import build_function_pairs, function_pairs_job
+from miners.functions import PairsJob, build_function_pairs, function_pairs_job
 from miners.records import CommitFiles, FilePair
 
 DEFAULT_PARSE_WORKERS = max(1, min(4, os.cpu_count() or 1))
@@ -44,8 +44,7 @@ class ParsedBatch:
     still extracts the rest of the batch.
     """
 
-    def __init__(self, submit: Callable[[tuple[str | None, str | None, str, str | None]],
-                                        Future]) -> None:
+    def __init__(self, submit: Callable[[PairsJob], Future]) -> None:
         self._submit = submit
         self._commits: list[tuple[CommitFiles, dict[int, Future]]] = []
 
