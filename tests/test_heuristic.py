@@ -30,6 +30,14 @@ def _commit(message: str, path: str, before: str, after: str, language: str = "e
     return CommitInput("r", "s", message, (file,))
 
 
+_PLAIN = "defmodule A do\n  def a, do: 1\nend\n"
+
+
+def _label_of_message(message: str, path: str = "lib/a.ex") -> BugLabel | None:
+    """The label of a commit whose diff shows nothing: only its message can speak."""
+    return annotate_heuristic(_commit(message, path, _PLAIN, _PLAIN.replace("1", "2"))).label
+
+
 def test_ets_check_then_act() -> None:
     """lookup+insert replaced by update_counter is a race located in the function."""
     ann = annotate_heuristic(_commit("Fix race condition in Counter.bump", "lib/counter.ex",
@@ -75,9 +83,7 @@ def test_sleep_replaced_by_assert_receive_is_a_test_race() -> None:
 ])
 def test_keyword_false_positives(message: str) -> None:
     """Words used in a non-bug sense give not_concurrency when the diff shows nothing."""
-    before = "defmodule A do\n  def a, do: 1\nend\n"
-    label = annotate_heuristic(_commit(message, "lib/a.ex", before,
-                                       before.replace("1", "2"))).label
+    label = _label_of_message(message)
     assert label is not None and not label.is_concurrency_bug
     assert label.bug_type == BugType.NOT_CONCURRENCY
 
@@ -122,13 +128,8 @@ def test_label_schema_rejects_inconsistent_type() -> None:
 ])
 def test_bug_type_names_the_cause(message: str, bug_type: BugType) -> None:
     """Messages left in a mailbox are delivery bugs; leaked processes are leaks."""
-    before = "defmodule A do\n  def a, do: 1\nend\n"
-    label = annotate_heuristic(_commit(message, "lib/a.ex", before,
-                                       before.replace("1", "2"))).label
+    label = _label_of_message(message)
     assert label is not None and label.bug_type == bug_type
-
-
-_PLAIN = "defmodule A do\n  def a, do: 1\nend\n"
 
 
 @pytest.mark.parametrize(("body", "is_bug"), [
@@ -139,9 +140,7 @@ _PLAIN = "defmodule A do\n  def a, do: 1\nend\n"
 def test_body_sentence_that_states_the_bug(body: str, is_bug: bool) -> None:
     """A body cue counts in full when its own sentence says the commit fixes or the old code
     caused it; a cue mentioned in passing under a neutral subject counts half."""
-    label = annotate_heuristic(_commit(f"Only stop the supervisor when it owns children\n\n"
-                                       f"{body}", "lib/a.ex", _PLAIN,
-                                       _PLAIN.replace("1", "2"))).label
+    label = _label_of_message(f"Only stop the supervisor when it owns children\n\n{body}")
     assert label is not None and label.is_concurrency_bug is is_bug
 
 
@@ -177,8 +176,7 @@ def test_dropping_a_link_with_a_link_message() -> None:
                                        "src/m.erl", before, after, "erlang")).label
     assert label is not None and label.is_concurrency_bug
     assert label.bug_type == BugType.EXIT_SIGNAL
-    docs = annotate_heuristic(_commit("fix(ds): Don't link the worker page", "src/m.erl",
-                                      _PLAIN, _PLAIN.replace("1", "2"))).label
+    docs = _label_of_message("fix(ds): Don't link the worker page", "src/m.erl")
     assert docs is not None and not docs.is_concurrency_bug
 
 
@@ -194,8 +192,7 @@ def test_dropping_a_link_with_a_link_message() -> None:
 def test_process_lifecycle_cues(message: str, bug_type: BugType) -> None:
     """Tests that pass once they wait, problems with shutdown, state left behind when a
     process stops, and a process that blocks are concurrency fixes of their kind."""
-    label = annotate_heuristic(_commit(message, "lib/a.ex", _PLAIN,
-                                       _PLAIN.replace("1", "2"))).label
+    label = _label_of_message(message)
     assert label is not None and label.is_concurrency_bug, message
     assert label.bug_type == bug_type
 
@@ -207,8 +204,7 @@ def test_process_lifecycle_cues(message: str, bug_type: BugType) -> None:
     "Clean up the build directory",
 ])
 def test_lifecycle_words_without_a_problem_are_not_fixes(message: str) -> None:
-    label = annotate_heuristic(_commit(message, "lib/a.ex", _PLAIN,
-                                       _PLAIN.replace("1", "2"))).label
+    label = _label_of_message(message)
     assert label is not None and not label.is_concurrency_bug, message
 
 
