@@ -45,8 +45,8 @@ def core(git_dir: str, work: Path) -> tuple[int, int, int]:
     ref = open_local(git_dir)
     result = mine_repository(ref, warehouse, load_pattern_set(), "bench",
                              max_file_bytes=1_000_000)
-    labels, _ = label_repository(warehouse, ref.name, "bench")
-    return result.matches, result.pairs, labels
+    labels, _ = label_repository(warehouse, ref.name, "bench")  # what mining left unlabeled
+    return result.matches, result.pairs, result.labels + labels
 
 
 def main() -> None:

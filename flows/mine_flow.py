@@ -71,7 +71,8 @@ def mine_shard_task(ref: RepoRef, shard_root: str, patterns_file: str | None, ru
 def label_task(result: RepoResult, warehouse: str, run_id: str) -> RepoResult:
     labels, fixes = label_repository(Path(warehouse), result.repo, run_id,
                                      progress=reporter(result.repo))
-    return dataclasses.replace(result, labels=labels, fixes=fixes)
+    return dataclasses.replace(result, labels=result.labels + labels,
+                               fixes=result.fixes + fixes)
 
 
 def _resolve(future: PrefectFuture[Any], spec: str) -> tuple[Any, RepoResult | None]:
@@ -118,7 +119,8 @@ def _sharded(specs: list[str], name: str | None, settings: Settings, patterns_fi
             with open_warehouse(db) as con:
                 load_shards(con, shard_root)
             labels, fixes = label_repository(Path(db), outcome.repo, run_id)
-            outcome = dataclasses.replace(outcome, labels=labels, fixes=fixes)
+            outcome = dataclasses.replace(outcome, labels=outcome.labels + labels,
+                                          fixes=outcome.fixes + fixes)
         results.append(outcome)
     return results
 

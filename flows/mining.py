@@ -6,14 +6,14 @@ Plain functions over the core packages; the Prefect flow wraps each in a task.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from itertools import islice
 from pathlib import Path
 
 from annotators.heuristic import ANNOTATOR_ID, annotate_heuristic
-from annotators.schema import CommitInput, FileInput
+from annotators.schema import Annotation, CommitInput, FileInput
 from miners.classify import Match, PatternSet, classify_message
 from miners.errors import GitCommandError
 from miners.extract import iter_commit_files
@@ -182,8 +182,15 @@ def mine_repository(ref: RepoRef, warehouse: Path, patterns: PatternSet, run_id:
     with open_warehouse(warehouse) as con:
         save_repo(con, ref)
 
+        labeled = [0, 0]
+
         def save(batch: list[tuple[CommitFiles, Match]], patch_ids: dict[str, str]) -> None:
+            # A batch is labeled while the next one is parsed, from the records in hand; a
+            # run killed between the two saves leaves commits that label_repository finds.
             save_commit_files(con, ref.name, run_id, batch, patch_ids)
+            annotations = label_mined(ref.name, [cf for cf, _ in batch])
+            labeled[0] += save_annotations(con, ref.name, run_id, annotations)
+            labeled[1] += sum(_is_fix(a) for _, _, a in annotations)
 
         result, head, tips = _mine(ref, mined_tips(con, ref.name), patterns, save,
                                    max_file_bytes=max_file_bytes, all_branches=all_branches,
@@ -191,7 +198,7 @@ def mine_repository(ref: RepoRef, warehouse: Path, patterns: PatternSet, run_id:
         save_high_water_mark(con, ref.name, head, tips)
         guess = _license(ref, head)
         save_license(con, ref.name, guess and guess.spdx, guess and guess.source)
-        return result
+        return replace(result, labels=labeled[0], fixes=labeled[1])
 
 
 def mine_to_shard(ref: RepoRef, shard_root: Path, patterns: PatternSet, run_id: str,
@@ -223,9 +230,31 @@ def _license(ref: RepoRef, head: str | None) -> LicenseGuess | None:
         return None
 
 
+def _is_fix(annotation: Annotation) -> bool:
+    return bool(annotation.label and annotation.label.is_concurrency_bug)
+
+
+def label_mined(repo: str, batch: Iterable[CommitFiles]) -> list[tuple[str, str, Annotation]]:
+    """Heuristic labels of freshly mined commits, made from the records in memory: the
+    inputs label_repository would read back from the warehouse, without reading them."""
+    out = []
+    for cf in batch:
+        if cf.commit.is_merge:
+            continue  # as in unlabeled_commits: a merge's changes are its parents'
+        files = [FileInput(f.path, f.language, f.is_test, f.before, f.diff,
+                           tuple((fn.name, fn.before.start_line, fn.before.end_line)
+                                 for fn in f.functions if fn.before))
+                 for f in sorted(cf.files, key=lambda f: f.path) if not f.skipped_reason]
+        commit = CommitInput(repo, cf.commit.sha, cf.commit.message, tuple(files))
+        out.append((cf.commit.sha, "", annotate_heuristic(commit)))
+    return out
+
+
 def label_repository(warehouse: Path, repo: str, run_id: str, progress: Progress = _quiet
                      ) -> tuple[int, int]:
-    """Label repo's unlabeled commits with the heuristic annotator; (labels, fixes)."""
+    """Label repo's commits that have no heuristic label yet: those a killed mine stored
+    but did not label, those a shard brought, and all of them after the rules change.
+    Returns (labels, fixes)."""
     with open_warehouse(warehouse) as con:
         shas = unlabeled_commits(con, repo, ANNOTATOR_ID)
         labels = fixes = 0
@@ -236,7 +265,7 @@ def label_repository(warehouse: Path, repo: str, run_id: str, progress: Progress
                 commit = CommitInput(repo, sha, message, tuple(FileInput(*f) for f in files))
                 annotation = annotate_heuristic(commit)
                 batch.append((sha, "", annotation))
-                fixes += bool(annotation.label and annotation.label.is_concurrency_bug)
+                fixes += _is_fix(annotation)
             labels += save_annotations(con, repo, run_id, batch)
         progress("labeling", len(shas), len(shas))
         return labels, fixes
