@@ -40,9 +40,10 @@ _HEREDOC_CLOSE = {d: re.compile(rb"\n[ \t]*" + re.escape(d)) for d in (b'"""', b
 # Line patterns start at the newline before the line (the text is read with one prepended):
 # a literal first character lets the regex engine skip ahead instead of trying every byte.
 _TOP = re.compile(rb"\n[^\s#][^\n]*")
-_BODY = re.compile(rb"\n  [^\s#][^\n]*")
 # Lines that continue an item rather than start one.
 _CONTINUES = re.compile(rb"\s*(?:end\b|else\b|after\b|rescue\b|catch\b|do\b|[)\]}>|\"']|\|>)")
+# The first line of a module item: at column 2, and not one that continues an item.
+_ITEM = re.compile(rb"\n  (?![\s#]|(?:end|else|after|rescue|catch|do)\b|[)\]}>|\"']|\|>)")
 _OPENS = re.compile(rb"[^\n]*\bdo[ \t]*(?:#[^\n]*)?$")
 _MODULE = re.compile(rb"(?:defmodule|defprotocol|defimpl)\b[^\n]*\bdo[ \t]*(?:#[^\n]*)?$")
 _DEF = re.compile(rb"\n[ \t]*(?:def|defp|defmacro|defmacrop|defguard|defguardp|defdelegate|"
@@ -197,10 +198,9 @@ class Outline:
             at = closed.end()
         return spans
 
-    def _lines(self, pattern: re.Pattern[bytes], begin: int, end: int, row: int = 0
-               ) -> list[tuple[int, re.Match[bytes]]]:
-        """(line, match) of a line pattern between two offsets, outside heredocs; row is the
-        line at begin."""
+    def _matches(self, pattern: re.Pattern[bytes], begin: int, end: int
+                 ) -> list[re.Match[bytes]]:
+        """Matches of a line pattern between two offsets, outside heredocs."""
         found: list[re.Match[bytes]] = []
         cursor = begin
         for inside_begin, inside_end in self._heredocs:
@@ -210,6 +210,13 @@ class Outline:
             cursor = inside_end
         if cursor < end:
             found += pattern.finditer(self.padded, cursor, end)
+        return found
+
+    def _lines(self, pattern: re.Pattern[bytes], begin: int, end: int, row: int = 0
+               ) -> list[tuple[int, re.Match[bytes]]]:
+        """(line, match) of a line pattern between two offsets, outside heredocs; row is the
+        line at begin."""
+        found = self._matches(pattern, begin, end)
         rows = _rows(self.data, [m.start() for m in found], row, begin)
         return list(zip(rows, found, strict=True))
 
@@ -225,17 +232,17 @@ class Outline:
         for line, offset in ((opener, at), (closer, end)):
             following = data.find(b"\n", offset)  # where the line after a frame line starts
             self.offsets[line + 1] = following + 1 if following >= 0 else len(data)
-        items = []
-        for n, m in self._lines(_BODY, at, end, opener):
-            if not _CONTINUES.match(m.group(0)):
-                items.append(n)
-                self.offsets[n] = m.start()
-        if not items:
+        # A match starts at the offset of its line (see _TOP), so items and definitions are
+        # placed by offset; only the items need line numbers.
+        starts = [m.start() for m in self._matches(_ITEM, at, end)]
+        if not starts:
             return None
+        items = _rows(data, starts, opener, at)
+        self.offsets.update(zip(items, starts, strict=True))
         keys: list[set[bytes]] = [set() for _ in items]
-        for n, m in self._lines(_DEF, at, end, opener):
-            if n >= items[0]:
-                keys[bisect_right(items, n) - 1].add(m.group(1) or b"")
+        for m in self._matches(_DEF, at, end):
+            if m.start() >= starts[0]:
+                keys[bisect_right(starts, m.start()) - 1].add(m.group(1) or b"")
         return _Module(opener, closer, items, _spans([frozenset(k) for k in keys]))
 
     def _top_level_spans(self) -> dict[bytes, list[int]]:
