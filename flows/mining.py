@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from itertools import islice
 from pathlib import Path
 
 from annotators.heuristic import ANNOTATOR_ID, annotate_heuristic
 from annotators.schema import Annotation, CommitInput, FileInput
-from miners.classify import Match, PatternSet, classify_message
+from miners.classify import Match, PatternSet
 from miners.errors import GitCommandError
 from miners.extract import iter_commit_files
 from miners.git import (
@@ -24,13 +23,12 @@ from miners.git import (
     fetch_head,
     fetch_mirror,
     fetch_patch_ids,
-    iter_commits,
     open_local,
-    supports_pcre_grep,
 )
 from miners.licenses import LicenseGuess, fetch_license
 from miners.parallel import DEFAULT_PARSE_WORKERS, FunctionParser, ParsedBatch
-from miners.records import CommitFiles, CommitMeta, RepoRef
+from miners.records import CommitFiles, RepoRef
+from miners.scan import MessageScan
 from miners.sources import is_local_spec, parse_remote_spec
 from warehouse.db import open_warehouse
 from warehouse.queries import commit_inputs, mined_tips, unlabeled_commits
@@ -46,6 +44,8 @@ from warehouse.shards import ShardWriter
 
 Progress = Callable[[str, int, int], None]
 BATCH = 200  # commits per warehouse transaction: a killed run loses at most one batch
+# Commits per extraction, at least (but the last): each starts a git process.
+_LEAST_EXTRACTED = 16
 
 
 def _quiet(stage: str, done: int, total: int) -> None:
@@ -77,11 +77,6 @@ def resolve_repo(spec: str, name: str | None, cache_dir: Path, token: str | None
     return replace(ref, name=name) if name else ref
 
 
-def _batches(items: list[CommitMeta], size: int) -> list[list[CommitMeta]]:
-    it = iter(items)
-    return list(iter(lambda: list(islice(it, size)), []))
-
-
 Saver = Callable[[list[tuple[CommitFiles, Match]], dict[str, str]], None]
 
 
@@ -97,57 +92,48 @@ def _store(ref: RepoRef, batch: list[CommitFiles], matches: dict[str, Match], sa
             sum(len(f.functions) for f in files))
 
 
-def _scan(ref: RepoRef, include: list[str], exclude: list[str], patterns: PatternSet
-          ) -> tuple[list[CommitMeta], dict[str, Match]]:
-    """Matching commits, oldest first (a killed run has then stored a prefix of history)."""
-    grep: str | None = patterns.prefilter.pattern
-    if not supports_pcre_grep(ref.git_dir, patterns.prefilter.pattern):
-        grep = None  # this git has no PCRE: Python reads every message instead
-    matches: dict[str, Match] = {}
-    matched: list[CommitMeta] = []
-    for commit in iter_commits(ref.git_dir, include, exclude, grep=grep):
-        match = classify_message(commit.message, patterns)
-        if match.matched:
-            matches[commit.sha] = match
-            matched.append(commit)
-    matched.reverse()
-    return matched, matches
+def _extract_and_store(ref: RepoRef, scan: MessageScan, max_file_bytes: int,
+                       parse_workers: int, progress: Progress, save: Saver
+                       ) -> tuple[int, int, list[int]]:
+    """File and function pairs of the commits the scan finds, saved batch by batch.
 
-
-def _extract_and_store(ref: RepoRef, matched: list[CommitMeta], matches: dict[str, Match],
-                       max_file_bytes: int, parse_workers: int, progress: Progress,
-                       save: Saver) -> list[int]:
-    """File and function pairs of the matched commits, saved batch by batch.
-
-    Pipelined: each commit's files go to the parse workers as git extracts them, and
-    batch k is saved while batch k+1 is extracted and parsed. Returns [pairs, skipped,
-    function pairs].
+    Pipelined: the scan's matches are extracted as it finds them, each commit's files go
+    to the parse workers as git extracts them, and what was extracted before is saved
+    while the newest extraction parses. Returns (matches, merges, [pairs, skipped,
+    function pairs]).
     """
     totals = [0, 0, 0]
+    matches: dict[str, Match] = {}
+    merges = 0
 
-    def store(parsed: ParsedBatch) -> None:
-        for i, n in enumerate(_store(ref, parsed.result(), matches, save)):
+    def store(parsed: list[ParsedBatch]) -> None:
+        batch = [cf for part in parsed for cf in part.result()]
+        for i, n in enumerate(_store(ref, batch, matches, save)):
             totals[i] += n
 
-    done = 0
     with FunctionParser(parse_workers) as parser:
-        pending: ParsedBatch | None = None
-        for batch in _batches(matched, BATCH):
-            progress("extracting pairs", done, len(matched))
-            submitted = parser.batch(len(batch))
-            for cf in iter_commit_files(ref.git_dir, batch, max_file_bytes):
+        unsaved: list[ParsedBatch] = []
+        waiting = 0  # commits in unsaved
+        for found in scan.batches(_LEAST_EXTRACTED, BATCH):
+            progress("extracting pairs", len(matches), 0)  # the total is known at the end
+            commits = [commit for commit, _ in found]
+            matches.update((commit.sha, match) for commit, match in found)
+            submitted = parser.batch(len(commits))
+            for cf in iter_commit_files(ref.git_dir, commits, max_file_bytes):
                 submitted.add(cf)
-            for commit in batch:
+            for commit in commits:
                 if commit.is_merge:
+                    merges += 1
                     submitted.add(CommitFiles(commit))
-            if pending is not None:
-                store(pending)
-            pending = submitted
-            done += len(batch)
-        if pending is not None:
-            store(pending)
-    progress("extracting pairs", done, len(matched))
-    return totals
+            if waiting + len(commits) > BATCH:  # a transaction holds at most BATCH commits
+                store(unsaved)
+                unsaved, waiting = [], 0
+            unsaved.append(submitted)
+            waiting += len(commits)
+        if unsaved:
+            store(unsaved)
+    progress("extracting pairs", len(matches), len(matches))
+    return len(matches), merges, totals
 
 
 def _mine(ref: RepoRef, previous_tips: list[str], patterns: PatternSet, save: Saver, *,
@@ -165,11 +151,11 @@ def _mine(ref: RepoRef, previous_tips: list[str], patterns: PatternSet, save: Sa
     counter = ThreadPoolExecutor(max_workers=1)
     scanned = counter.submit(count_commits, ref.git_dir, include, exclude)
     counter.shutdown(wait=False)
-    matched, matches = _scan(ref, include, exclude, patterns)
-    pairs, skipped, functions = _extract_and_store(
-        ref, matched, matches, max_file_bytes, parse_workers, progress, save)
-    result = RepoResult(ref.name, commits_scanned=scanned.result(), matches=len(matched),
-                        merges=sum(c.is_merge for c in matched), pairs=pairs, skipped=skipped,
+    with MessageScan(ref.git_dir, include, exclude, patterns) as scan:
+        matches, merges, (pairs, skipped, functions) = _extract_and_store(
+            ref, scan, max_file_bytes, parse_workers, progress, save)
+    result = RepoResult(ref.name, commits_scanned=scanned.result(), matches=matches,
+                        merges=merges, pairs=pairs, skipped=skipped,
                         functions=functions, seconds=time.perf_counter() - started)
     return result, head, include
 
@@ -179,22 +165,34 @@ def mine_repository(ref: RepoRef, warehouse: Path, patterns: PatternSet, run_id:
                     parse_workers: int = DEFAULT_PARSE_WORKERS,
                     progress: Progress = _quiet) -> RepoResult:
     """Mine the commits of ref not mined before into the warehouse; returns counts."""
-    with open_warehouse(warehouse) as con:
+    with open_warehouse(warehouse) as con, \
+            ThreadPoolExecutor(1, thread_name_prefix="racemine-writer") as writer:
         save_repo(con, ref)
-
         labeled = [0, 0]
+        written: list[Future[None]] = []
+
+        def write(batch: list[tuple[CommitFiles, Match]], patch_ids: dict[str, str],
+                  annotations: list[tuple[str, str, Annotation]]) -> None:
+            save_commit_files(con, ref.name, run_id, batch, patch_ids)
+            save_annotations(con, ref.name, run_id, annotations)
 
         def save(batch: list[tuple[CommitFiles, Match]], patch_ids: dict[str, str]) -> None:
-            # A batch is labeled while the next one is parsed, from the records in hand; a
-            # run killed between the two saves leaves commits that label_repository finds.
-            save_commit_files(con, ref.name, run_id, batch, patch_ids)
+            # A batch is labeled from the records in hand, and written on the writer thread
+            # (DuckDB lets go of the GIL) while mining goes on; one write is in flight at a
+            # time, and a failed one is raised here. A run killed between a batch's two
+            # saves leaves commits that label_repository finds.
             annotations = label_mined(ref.name, [cf for cf, _ in batch])
-            labeled[0] += save_annotations(con, ref.name, run_id, annotations)
+            labeled[0] += len(annotations)
             labeled[1] += sum(_is_fix(a) for _, _, a in annotations)
+            if written:
+                written.pop().result()
+            written.append(writer.submit(write, batch, patch_ids, annotations))
 
         result, head, tips = _mine(ref, mined_tips(con, ref.name), patterns, save,
                                    max_file_bytes=max_file_bytes, all_branches=all_branches,
                                    parse_workers=parse_workers, progress=progress)
+        if written:
+            written.pop().result()
         save_high_water_mark(con, ref.name, head, tips)
         guess = _license(ref, head)
         save_license(con, ref.name, guess and guess.spdx, guess and guess.source)

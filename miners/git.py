@@ -154,9 +154,11 @@ def fetch_existing(git_dir: str, shas: Sequence[str]) -> list[str]:
     return [line.split()[0] for line in out.splitlines() if line.endswith(" commit")]
 
 
-def iter_git_output(git_dir: str, args: Sequence[str], stdin_text: str = ""
-                    ) -> Iterator[bytes]:
-    """Stream a git command's stdout in chunks; a failure raises once the output is read."""
+def iter_git_output(git_dir: str, args: Sequence[str], stdin_text: str = "", *,
+                    eager: bool = False) -> Iterator[bytes]:
+    """Stream a git command's stdout in chunks of up to 1 MB; a failure raises once the
+    output is read. Eager, a chunk is whatever git has written so far, so a slow command's
+    first lines arrive at once (for output made of small records)."""
     proc = subprocess.Popen(["git", *_SAFE_CONFIG, "-C", git_dir, *args],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env=_env())
@@ -166,7 +168,8 @@ def iter_git_output(git_dir: str, args: Sequence[str], stdin_text: str = ""
     proc.stdin.close()
     finished = False
     try:
-        while chunk := proc.stdout.read(1 << 20):
+        read = proc.stdout.read1 if eager else proc.stdout.read
+        while chunk := read(1 << 20):
             yield chunk
         finished = True
     finally:
@@ -196,7 +199,7 @@ def iter_commits(git_dir: str, include: Sequence[str], exclude: Sequence[str] = 
         args += ["-P", f"--grep={grep}"]
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     pending = ""
-    for chunk in iter_git_output(git_dir, args, _revs(include, exclude)):
+    for chunk in iter_git_output(git_dir, args, _revs(include, exclude), eager=True):
         pending += decoder.decode(chunk)
         *records, pending = pending.split(_RECORD)
         for record in records:

@@ -99,8 +99,9 @@ class FunctionParser:
         return self._pool
 
     def batch(self, commits: int) -> ParsedBatch:
-        """An empty batch for this many commits; a small one is parsed inline."""
-        if self._workers <= 1 or commits < _INLINE_BELOW:
+        """An empty batch for this many commits; until the workers are started, a small one
+        is parsed inline."""
+        if self._workers <= 1 or (self._pool is None and commits < _INLINE_BELOW):
             return ParsedBatch(lambda job: _Done(build_function_pairs(*job)))
         pool = self._executor()
         return ParsedBatch(lambda job: pool.submit(function_pairs_job, job))
