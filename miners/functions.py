@@ -14,8 +14,9 @@ from functools import cache
 from tree_sitter import Node, Parser, Point, Tree
 from tree_sitter_language_pack import get_parser
 
+from miners.forms import Forms
 from miners.records import Function, FunctionPair, ParseStatus
-from miners.windows import Window, plan_windows
+from miners.windows import Outline, Window, plan_windows
 
 _ELIXIR_DEFS = {"def", "defp", "defmacro", "defmacrop", "defguard", "defguardp",
                 "defdelegate", "defn", "defnp"}
@@ -140,6 +141,18 @@ def _elixir_units(node: Node, module: str, group: str, out: list[tuple[str, str,
             _elixir_units(child, module, group, out)
 
 
+def _clause_name(clause: Node) -> Node | None:
+    return clause.child_by_field_name("name") or next(
+        (a for a in _named(clause) if a.type == "atom"), None)
+
+
+def _erlang_clause_name(fun_decl: Node) -> bytes | None:
+    """The name of a fun_decl's first clause, as written."""
+    clause = next((c for c in _named(fun_decl) if c.type == "function_clause"), None)
+    name = _clause_name(clause) if clause is not None else None
+    return name.text if name is not None else None
+
+
 def _erlang_units(root: Node, out: list[tuple[str, str, str, int, int]]) -> None:
     module = ""
     for child in _named(root):
@@ -150,8 +163,7 @@ def _erlang_units(root: Node, out: list[tuple[str, str, str, int, int]]) -> None
             for clause in _named(child):
                 if clause.type != "function_clause":
                     continue
-                name = clause.child_by_field_name("name") or next(
-                    (a for a in _named(clause) if a.type == "atom"), None)
+                name = _clause_name(clause)
                 args = clause.child_by_field_name("args") or next(
                     (a for a in _named(clause) if a.type == "expr_args"), None)
                 arity = len(_named(args)) if args is not None else 0
@@ -281,7 +293,7 @@ def _windowed_sides(before: str, after: str, language: str, diff: str) -> Sides 
     """Units of both versions from only the lines the change can reach, or None when the
     file has no such window or a window does not parse cleanly."""
     data = (before.encode("utf-8"), after.encode("utf-8"))
-    windows = plan_windows(data[0], data[1], diff)
+    windows = plan_windows(data[0], data[1], diff, Forms if language == "erlang" else Outline)
     if windows is None:
         return None
     sides = []
@@ -322,8 +334,15 @@ def _sound(tree: Tree, window: Window) -> bool:
             nodes.append(child)
     # A stray `after`/`else`/`rescue` in a module body opens a clause of the module's own
     # do-block that would run on over the items left out.
-    return not modules and all(inside_one_range(n) and not n.type.endswith("_block")
-                               for n in nodes)
+    if modules or not all(inside_one_range(n) and not n.type.endswith("_block")
+                          for n in nodes):
+        return False
+    # An Erlang clause the outline did not see (read out of code it took for something
+    # else) may belong to a function whose other clauses are outside the window.
+    heads = window.heads
+    return heads is None or all(
+        heads.get(n.start_point.row) == _erlang_clause_name(n) for n in nodes
+        if n.type == "fun_decl")
 
 
 def _parse_window(data: bytes, language: str, window: Window) -> Tree:
@@ -339,15 +358,16 @@ def build_function_pairs(before: str | None, after: str | None, language: str,
                          diff: str | None = None) -> tuple[ParseStatus, list[FunctionPair]]:
     """Functions added, removed or changed between two versions of one file.
 
-    Given the file's diff, a long Elixir file is parsed only where the change can reach
-    (miners.windows). Where both versions parse whole, the answer is the same as from parsing
-    them whole; where the grammar fails outside the window, the window's units are still
-    found (and the status, which describes what was parsed, says parsed).
+    Given the file's diff, a long file is parsed only where the change can reach
+    (miners.windows for Elixir, miners.forms for Erlang). Where both versions parse whole,
+    the answer is the same as from parsing them whole; where the grammar fails outside the
+    window, the window's units are still found (and the status, which describes what was
+    parsed, says parsed).
     Where a version parsed only partly, a unit missing from it is not reported as added or
     removed: the grammar, not the commit, may have lost it.
     """
     found = None
-    if language == "elixir" and before is not None and after is not None and diff:
+    if before is not None and after is not None and diff:
         found = _windowed_sides(before, after, language, diff)
     statuses, sides = found or _whole_sides(before, after, language)
     if ParseStatus.SYNTAX_ERROR in statuses:

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from tree_sitter import Point, Range
 
@@ -94,7 +96,7 @@ def changed_blocks(diff: str | None) -> list[Block]:
     return blocks
 
 
-def _rows(data: bytes, positions: list[int], row: int = 0, at: int = 0) -> list[int]:
+def line_numbers(data: bytes, positions: list[int], row: int = 0, at: int = 0) -> list[int]:
     """0-based line numbers of ascending byte positions, counting on from (row, at)."""
     rows = []
     for position in positions:
@@ -104,7 +106,7 @@ def _rows(data: bytes, positions: list[int], row: int = 0, at: int = 0) -> list[
     return rows
 
 
-def _spans(keys: list[frozenset[bytes]]) -> dict[bytes, list[int]]:
+def name_spans(keys: list[frozenset[bytes]]) -> dict[bytes, list[int]]:
     """For each name, the items that define it, ascending."""
     spans: dict[bytes, list[int]] = {}
     for j, names in enumerate(keys):
@@ -113,7 +115,7 @@ def _spans(keys: list[frozenset[bytes]]) -> dict[bytes, list[int]]:
     return spans
 
 
-def _close(spans: dict[bytes, list[int]], chosen: set[int]) -> None:
+def close_over_names(spans: dict[bytes, list[int]], chosen: set[int]) -> None:
     """Add to the chosen items every item of a name that is defined in one of them or whose
     first and last definitions enclose one (an attribute between two clauses): the items
     that make up the function units the chosen ones take part in."""
@@ -217,7 +219,7 @@ class Outline:
         """(line, match) of a line pattern between two offsets, outside heredocs; row is the
         line at begin."""
         found = self._matches(pattern, begin, end)
-        rows = _rows(self.data, [m.start() for m in found], row, begin)
+        rows = line_numbers(self.data, [m.start() for m in found], row, begin)
         return list(zip(rows, found, strict=True))
 
     def module(self, opener: int) -> _Module | None:
@@ -237,13 +239,13 @@ class Outline:
         starts = [m.start() for m in self._matches(_ITEM, at, end)]
         if not starts:
             return None
-        items = _rows(data, starts, opener, at)
+        items = line_numbers(data, starts, opener, at)
         self.offsets.update(zip(items, starts, strict=True))
         keys: list[set[bytes]] = [set() for _ in items]
         for m in self._matches(_DEF, at, end):
             if m.start() >= starts[0]:
                 keys[bisect_right(starts, m.start()) - 1].add(m.group(1) or b"")
-        return _Module(opener, closer, items, _spans([frozenset(k) for k in keys]))
+        return _Module(opener, closer, items, name_spans([frozenset(k) for k in keys]))
 
     def _top_level_spans(self) -> dict[bytes, list[int]]:
         """Definitions outside any module share the module name "", so they merge by name
@@ -258,7 +260,7 @@ class Outline:
                     begin = self.offsets[row]
                 keys.append(frozenset(d.group(1) or b""
                                       for _, d in self._lines(_DEF, begin, end, row)))
-            self._top_spans = _spans(keys)
+            self._top_spans = name_spans(keys)
         return self._top_spans
 
     def select(self, touched: list[Interval]
@@ -282,7 +284,7 @@ class Outline:
                     whole.add(i)
                 else:
                     picked.setdefault(i, set()).update(module.picks(low, high))
-        _close(self._top_level_spans(), chosen := whole | set(picked))
+        close_over_names(self._top_level_spans(), chosen := whole | set(picked))
         whole |= chosen - set(picked)
         modules: list[tuple[int, int]] = []
         for i in sorted(whole):
@@ -291,33 +293,39 @@ class Outline:
         for i, items in picked.items():
             module = self.module(self.top[i])
             assert module is not None
-            _close(module.spans, items)
+            close_over_names(module.spans, items)
             ends = [*module.items[1:], module.closer]
             body += [(module.items[j], ends[j] - 1) for j in items]
             modules.append((module.opener, module.closer))
-        return _merge(body), sorted(modules)
+        return merge_intervals(body), sorted(modules)
 
     def _top_end(self, i: int) -> int:
         return self.top[i + 1] - 1 if i + 1 < len(self.top) else self.count - 1
 
     def window(self, body: list[Interval], modules: list[tuple[int, int]]) -> Window:
         """The byte ranges of these lines; every boundary is a line the outline placed."""
-        ranges, size = [], 0
         frame = [(n, n) for module in modules for n in module]
-        for start, end in _merge(body + frame):
-            begin, stop = self.offsets[start], self.offsets[min(end + 1, self.count)]
-            if stop > begin:
-                size += stop - begin
-                ranges.append(Range(Point(start, 0), self._point(end + 1, stop), begin, stop))
-        return Window(ranges, size / max(len(self.data), 1), tuple(modules))
-
-    def _point(self, line: int, offset: int) -> Point:
-        if line < self.count:
-            return Point(line, 0)
-        return Point(self.count - 1, offset - (self.data.rfind(b"\n", 0, offset) + 1))
+        return make_window(self.data, self.count, self.offsets, body + frame, modules)
 
 
-def _merge(intervals: list[Interval]) -> list[Interval]:
+def make_window(data: bytes, count: int, offsets: dict[int, int], lines: list[Interval],
+                modules: list[tuple[int, int]]) -> Window:
+    """The Window of these line intervals of a text of count lines; offsets holds the byte
+    offset of each interval's first line and of the line after its last."""
+    ranges, size = [], 0
+    for start, end in merge_intervals(lines):
+        begin, stop = offsets[start], offsets[min(end + 1, count)]
+        if stop > begin:
+            size += stop - begin
+            if end + 1 < count:
+                stop_point = Point(end + 1, 0)
+            else:
+                stop_point = Point(count - 1, stop - (data.rfind(b"\n", 0, stop) + 1))
+            ranges.append(Range(Point(start, 0), stop_point, begin, stop))
+    return Window(ranges, size / max(len(data), 1), tuple(modules))
+
+
+def merge_intervals(intervals: list[Interval]) -> list[Interval]:
     out: list[Interval] = []
     for start, end in sorted(intervals):
         if out and start <= out[-1][1] + 1:
@@ -355,8 +363,12 @@ class Window:
     ranges: list[Range]
     share: float  # of the file's bytes
     # (opening line, closing line) of each module parsed in part: in a sound parse, each is
-    # one top-level node from the one to the other (a stray `end` would close it early)
+    # one top-level node from the one to the other (a stray `end` would close it early); for
+    # Erlang, the line of the `-module` attribute
     modules: tuple[tuple[int, int], ...] = ()
+    # Erlang: the line of every function clause the outline found, with its name; in a
+    # sound parse, each clause starts on one of them, under that name
+    heads: dict[int, bytes] | None = None
 
 
 def _consistent(blocks: list[Block], old_lines: int, new_lines: int) -> bool:
@@ -367,13 +379,27 @@ def _consistent(blocks: list[Block], old_lines: int, new_lines: int) -> bool:
         new_lines - sum(b.new_end - b.new_start for b in blocks)
 
 
-def plan_windows(before: bytes, after: bytes, diff: str | None
+class LineOutline(Protocol):
+    """What plan_windows needs of a language's outline of one text."""
+
+    count: int  # lines
+    trusted: bool
+
+    def select(self, touched: list[Interval]
+               ) -> tuple[list[Interval], list[tuple[int, int]]]: ...
+
+    def window(self, body: list[Interval], modules: list[tuple[int, int]]) -> Window: ...
+
+
+def plan_windows(before: bytes, after: bytes, diff: str | None,
+                 outline: Callable[[bytes], LineOutline] = Outline
                  ) -> tuple[Window, Window] | None:
-    """Windows of both versions of a changed Elixir file, or None to parse them whole."""
+    """Windows of both versions of a changed file (Elixir, or another language's outline),
+    or None to parse them whole."""
     if min(len(before), len(after)) < MIN_WINDOW_BYTES:
         return None
     blocks = changed_blocks(diff)
-    outlines = (Outline(before), Outline(after))
+    outlines = (outline(before), outline(after))
     if not blocks or not _consistent(blocks, outlines[0].count, outlines[1].count) or \
             not (outlines[0].trusted and outlines[1].trusted):
         return None

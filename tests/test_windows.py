@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import difflib
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from miners.functions import build_function_pairs
 from miners.records import ParseStatus
 from miners.windows import Block, changed_blocks, plan_windows
+from tests.edits import Edit, apply_edits, edit_lists, git_diff, unified
 
 HELPERS = "".join(f'''
   @doc """
@@ -134,13 +132,7 @@ EDITS: dict[str, Callable[[str], str]] = {
 
 
 def _git_diff(tmp: Path, before: str, after: str) -> str:
-    """The diff real git prints for two versions of a file."""
-    (tmp / "a.ex").write_text(before)
-    (tmp / "b.ex").write_text(after)
-    proc = subprocess.run(["git", "diff", "--no-index", "--no-color", "a.ex", "b.ex"],
-                          cwd=tmp, capture_output=True, text=True)
-    assert proc.returncode == 1, proc.stderr
-    return proc.stdout
+    return git_diff(tmp, before, after, ".ex")
 
 
 @pytest.mark.parametrize("name", list(EDITS))
@@ -215,11 +207,6 @@ def test_changed_blocks(diff: str, blocks: list[Block]) -> None:
     assert changed_blocks(diff) == blocks
 
 
-def _unified(before: str, after: str) -> str:
-    return "".join(difflib.unified_diff(before.splitlines(keepends=True),
-                                        after.splitlines(keepends=True), "a", "b"))
-
-
 LINES = MODULE.split("\n")
 # Lines that change how the lines around them nest.
 TOKENS = ["end", "  end", "  after", "  else", '  """', '"""', "  @doc \"\"\"", "|> foo()",
@@ -228,27 +215,12 @@ TOKENS = ["end", "  end", "  after", "  else", '  """', '"""', "  @doc \"\"\"", 
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.tuples(st.sampled_from(["delete", "copy", "move", "insert"]),
-                          st.integers(0, len(LINES) - 1), st.integers(1, 12),
-                          st.integers(0, len(LINES))), min_size=1, max_size=3))
-def test_random_line_edits_give_the_whole_file_answer(
-        edits: list[tuple[str, int, int, int]]) -> None:
+@given(edit_lists(len(LINES)))
+def test_random_line_edits_give_the_whole_file_answer(edits: list[Edit]) -> None:
     """Deleting, copying and moving runs of lines, and inserting lines that change nesting;
     wherever both versions parse whole, the windowed answer is the same."""
-    lines = list(LINES)
-    for kind, start, length, target in edits:
-        if kind == "insert":
-            lines[min(target, len(lines)):min(target, len(lines))] = [
-                TOKENS[(start + length) % len(TOKENS)]]
-            continue
-        chunk = lines[start:start + length]
-        if kind in ("delete", "move"):
-            del lines[start:start + length]
-        if kind in ("copy", "move"):
-            at = min(target, len(lines))
-            lines[at:at] = chunk
-    after = "\n".join(lines)
+    after = apply_edits(LINES, edits, TOKENS)
     whole = build_function_pairs(MODULE, after, "elixir")
     if whole[0] != ParseStatus.PARSED:
         return  # a broken version: the windowed answer may hold more (see windows.py)
-    assert build_function_pairs(MODULE, after, "elixir", _unified(MODULE, after)) == whole
+    assert build_function_pairs(MODULE, after, "elixir", unified(MODULE, after)) == whole
