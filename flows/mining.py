@@ -6,7 +6,7 @@ Plain functions over the core packages; the Prefect flow wraps each in a task.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -77,19 +77,29 @@ def resolve_repo(spec: str, name: str | None, cache_dir: Path, token: str | None
     return replace(ref, name=name) if name else ref
 
 
-Saver = Callable[[list[tuple[CommitFiles, Match]], dict[str, str]], None]
+# Saves one batch: its commits (each yielded once its function pairs are parsed, so the
+# saver can work on it while later ones parse) and their patch ids.
+Saver = Callable[[Iterable[tuple[CommitFiles, Match]], dict[str, str]], None]
 
 
-def _store(ref: RepoRef, batch: list[CommitFiles], matches: dict[str, Match], save: Saver
+def _store(ref: RepoRef, parsed: list[ParsedBatch], matches: dict[str, Match], save: Saver
            ) -> tuple[int, int, int]:
     """Save one extracted batch; returns (pairs, skipped files, function pairs)."""
-    patch_ids = fetch_patch_ids(ref.git_dir, {
-        cf.commit.sha: "".join(f.diff for f in cf.files if f.diff) for cf in batch})
-    save([(cf, matches[cf.commit.sha]) for cf in batch], patch_ids)
-    files = [f for cf in batch for f in cf.files]
-    return (sum(1 for f in files if not f.skipped_reason),
-            sum(1 for f in files if f.skipped_reason),
-            sum(len(f.functions) for f in files))
+    patch_ids = fetch_patch_ids(ref.git_dir, {  # from the diffs, known before any parse
+        cf.commit.sha: "".join(f.diff for f in cf.files if f.diff)
+        for part in parsed for cf in part.extracted})
+    counts = [0, 0, 0]
+
+    def items() -> Iterator[tuple[CommitFiles, Match]]:
+        for part in parsed:
+            for cf in part.results():
+                counts[0] += sum(1 for f in cf.files if not f.skipped_reason)
+                counts[1] += sum(1 for f in cf.files if f.skipped_reason)
+                counts[2] += sum(len(f.functions) for f in cf.files)
+                yield cf, matches[cf.commit.sha]
+
+    save(items(), patch_ids)
+    return counts[0], counts[1], counts[2]
 
 
 def _extract_and_store(ref: RepoRef, scan: MessageScan, max_file_bytes: int,
@@ -107,8 +117,7 @@ def _extract_and_store(ref: RepoRef, scan: MessageScan, max_file_bytes: int,
     merges = 0
 
     def store(parsed: list[ParsedBatch]) -> None:
-        batch = [cf for part in parsed for cf in part.result()]
-        for i, n in enumerate(_store(ref, batch, matches, save)):
+        for i, n in enumerate(_store(ref, parsed, matches, save)):
             totals[i] += n
 
     with FunctionParser(parse_workers) as parser:
@@ -176,12 +185,17 @@ def mine_repository(ref: RepoRef, warehouse: Path, patterns: PatternSet, run_id:
             save_commit_files(con, ref.name, run_id, batch, patch_ids)
             save_annotations(con, ref.name, run_id, annotations)
 
-        def save(batch: list[tuple[CommitFiles, Match]], patch_ids: dict[str, str]) -> None:
-            # A batch is labeled from the records in hand, and written on the writer thread
-            # (DuckDB lets go of the GIL) while mining goes on; one write is in flight at a
-            # time, and a failed one is raised here. A run killed between a batch's two
-            # saves leaves commits that label_repository finds.
-            annotations = label_mined(ref.name, [cf for cf, _ in batch])
+        def save(items: Iterable[tuple[CommitFiles, Match]], patch_ids: dict[str, str]
+                 ) -> None:
+            # Each commit is labeled from the records in hand as soon as it is parsed, and
+            # the batch is written on the writer thread (DuckDB lets go of the GIL) while
+            # mining goes on; one write is in flight at a time, and a failed one is raised
+            # here. A run killed between a batch's two saves leaves commits that
+            # label_repository finds.
+            batch, annotations = [], []
+            for cf, match in items:
+                batch.append((cf, match))
+                annotations += label_mined(ref.name, [cf])
             labeled[0] += len(annotations)
             labeled[1] += sum(_is_fix(a) for _, _, a in annotations)
             if written:
@@ -205,7 +219,8 @@ def mine_to_shard(ref: RepoRef, shard_root: Path, patterns: PatternSet, run_id: 
     """Mine into a Parquet shard for the loader (work that runs away from the DuckDB file)."""
     writer = ShardWriter(shard_root, ref.name, run_id)
     try:
-        def save(batch: list[tuple[CommitFiles, Match]], patch_ids: dict[str, str]) -> None:
+        def save(batch: Iterable[tuple[CommitFiles, Match]], patch_ids: dict[str, str]
+                 ) -> None:
             writer.write(build_commit_rows(ref.name, run_id, batch, patch_ids))
 
         result, head, tips = _mine(ref, previous_tips, patterns, save,

@@ -8,7 +8,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from types import TracebackType
 
@@ -38,7 +38,8 @@ def _exit_with_parent(parent: int) -> None:
 
 
 class ParsedBatch:
-    """Commits whose file pairs are being parsed; result() waits for their function pairs.
+    """Commits whose file pairs are being parsed; results() yields each with its function
+    pairs as soon as they are parsed.
 
     Files are handed to the workers as each commit is added, so parsing runs while git
     still extracts the rest of the batch.
@@ -52,8 +53,13 @@ class ParsedBatch:
         self._commits.append((cf, {j: self._submit((f.before, f.after, f.language, f.diff))
                                    for j, f in enumerate(cf.files) if _parseable(f)}))
 
-    def result(self) -> list[CommitFiles]:
-        out = []
+    @property
+    def extracted(self) -> list[CommitFiles]:
+        """The commits as added: file pairs and diffs, no function pairs yet."""
+        return [cf for cf, _ in self._commits]
+
+    def results(self) -> Iterator[CommitFiles]:
+        """Each commit with its function pairs, in the order added, once they are parsed."""
         for cf, futures in self._commits:
             files = []
             for j, f in enumerate(cf.files):
@@ -61,8 +67,7 @@ class ParsedBatch:
                     status, pairs = futures[j].result()
                     f = dataclasses.replace(f, parse_status=status, functions=tuple(pairs))
                 files.append(f)
-            out.append(dataclasses.replace(cf, files=tuple(files)))
-        return out
+            yield dataclasses.replace(cf, files=tuple(files))
 
 
 class _Done(Future):
