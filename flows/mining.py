@@ -184,6 +184,9 @@ def mine_repository(ref: RepoRef, warehouse: Path, patterns: PatternSet, run_id:
                   annotations: list[tuple[str, str, Annotation]]) -> None:
             save_commit_files(con, ref.name, run_id, batch, patch_ids)
             save_annotations(con, ref.name, run_id, annotations)
+            # Moving the batch from DuckDB's log into the file here, while mining goes on,
+            # leaves closing the warehouse only the last batch to move.
+            con.execute("CHECKPOINT")
 
         def save(items: Iterable[tuple[CommitFiles, Match]], patch_ids: dict[str, str]
                  ) -> None:
