@@ -43,7 +43,7 @@ from warehouse.save import (
 from warehouse.shards import ShardWriter
 
 Progress = Callable[[str, int, int], None]
-BATCH = 200  # commits per warehouse transaction: a killed run loses at most one batch
+BATCH = 200  # commits per warehouse transaction, at most: what a killed run loses is redone
 # Commits per extraction, at least (but the last): each starts a git process.
 _LEAST_EXTRACTED = 16
 
