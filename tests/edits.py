@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 from hypothesis import strategies as st
@@ -19,6 +20,14 @@ def git_diff(tmp: Path, before: str, after: str, suffix: str) -> str:
                            f"b{suffix}"], cwd=tmp, capture_output=True, text=True)
     assert proc.returncode == 1, proc.stderr
     return proc.stdout
+
+
+def replace_once(old: str, new: str) -> Callable[[str], str]:
+    """An edit that replaces the first old with new (and insists old is there)."""
+    def edit(text: str) -> str:
+        assert old in text, old
+        return text.replace(old, new, 1)
+    return edit
 
 
 def unified(before: str, after: str) -> str:

@@ -12,7 +12,7 @@ from miners.forms import Forms
 from miners.functions import build_function_pairs
 from miners.records import ParseStatus
 from miners.windows import plan_windows
-from tests.edits import Edit, apply_edits, edit_lists, git_diff, unified
+from tests.edits import Edit, apply_edits, edit_lists, git_diff, replace_once, unified
 
 HELPERS = "".join(f"""
 %% @doc Helper {i}: waits for a reply.
@@ -80,31 +80,24 @@ checkout_test() ->
 """
 
 
-def _replace(old: str, new: str) -> Callable[[str], str]:
-    def edit(text: str) -> str:
-        assert old in text, old
-        return text.replace(old, new, 1)
-    return edit
-
-
 EDITS: dict[str, Callable[[str], str]] = {
-    "body of a helper": _replace("{down, Reason, 5}", "{down, Reason, five}"),
-    "middle clause": _replace("queue:in(From, Waiting)", "queue:in_r(From, Waiting)"),
-    "clause added": _replace("handle_call(_Other,", "handle_call(stop, _From, State) ->\n"
+    "body of a helper": replace_once("{down, Reason, 5}", "{down, Reason, five}"),
+    "middle clause": replace_once("queue:in(From, Waiting)", "queue:in_r(From, Waiting)"),
+    "clause added": replace_once("handle_call(_Other,", "handle_call(stop, _From, State) ->\n"
                              "    {stop, normal, ok, State};\nhandle_call(_Other,"),
-    "last clause removed": _replace(";\nhandle_call(_Other, _From, State) ->\n"
+    "last clause removed": replace_once(";\nhandle_call(_Other, _From, State) ->\n"
                                     "    {reply, {error, unknown}, State}.", "."),
-    "spec changed": _replace("-spec checkout(pid(), timeout())", "-spec checkout(pid(), "
+    "spec changed": replace_once("-spec checkout(pid(), timeout())", "-spec checkout(pid(), "
                              "non_neg_integer())"),
-    "record changed": _replace("waiting = queue:new()}", "waiting = queue:new(),\n"
+    "record changed": replace_once("waiting = queue:new()}", "waiting = queue:new(),\n"
                                "                max = 10}"),
-    "macro changed": _replace("-define(TIMEOUT, 5000).", "-define(TIMEOUT, 15000)."),
-    "function renamed": _replace("helper_7(Pid) when", "helper_seven(Pid) when"),
-    "quoted name": _replace("{quoted, X}", "{quoted, X, 2}"),
-    "inside the ifdef": _replace("?assertEqual(ok, helper_1", "?assertEqual(ok, helper_2"),
-    "inside a string": _replace("handle_call(not, a, clause)", "handle_call(not, a, form)"),
-    "module renamed": _replace("-module(pool_server).", "-module(pool)."),
-    "function added at the end": _replace("-endif.\n", "-endif.\n\nlast() -> ok.\n"),
+    "macro changed": replace_once("-define(TIMEOUT, 5000).", "-define(TIMEOUT, 15000)."),
+    "function renamed": replace_once("helper_7(Pid) when", "helper_seven(Pid) when"),
+    "quoted name": replace_once("{quoted, X}", "{quoted, X, 2}"),
+    "inside the ifdef": replace_once("?assertEqual(ok, helper_1", "?assertEqual(ok, helper_2"),
+    "inside a string": replace_once("handle_call(not, a, clause)", "handle_call(not, a, form)"),
+    "module renamed": replace_once("-module(pool_server).", "-module(pool)."),
+    "function added at the end": replace_once("-endif.\n", "-endif.\n\nlast() -> ok.\n"),
 }
 
 

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from miners.functions import build_function_pairs
 from miners.records import ParseStatus
 from miners.windows import Block, changed_blocks, plan_windows
-from tests.edits import Edit, apply_edits, edit_lists, git_diff, unified
+from tests.edits import Edit, apply_edits, edit_lists, git_diff, replace_once, unified
 
 HELPERS = "".join(f'''
   @doc """
@@ -92,13 +92,6 @@ end
 '''
 
 
-def _replace(old: str, new: str) -> Callable[[str], str]:
-    def edit(text: str) -> str:
-        assert old in text, old
-        return text.replace(old, new, 1)
-    return edit
-
-
 def _move_to_end(start: str, end: str) -> Callable[[str], str]:
     def edit(text: str) -> str:
         i = text.index(start)
@@ -110,24 +103,24 @@ def _move_to_end(start: str, end: str) -> Callable[[str], str]:
 
 
 EDITS: dict[str, Callable[[str], str]] = {
-    "body of a helper": _replace("{:down, reason, 5}", "{:down, reason, :five}"),
-    "attribute between two clauses": _replace("  @max_waiting 100\n\n", ""),
-    "a clause added far from its siblings": _replace(
+    "body of a helper": replace_once("{:down, reason, 5}", "{:down, reason, :five}"),
+    "attribute between two clauses": replace_once("  @max_waiting 100\n\n", ""),
+    "a clause added far from its siblings": replace_once(
         "  defmodule State do", "  def handle_call(:stop, _from, state) do\n"
         "    {:stop, :normal, :ok, state}\n  end\n\n  defmodule State do"),
-    "last helper removed": _replace(HELPERS[HELPERS.index("\n  @doc", 10):], "\n"),
-    "function added at the top": _replace(
+    "last helper removed": replace_once(HELPERS[HELPERS.index("\n  @doc", 10):], "\n"),
+    "function added at the top": replace_once(
         "  use GenServer\n", "  use GenServer\n\n  def start_link(opts) do\n"
         "    GenServer.start_link(__MODULE__, opts)\n  end\n"),
-    "def inside the moduledoc": _replace("def not_a_function(x)", "def not_a_function(y)"),
-    "nested module": _replace("Map.merge(new(), Map.new(opts))", "Enum.into(opts, new())"),
-    "generated functions": _replace("[:idle, :busy]", "[:idle, :busy, :waiting]"),
-    "top-level blocks that share a name": _replace('do: "timeout"', 'do: "timed out"'),
-    "piped module": _replace("def beam, do: :ok", "def beam, do: :error"),
-    "function renamed": _replace("def helper_7(pid)", "def helper_seven(pid)"),
+    "def inside the moduledoc": replace_once("def not_a_function(x)", "def not_a_function(y)"),
+    "nested module": replace_once("Map.merge(new(), Map.new(opts))", "Enum.into(opts, new())"),
+    "generated functions": replace_once("[:idle, :busy]", "[:idle, :busy, :waiting]"),
+    "top-level blocks that share a name": replace_once('do: "timeout"', 'do: "timed out"'),
+    "piped module": replace_once("def beam, do: :ok", "def beam, do: :error"),
+    "function renamed": replace_once("def helper_7(pid)", "def helper_seven(pid)"),
     "function moved": _move_to_end("  @doc \"\"\"\n  Helper 3:", "{:down, reason, 3}\n"
                                    "    after\n      3_000 -> :ok\n    end\n  end\n"),
-    "module opening line": _replace("defmodule Pool.Server do", "defmodule Pool.Srv do"),
+    "module opening line": replace_once("defmodule Pool.Server do", "defmodule Pool.Srv do"),
 }
 
 
