@@ -7,8 +7,9 @@ outline can take every line that starts at column 0 with an atom, a quoted atom,
 `-` as the start of an item. The window of a change is the items holding changed lines,
 every item of a function name one of them defines (all clauses of a function), and the
 `-module` attribute, which names the units. As for Elixir (miners.windows), the outline is a
-guess from text: a windowed parse with an error, or with a node across two ranges, sends
-the file to a whole parse.
+guess from text: a windowed parse with an error, with a node across two ranges, without the
+`-module` attribute as a node of its own line, or with a clause that does not start where
+the outline found one of that name sends the file to a whole parse.
 """
 
 from __future__ import annotations
