@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 from collections.abc import Iterator, Sequence
+from contextlib import suppress
 from pathlib import Path
 
 from miners.errors import GitCommandError, RepoNotFoundError
@@ -46,16 +47,24 @@ def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def run_git(git_dir: str | None, args: Sequence[str], *, input_text: str | None = None,
-            env: dict[str, str] | None = None, what: str = "") -> str:
-    """Run one git command to completion and return stdout; failures name the repository."""
+            env: dict[str, str] | None = None, what: str = "", idle: bool = False) -> str:
+    """Run one git command to completion and return stdout; failures name the repository.
+
+    Idle, git runs at the lowest CPU priority: it takes only what other work leaves.
+    """
     cmd = ["git", *_SAFE_CONFIG]
     if git_dir is not None:
         cmd += ["-C", git_dir]
-    proc = subprocess.run([*cmd, *args], input=input_text, capture_output=True,
-                          text=True, encoding="utf-8", errors="replace", env=_env(env))
+    with subprocess.Popen([*cmd, *args], stdin=None if input_text is None else subprocess.PIPE,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          encoding="utf-8", errors="replace", env=_env(env)) as proc:
+        if idle and hasattr(os, "setpriority"):
+            with suppress(OSError):  # it may have finished already
+                os.setpriority(os.PRIO_PROCESS, proc.pid, 19)
+        out, err = proc.communicate(input_text)
     if proc.returncode != 0:
-        raise _failure(what or git_dir, args[0], proc.stderr)
-    return proc.stdout
+        raise _failure(what or git_dir, args[0], err)
+    return out
 
 
 _DAMAGE = re.compile(r"corrupt|unable to read|bad object|invalid object|missing (blob|tree|"
@@ -210,11 +219,15 @@ def iter_commits(git_dir: str, include: Sequence[str], exclude: Sequence[str] = 
 
 
 def count_commits(git_dir: str, include: Sequence[str], exclude: Sequence[str] = ()) -> int:
-    """How many commits iter_commits would visit without grep."""
+    """How many commits iter_commits would visit without grep.
+
+    A statistic that walks all of history again, so it runs idle: beside a mine, it takes
+    the CPU the mine leaves, not the parse workers' share.
+    """
     if not include:
         return 0
     return int(run_git(git_dir, ["rev-list", "--count", "--stdin"],
-                       input_text=_revs(include, exclude)).strip() or 0)
+                       input_text=_revs(include, exclude), idle=True).strip() or 0)
 
 
 def supports_pcre_grep(git_dir: str, regex: str) -> bool:
