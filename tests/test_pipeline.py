@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import httpx
@@ -103,8 +104,21 @@ def test_served_pipeline_runs_on_a_real_prefect_server(
         deployment = next(d for d in httpx.post(f"{api}/deployments/filter", json={}).json()
                           if d["name"] == "racemine-nightly")
         assert deployment["paused"] is False
-        run = httpx.post(f"{api}/deployments/{deployment['id']}/create_flow_run",
-                         json={}).json()
+        created: list[dict[str, Any]] = []
+
+        def create() -> bool:
+            # The server's SQLite can be busy while the served process registers: a 5xx is
+            # asked again, any other failure fails the test with the server's reply.
+            reply = httpx.post(f"{api}/deployments/{deployment['id']}/create_flow_run",
+                               json={}, timeout=10)
+            if reply.status_code >= 500:
+                return False
+            assert reply.status_code == 201, reply.text
+            created.append(reply.json())
+            return True
+
+        _wait(create, 60, "a flow run of the deployment")
+        run = created[0]
 
         def finished() -> bool:
             state = httpx.get(f"{api}/flow_runs/{run['id']}").json()["state"]["type"]
