@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -35,12 +35,13 @@ from warehouse.queries import commit_inputs, mined_tips, unlabeled_commits
 from warehouse.save import (
     build_commit_rows,
     save_annotations,
-    save_commit_files,
     save_high_water_mark,
     save_license,
+    save_mined_batch,
     save_repo,
 )
 from warehouse.shards import ShardWriter
+from warehouse.writer import WriteBehind
 
 Progress = Callable[[str, int, int], None]
 BATCH = 200  # commits per warehouse transaction, at most: what a killed run loses is redone
@@ -174,42 +175,29 @@ def mine_repository(ref: RepoRef, warehouse: Path, patterns: PatternSet, run_id:
                     parse_workers: int = DEFAULT_PARSE_WORKERS,
                     progress: Progress = _quiet) -> RepoResult:
     """Mine the commits of ref not mined before into the warehouse; returns counts."""
-    with open_warehouse(warehouse) as con, \
-            ThreadPoolExecutor(1, thread_name_prefix="racemine-writer") as writer:
+    with open_warehouse(warehouse) as con, WriteBehind() as writer:
         save_repo(con, ref)
         labeled = [0, 0]
-        written: list[Future[None]] = []
-
-        def write(batch: list[tuple[CommitFiles, Match]], patch_ids: dict[str, str],
-                  annotations: list[tuple[str, str, Annotation]]) -> None:
-            save_commit_files(con, ref.name, run_id, batch, patch_ids)
-            save_annotations(con, ref.name, run_id, annotations)
-            # Moving the batch from DuckDB's log into the file here, while mining goes on,
-            # leaves closing the warehouse only the last batch to move.
-            con.execute("CHECKPOINT")
 
         def save(items: Iterable[tuple[CommitFiles, Match]], patch_ids: dict[str, str]
                  ) -> None:
             # Each commit is labeled from the records in hand as soon as it is parsed, and
-            # the batch is written on the writer thread (DuckDB lets go of the GIL) while
-            # mining goes on; one write is in flight at a time, and a failed one is raised
-            # here. A run killed between a batch's two saves leaves commits that
-            # label_repository finds.
+            # the batch is written behind while mining goes on. A run killed between a
+            # batch's commits and its labels leaves commits that label_repository finds.
             batch, annotations = [], []
             for cf, match in items:
                 batch.append((cf, match))
-                annotations += label_mined(ref.name, [cf])
-            labeled[0] += len(annotations)
-            labeled[1] += sum(_is_fix(a) for _, _, a in annotations)
-            if written:
-                written.pop().result()
-            written.append(writer.submit(write, batch, patch_ids, annotations))
+                if (annotation := label_mined(ref.name, cf)) is not None:
+                    annotations.append((cf.commit.sha, "", annotation))
+                    labeled[0] += 1
+                    labeled[1] += _is_fix(annotation)
+            writer.submit(save_mined_batch, con, ref.name, run_id, batch, patch_ids,
+                          annotations)
 
         result, head, tips = _mine(ref, mined_tips(con, ref.name), patterns, save,
                                    max_file_bytes=max_file_bytes, all_branches=all_branches,
                                    parse_workers=parse_workers, progress=progress)
-        if written:
-            written.pop().result()
+        writer.wait()
         save_high_water_mark(con, ref.name, head, tips)
         guess = _license(ref, head)
         save_license(con, ref.name, guess and guess.spdx, guess and guess.source)
@@ -250,20 +238,18 @@ def _is_fix(annotation: Annotation) -> bool:
     return bool(annotation.label and annotation.label.is_concurrency_bug)
 
 
-def label_mined(repo: str, batch: Iterable[CommitFiles]) -> list[tuple[str, str, Annotation]]:
-    """Heuristic labels of freshly mined commits, made from the records in memory: the
-    inputs label_repository would read back from the warehouse, without reading them."""
-    out = []
-    for cf in batch:
-        if cf.commit.is_merge:
-            continue  # as in unlabeled_commits: a merge's changes are its parents'
-        files = [FileInput(f.path, f.language, f.is_test, f.before, f.diff,
-                           tuple((fn.name, fn.before.start_line, fn.before.end_line)
-                                 for fn in f.functions if fn.before))
-                 for f in sorted(cf.files, key=lambda f: f.path) if not f.skipped_reason]
-        commit = CommitInput(repo, cf.commit.sha, cf.commit.message, tuple(files))
-        out.append((cf.commit.sha, "", annotate_heuristic(commit)))
-    return out
+def label_mined(repo: str, cf: CommitFiles) -> Annotation | None:
+    """The heuristic label of a freshly mined commit, made from the records in memory (the
+    inputs label_repository would read back from the warehouse); None for a merge, whose
+    changes are its parents' (as in unlabeled_commits)."""
+    if cf.commit.is_merge:
+        return None
+    files = [FileInput(f.path, f.language, f.is_test, f.before, f.diff,
+                       tuple((fn.name, fn.before.start_line, fn.before.end_line)
+                             for fn in f.functions if fn.before))
+             for f in sorted(cf.files, key=lambda f: f.path) if not f.skipped_reason]
+    return annotate_heuristic(CommitInput(repo, cf.commit.sha, cf.commit.message,
+                                          tuple(files)))
 
 
 def label_repository(warehouse: Path, repo: str, run_id: str, progress: Progress = _quiet

@@ -142,6 +142,17 @@ def save_commit_files(con: duckdb.DuckDBPyConnection, repo: str, run_id: str,
     return n_commits, n_files
 
 
+def save_mined_batch(con: duckdb.DuckDBPyConnection, repo: str, run_id: str,
+                     batch: Iterable[tuple[CommitFiles, Match]], patch_ids: Mapping[str, str],
+                     annotations: Iterable[tuple[str, str, Annotation]]) -> None:
+    """Store a mined batch and its labels, then move them from DuckDB's log into the file:
+    done batch by batch while mining goes on, that leaves closing the warehouse only the
+    last batch to move."""
+    save_commit_files(con, repo, run_id, batch, patch_ids)
+    save_annotations(con, repo, run_id, annotations)
+    con.execute("CHECKPOINT")
+
+
 def save_annotations(con: duckdb.DuckDBPyConnection, repo: str, run_id: str,
                      items: Iterable[tuple[str, str, Annotation]]) -> int:
     """Store labels keyed by (sha, target, annotator); target '' labels the whole commit."""
