@@ -3,21 +3,17 @@
 `git log --no-walk --stdin -z --raw -p` prints, for each commit, its raw entries (modes,
 blob ids, status, exact paths) and then its patch. The raw entries give the file list and
 the blob ids of the before and after text; the patch sections, keyed by the blob ids on
-their `index` lines, give the unified diff. Full texts come from GitPython's persistent
-`cat-file --batch` reader, after a size check, so a 50 MB file is never loaded.
+their `index` lines, give the unified diff. Full texts come from persistent `cat-file`
+processes, many blobs per request and after a size check, so a 50 MB file is never loaded.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
-from git import Repo
-from git.exc import GitError
-
-from miners.errors import GitCommandError
-from miners.git import iter_git_output
+from miners.git import BlobReader, iter_git_output
 from miners.paths import SOURCE_PATHSPECS, is_test_path, language_of
 from miners.records import ChangeType, CommitFiles, CommitMeta, FilePair, SkipReason
 
@@ -113,29 +109,12 @@ def decode_source(data: bytes, language: str) -> str | None:
         return None
 
 
-class _BlobReader:
-    """Sizes and contents of blobs through GitPython's persistent cat-file processes."""
-
-    def __init__(self, git_dir: str) -> None:
-        self._repo = Repo(git_dir)
-
-    def size(self, sha: str) -> int:
-        return int(self._repo.odb.info(bytes.fromhex(sha)).size)
-
-    def read(self, sha: str) -> bytes:
-        return bytes(self._repo.odb.stream(bytes.fromhex(sha)).read())
-
-    def close(self) -> None:
-        self._repo.close()
-
-
-def _side(reader: _BlobReader, blob: str, language: str, max_bytes: int
+def _side(data: bytes | None, blob: str, language: str
           ) -> tuple[str | None, SkipReason | None]:
     if blob == NULL_SHA:
         return None, None
-    if reader.size(blob) > max_bytes:
+    if data is None:
         return None, SkipReason.TOO_LARGE
-    data = reader.read(blob)
     if b"\0" in data[:8000]:  # git's own binary test
         return None, SkipReason.BINARY
     if data.startswith(_LFS_POINTER):  # the code is in LFS storage, not in this repository
@@ -144,14 +123,12 @@ def _side(reader: _BlobReader, blob: str, language: str, max_bytes: int
     return (text, None) if text is not None else (None, SkipReason.UNDECODABLE)
 
 
-def build_file_pair(entry: RawEntry, section: bytes | None, reader: _BlobReader,
-                    max_bytes: int) -> FilePair | None:
-    """The FilePair for one raw entry, or None when the path is not Elixir/Erlang source."""
-    language = language_of(entry.path)
-    if language is None or not entry.is_file:
-        return None  # a submodule's "blob" is a commit of another repository
-    before, skip_before = _side(reader, entry.old_blob, language, max_bytes)
-    after, skip_after = _side(reader, entry.new_blob, language, max_bytes)
+def build_file_pair(entry: RawEntry, language: str, section: bytes | None,
+                    texts: Mapping[str, bytes | None]) -> FilePair:
+    """The FilePair for one source file's raw entry, its patch section and the blobs read
+    (None for a blob over the size cap)."""
+    before, skip_before = _side(texts.get(entry.old_blob), entry.old_blob, language)
+    after, skip_after = _side(texts.get(entry.new_blob), entry.new_blob, language)
     skipped = skip_before or skip_after
     added, removed = count_changed_lines(section) if section else (0, 0)
     diff = None
@@ -165,8 +142,12 @@ def build_file_pair(entry: RawEntry, section: bytes | None, reader: _BlobReader,
                     skipped_reason=skipped)
 
 
-def _parse_record(record: bytes, commits: dict[str, CommitMeta], reader: _BlobReader,
-                  max_bytes: int) -> CommitFiles | None:
+# A source file a commit changed: its raw entry, language and patch section.
+_Source = tuple[RawEntry, str, "bytes | None"]
+
+
+def _parse_record(record: bytes, commits: dict[str, CommitMeta]
+                  ) -> tuple[CommitMeta, list[_Source]] | None:
     sha = record[:40].decode("ascii", errors="replace")
     commit = commits.get(sha)
     if commit is None:
@@ -175,13 +156,25 @@ def _parse_record(record: bytes, commits: dict[str, CommitMeta], reader: _BlobRe
     tokens = body.split(b"\0")
     entries, used = parse_raw_entries(tokens)
     sections = split_patch(b"\0".join(tokens[used:]).lstrip(b"\0"))
-    pairs = []
+    sources = []
     for entry in entries:
-        pair = build_file_pair(entry, sections.get((entry.old_blob, entry.new_blob)),
-                               reader, max_bytes)
-        if pair is not None:
-            pairs.append(pair)
-    return CommitFiles(commit=commit, files=tuple(pairs))
+        language = language_of(entry.path)
+        if language is not None and entry.is_file:  # a submodule's "blob" is a commit
+            sources.append((entry, language, sections.get((entry.old_blob, entry.new_blob))))
+    return commit, sources
+
+
+def _commit_files(records: list[bytes], commits: dict[str, CommitMeta], blobs: BlobReader,
+                  max_bytes: int) -> list[CommitFiles]:
+    """The file pairs of whole records, with the blobs of all of them read at once."""
+    parsed = [p for record in records if (p := _parse_record(record, commits)) is not None]
+    texts = blobs.read((blob for _, sources in parsed for entry, _, _ in sources
+                        for blob in (entry.old_blob, entry.new_blob) if blob != NULL_SHA),
+                       max_bytes)
+    return [CommitFiles(commit=commit, files=tuple(
+                build_file_pair(entry, language, section, texts)
+                for entry, language, section in sources))
+            for commit, sources in parsed]
 
 
 def iter_commit_files(git_dir: str, commits: Iterable[CommitMeta],
@@ -193,25 +186,18 @@ def iter_commit_files(git_dir: str, commits: Iterable[CommitMeta],
     args = ["log", "--no-walk=unsorted", "--stdin", "-z", "--raw", "-p", "--no-abbrev",
             "--full-index", "-M", "--no-color", "--no-ext-diff", "--no-textconv",
             "--format=%x01%H", "--", *SOURCE_PATHSPECS]
-    reader = _BlobReader(git_dir)
     seen: set[str] = set()
     pending = b""
-    try:
+    with BlobReader(git_dir) as blobs:
         for chunk in iter_git_output(git_dir, args, "".join(f"{sha}\n" for sha in wanted)):
             pending += chunk
             *records, pending = _RECORD.split(pending)
-            for record in records:
-                if (done := _parse_record(record, wanted, reader, max_file_bytes)) is not None:
-                    seen.add(done.commit.sha)
-                    yield done
-        if (done := _parse_record(pending, wanted, reader, max_file_bytes)) is not None:
+            for done in _commit_files(records, wanted, blobs, max_file_bytes):
+                seen.add(done.commit.sha)
+                yield done
+        for done in _commit_files([pending], wanted, blobs, max_file_bytes):
             seen.add(done.commit.sha)
             yield done
-    except (GitError, ValueError) as exc:  # GitPython says ValueError for a missing object
-        raise GitCommandError(f"{git_dir}: reading a blob failed ({exc}); the repository is "
-                              "damaged: run `git fsck` on it") from exc
-    finally:
-        reader.close()
     # A pathspec hides commits that touch no source file; they still get an empty record.
     for sha, commit in wanted.items():
         if sha not in seen:

@@ -1,7 +1,7 @@
 """The git edge: every git process racemine starts goes through this module.
 
-Reads are plain `git` subprocesses (streamed where the output is large); GitPython's
-persistent `cat-file --batch` reads blobs. Nothing here writes to a local repository:
+Reads are plain `git` subprocesses, streamed where the output is large; blobs come many
+at a time from persistent `cat-file` processes. Nothing here writes to a local repository:
 only mirrors in racemine's own cache are cloned or fetched.
 """
 
@@ -13,9 +13,10 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import suppress
 from pathlib import Path
+from typing import IO
 
 from miners.errors import GitCommandError, RepoNotFoundError
 from miners.records import CommitMeta, RepoRef
@@ -190,6 +191,95 @@ def iter_git_output(git_dir: str, args: Sequence[str], stdin_text: str = "", *,
         code = proc.wait()
     if code != 0:
         raise _failure(git_dir, args[0], err)
+
+
+# Ids per round trip: 60 lines of up to 65 bytes (a SHA-256 id) fit in the one page a pipe
+# always holds, so writing a round's ids never waits for git to drain its answers.
+_ROUND = 60
+
+
+class BlobReader:
+    """Sizes and contents of many blobs per round trip, from two persistent `git cat-file`
+    processes: `--batch-check` sizes every blob asked for, `--batch` reads only those
+    within the size cap, so a 50 MB file is sized and never loaded.
+
+    Asking for many ids at once keeps git and Python working at the same time; one
+    request per blob would wait on a pipe twice per blob.
+    """
+
+    def __init__(self, git_dir: str) -> None:
+        self._git_dir = git_dir
+        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def read(self, blobs: Iterable[str], max_bytes: int) -> dict[str, bytes | None]:
+        """Each blob's bytes by id, None for one larger than max_bytes; a blob missing or
+        unreadable raises GitCommandError."""
+        wanted = list(dict.fromkeys(blobs))
+        sizes: dict[str, int] = {}
+        for start in range(0, len(wanted), _ROUND):
+            ids = wanted[start:start + _ROUND]
+            out = self._ask("--batch-check", ids)
+            for blob in ids:
+                sizes[blob] = self._header("--batch-check", out, blob)
+        small = [blob for blob in wanted if sizes[blob] <= max_bytes]
+        found: dict[str, bytes | None] = dict.fromkeys(wanted)
+        for start in range(0, len(small), _ROUND):
+            ids = small[start:start + _ROUND]
+            out = self._ask("--batch", ids)
+            for blob in ids:
+                size = self._header("--batch", out, blob)
+                data = out.read(size + 1)  # the contents and git's closing newline
+                if len(data) != size + 1:
+                    raise _failure(self._git_dir, "cat-file", self._drop("--batch"))
+                found[blob] = data[:size]
+        return found
+
+    def _ask(self, mode: str, ids: list[str]) -> IO[bytes]:
+        proc = self._procs.get(mode)
+        if proc is None:
+            proc = self._procs[mode] = subprocess.Popen(
+                ["git", *_SAFE_CONFIG, "-C", self._git_dir, "cat-file", mode],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                env=_env())
+        assert proc.stdin and proc.stdout
+        try:
+            proc.stdin.write("".join(f"{blob}\n" for blob in ids).encode("ascii"))
+            proc.stdin.flush()
+        except BrokenPipeError:
+            raise _failure(self._git_dir, "cat-file", self._drop(mode)) from None
+        return proc.stdout
+
+    def _header(self, mode: str, out: IO[bytes], blob: str) -> int:
+        """The size from git's answer line for blob (`<id> <type> <size>`)."""
+        line = out.readline().split()
+        if len(line) != 3 or line[0].decode("ascii", "replace") != blob:
+            err = self._drop(mode)  # its unread answers would confuse the next request
+            if not line:
+                raise _failure(self._git_dir, "cat-file", err)
+            raise GitCommandError(
+                f"{self._git_dir}: git cat-file cannot read blob {blob} "
+                f"({b' '.join(line[1:]).decode('ascii', 'replace')}); the repository is "
+                "damaged: run `git fsck` on it, or delete racemine's mirror to clone it anew")
+        return int(line[2])
+
+    def _drop(self, mode: str) -> str:
+        """Stop mode's process; returns what it wrote to stderr."""
+        proc = self._procs.pop(mode)
+        proc.kill()
+        _, err = proc.communicate()
+        return err.decode("utf-8", errors="replace")
+
+    def close(self) -> None:
+        # Killed, not sent end of input: a process forked meanwhile (a parse worker) holds
+        # a copy of git's stdin, so git would never see its end.
+        for mode in list(self._procs):
+            self._drop(mode)
+
+    def __enter__(self) -> BlobReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _revs(include: Sequence[str], exclude: Sequence[str]) -> str:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import subprocess
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from miners.classify import PatternSet, classify_message
+from miners.errors import GitCommandError
 from miners.git import (
+    BlobReader,
     count_commits,
     fetch_head,
     fetch_mirror,
@@ -17,6 +23,7 @@ from miners.git import (
 )
 from miners.sources import RemoteSpec
 from tests.conftest import RepoBuilder
+from tests.test_faults import one_sentence
 
 
 def test_scan_reads_every_commit(history: tuple[RepoBuilder, dict[str, str]]) -> None:
@@ -84,3 +91,55 @@ def test_mirror_clones_then_fetches(history: tuple[RepoBuilder, dict[str, str]],
     new = repo.commit("Fix race after mirroring", {"lib/x.ex": "defmodule X do\nend\n"})
     fetch_mirror(remote, tmp_path / "cache")
     assert fetch_head(ref.git_dir) == new
+
+
+def _blobs(repo: RepoBuilder, texts: list[bytes]) -> list[str]:
+    """Write texts into the repository's object store; returns their ids."""
+    return [subprocess.run(["git", "-C", str(repo.path), "hash-object", "-w", "--stdin"],
+                           input=text, capture_output=True, check=True).stdout.decode().strip()
+            for text in texts]
+
+
+def test_blob_reader_reads_many_in_order(tmp_path: Path) -> None:
+    """Blobs come back by id across several round trips and calls, repeats once each; one
+    over the cap is sized and left unread (None)."""
+    repo = RepoBuilder(tmp_path / "r")
+    texts = [f"defmodule M{i} do\nend\n".encode() for i in range(150)]  # > 2 round trips
+    ids = _blobs(repo, [*texts, b"x" * 5000])
+    with BlobReader(str(repo.path)) as reader:
+        got = reader.read([*ids, ids[3]], max_bytes=4096)
+        assert [got[i] for i in ids[:150]] == texts and got[ids[150]] is None
+        assert reader.read(reversed(ids[:2]), max_bytes=10) == {ids[1]: None, ids[0]: None}
+        assert reader.read([ids[7]], max_bytes=4096) == {ids[7]: texts[7]}
+
+
+def test_blob_reader_names_a_missing_blob_and_goes_on(tmp_path: Path) -> None:
+    """A blob not in the object store is a sentence pointing at git fsck; the reader then
+    still answers for blobs that are there."""
+    repo = RepoBuilder(tmp_path / "r")
+    (present,) = _blobs(repo, [b"present\n"])
+    with BlobReader(str(repo.path)) as reader:
+        with pytest.raises(GitCommandError) as err:
+            reader.read([present, "1" * 40], max_bytes=100)
+        one_sentence(str(err.value), "fsck")
+        assert "1" * 40 in str(err.value)
+        assert reader.read([present], max_bytes=100) == {present: b"present\n"}
+
+
+def test_blob_reader_closes_with_a_forked_child_alive(tmp_path: Path) -> None:
+    """A process forked while the reader is open (a parse worker) holds a copy of git's
+    stdin; closing must not wait for git to see the end of it."""
+    repo = RepoBuilder(tmp_path / "r")
+    (blob,) = _blobs(repo, [b"text\n"])
+    reader = BlobReader(str(repo.path))
+    reader.read([blob], max_bytes=100)
+    child = multiprocessing.get_context("fork").Process(target=time.sleep, args=(30,))
+    child.start()
+    try:
+        closed = threading.Thread(target=reader.close, daemon=True)
+        closed.start()
+        closed.join(10)
+        assert not closed.is_alive()
+    finally:
+        child.kill()
+        child.join()
