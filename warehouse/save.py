@@ -145,12 +145,11 @@ def save_commit_files(con: duckdb.DuckDBPyConnection, repo: str, run_id: str,
 def save_mined_batch(con: duckdb.DuckDBPyConnection, repo: str, run_id: str,
                      batch: Iterable[tuple[CommitFiles, Match]], patch_ids: Mapping[str, str],
                      annotations: Iterable[tuple[str, str, Annotation]]) -> None:
-    """Store a mined batch and its labels, then move them from DuckDB's log into the file:
-    done batch by batch while mining goes on, that leaves closing the warehouse only the
-    last batch to move."""
+    """Store a mined batch and its labels. No CHECKPOINT per batch: each one recompresses
+    the whole last row group, all the file text stored so far, so the cost grows with the
+    square of a mine's size; DuckDB checkpoints as its log grows and when it closes."""
     save_commit_files(con, repo, run_id, batch, patch_ids)
     save_annotations(con, repo, run_id, annotations)
-    con.execute("CHECKPOINT")
 
 
 def save_annotations(con: duckdb.DuckDBPyConnection, repo: str, run_id: str,
