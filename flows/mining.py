@@ -9,7 +9,9 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from itertools import islice
 from pathlib import Path
+from typing import TypeVar
 
 from annotators.heuristic import ANNOTATOR_ID, annotate_heuristic
 from annotators.schema import Annotation, CommitInput, FileInput
@@ -44,9 +46,13 @@ from warehouse.shards import ShardWriter
 from warehouse.writer import WriteBehind
 
 Progress = Callable[[str, int, int], None]
+_T = TypeVar("_T")
 BATCH = 200  # commits per warehouse transaction, at most: what a killed run loses is redone
 # Commits per extraction, at least (but the last): each starts a git process.
 _LEAST_EXTRACTED = 16
+# Commits per write while mining: written as they are parsed, the writer keeps pace with
+# the parse workers and leaves little to write once they are done.
+_WRITE_EVERY = 50
 
 
 def _quiet(stage: str, done: int, total: int) -> None:
@@ -181,18 +187,17 @@ def mine_repository(ref: RepoRef, warehouse: Path, patterns: PatternSet, run_id:
 
         def save(items: Iterable[tuple[CommitFiles, Match]], patch_ids: dict[str, str]
                  ) -> None:
-            # Each commit is labeled from the records in hand as soon as it is parsed, and
-            # the batch is written behind while mining goes on. A run killed between a
-            # batch's commits and its labels leaves commits that label_repository finds.
-            batch, annotations = [], []
-            for cf, match in items:
-                batch.append((cf, match))
-                if (annotation := label_mined(ref.name, cf)) is not None:
-                    annotations.append((cf.commit.sha, "", annotation))
-                    labeled[0] += 1
-                    labeled[1] += _is_fix(annotation)
-            writer.submit(save_mined_batch, con, ref.name, run_id, batch, patch_ids,
-                          annotations)
+            # Commits are labeled from the records in hand as soon as they are parsed, and
+            # written behind while mining goes on.
+            for batch in _chunks(items, _WRITE_EVERY):
+                annotations = []
+                for cf, _ in batch:
+                    if (annotation := label_mined(ref.name, cf)) is not None:
+                        annotations.append((cf.commit.sha, "", annotation))
+                        labeled[0] += 1
+                        labeled[1] += _is_fix(annotation)
+                writer.submit(save_mined_batch, con, ref.name, run_id, batch, patch_ids,
+                              annotations)
 
         result, head, tips = _mine(ref, mined_tips(con, ref.name), patterns, save,
                                    max_file_bytes=max_file_bytes, all_branches=all_branches,
@@ -222,6 +227,13 @@ def mine_to_shard(ref: RepoRef, shard_root: Path, patterns: PatternSet, run_id: 
     except BaseException:
         writer.abort()
         raise
+
+
+def _chunks(items: Iterable[_T], size: int) -> Iterator[list[_T]]:
+    """items in lists of size (the last may be shorter), each taken as it is complete."""
+    rest = iter(items)
+    while chunk := list(islice(rest, size)):
+        yield chunk
 
 
 def _license(ref: RepoRef, head: str | None) -> LicenseGuess | None:
