@@ -95,12 +95,12 @@ def _module_name(call: Node, keyword: str, outer: str) -> str:
     return f"{outer}.{first}" if outer else first
 
 
-def _lines(source_lines: list[str], start: int, end: int) -> str:
-    return "\n".join(source_lines[start - 1:end])
+# A definition found in a tree: module, name/arity, kind, its first and last lines
+# (1-based) and its start and end bytes.
+_Raw = tuple[str, str, str, int, int, int, int]
 
 
-def _elixir_units(node: Node, module: str, group: str, out: list[tuple[str, str, str, int, int]]
-                  ) -> None:
+def _elixir_units(node: Node, module: str, group: str, out: list[_Raw]) -> None:
     for child in _named(node):
         if child.type == "call":
             keyword = _call_name(child)
@@ -116,8 +116,7 @@ def _elixir_units(node: Node, module: str, group: str, out: list[tuple[str, str,
                 heads = _named(args) if args is not None else []
                 found = _elixir_head(heads[0]) if heads else None
                 if found and found[0]:
-                    out.append((module, f"{found[0]}/{found[1]}", keyword,
-                                child.start_point.row + 1, child.end_point.row + 1))
+                    out.append((module, f"{found[0]}/{found[1]}", keyword, *_place(child)))
                 continue
             if keyword in _ELIXIR_TESTS or keyword in _ELIXIR_GROUPS:
                 args = _arguments(child)
@@ -130,7 +129,7 @@ def _elixir_units(node: Node, module: str, group: str, out: list[tuple[str, str,
                     continue
                 if title is not None and not child.has_error:
                     out.append((module, f'test "{group}{_text(title).strip(chr(34))}"', "test",
-                                child.start_point.row + 1, child.end_point.row + 1))
+                                *_place(child)))
                 continue
             if keyword not in ("quote", "defmacro"):  # for/if/unless around definitions
                 block = _do_block(child)
@@ -139,6 +138,10 @@ def _elixir_units(node: Node, module: str, group: str, out: list[tuple[str, str,
                 continue
         if child.type in ("do_block", "block"):
             _elixir_units(child, module, group, out)
+
+
+def _place(node: Node) -> tuple[int, int, int, int]:
+    return node.start_point.row + 1, node.end_point.row + 1, node.start_byte, node.end_byte
 
 
 def _clause_name(clause: Node) -> Node | None:
@@ -153,7 +156,7 @@ def _erlang_clause_name(fun_decl: Node) -> bytes | None:
     return name.text if name is not None else None
 
 
-def _erlang_units(root: Node, out: list[tuple[str, str, str, int, int]]) -> None:
+def _erlang_units(root: Node, out: list[_Raw]) -> None:
     module = ""
     for child in _named(root):
         if child.type == "module_attribute":
@@ -167,8 +170,7 @@ def _erlang_units(root: Node, out: list[tuple[str, str, str, int, int]]) -> None
                 args = clause.child_by_field_name("args") or next(
                     (a for a in _named(clause) if a.type == "expr_args"), None)
                 arity = len(_named(args)) if args is not None else 0
-                out.append((module, f"{_text(name)}/{arity}", "function",
-                            child.start_point.row + 1, child.end_point.row + 1))
+                out.append((module, f"{_text(name)}/{arity}", "function", *_place(child)))
 
 
 def _common_prefix(a: bytes, b: bytes) -> int:
@@ -229,9 +231,8 @@ def _error_lines(root: Node) -> list[int]:
     return lines
 
 
-def _units(tree: Tree, language: str, source: str
-           ) -> tuple[ParseStatus, list[Function]]:
-    raw: list[tuple[str, str, str, int, int]] = []
+def _units(tree: Tree, language: str, data: bytes) -> tuple[ParseStatus, list[Function]]:
+    raw: list[_Raw] = []
     if language == "elixir":
         _elixir_units(tree.root_node, "", "", raw)
     else:
@@ -244,27 +245,35 @@ def _units(tree: Tree, language: str, source: str
         first_error = min(_error_lines(tree.root_node), default=0)
         raw = [u for u in raw if u[4] < first_error]
         status = ParseStatus.PARTIAL if raw else ParseStatus.SYNTAX_ERROR
-    return status, _merge(raw, source.split("\n"))
+    return status, _merge(raw, data)
 
 
 def parse_functions(source: str, language: str) -> tuple[ParseStatus, list[Function]]:
     """The function units of source, clauses of one name/arity merged, in source order."""
-    return _units(_parse(source.encode("utf-8"), language, None), language, source)
+    data = source.encode("utf-8")
+    return _units(_parse(data, language, None), language, data)
 
 
-def _merge(raw: list[tuple[str, str, str, int, int]], lines: list[str]) -> list[Function]:
-    """One Function per (module, name): the span from its first to its last clause."""
+def _merge(raw: list[_Raw], data: bytes) -> list[Function]:
+    """One Function per (module, name): the lines from its first to its last clause."""
     merged: dict[tuple[str, str], list[int | str]] = {}
-    for module, name, kind, start, end in raw:
+    for module, name, kind, start, end, start_byte, end_byte in raw:
         if (module, name) in merged:
             unit = merged[(module, name)]
-            unit[1] = min(int(unit[1]), start)
-            unit[2] = max(int(unit[2]), end)
+            unit[1], unit[3] = min(int(unit[1]), start), min(int(unit[3]), start_byte)
+            unit[2], unit[4] = max(int(unit[2]), end), max(int(unit[4]), end_byte)
         else:
-            merged[(module, name)] = [kind, start, end]
+            merged[(module, name)] = [kind, start, end, start_byte, end_byte]
     return [Function(module, name, str(kind), int(start), int(end),
-                     _lines(lines, int(start), int(end)))
-            for (module, name), (kind, start, end) in merged.items()]
+                     _whole_lines(data, int(first), int(last)))
+            for (module, name), (kind, start, end, first, last) in merged.items()]
+
+
+def _whole_lines(data: bytes, start: int, end: int) -> str:
+    """The text of the lines holding bytes start to end, without the last line's newline."""
+    stop = data.find(b"\n", end)
+    return data[data.rfind(b"\n", 0, start) + 1:stop if stop >= 0 else len(data)
+                ].decode("utf-8")
 
 
 Sides = tuple[list[ParseStatus], list[dict[tuple[str, str], Function]]]
@@ -283,7 +292,7 @@ def _whole_sides(before: str | None, after: str | None, language: str) -> Sides:
         data = text.encode("utf-8")
         tree = _parse(data, language, previous)
         previous = (data, tree)
-        side_status, functions = _units(tree, language, text)
+        side_status, functions = _units(tree, language, data)
         statuses.append(side_status)
         sides.append({(f.module, f.name): f for f in functions})
     return statuses, sides
@@ -297,14 +306,14 @@ def _windowed_sides(before: str, after: str, language: str, diff: str) -> Sides 
     if windows is None:
         return None
     sides = []
-    for text, source, window in zip((before, after), data, windows, strict=True):
+    for source, window in zip(data, windows, strict=True):
         if not window.ranges:  # no ranges would mean the whole text to tree-sitter
             sides.append({})
             continue
         tree = _parse_window(source, language, window)
         if not _sound(tree, window):
             return None
-        _, functions = _units(tree, language, text)
+        _, functions = _units(tree, language, source)
         sides.append({(f.module, f.name): f for f in functions})
     return [ParseStatus.PARSED, ParseStatus.PARSED], sides
 

@@ -21,7 +21,7 @@ costs time, not answers.
 from __future__ import annotations
 
 import re
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -120,13 +120,16 @@ def close_over_names(spans: dict[bytes, list[int]], chosen: set[int]) -> None:
     first and last definitions enclose one (an attribute between two clauses): the items
     that make up the function units the chosen ones take part in."""
     grown = True
-    while grown:
+    while grown and chosen:
         grown = False
-        low, high = min(chosen, default=0), max(chosen, default=-1)
+        ordered = sorted(chosen)
+        low, high = ordered[0], ordered[-1]
         for items in spans.values():
-            if items[-1] < low or items[0] > high or chosen.issuperset(items):
+            first, last = items[0], items[-1]
+            if last < low or first > high:
                 continue
-            if any(items[0] <= j <= items[-1] for j in chosen):
+            at = bisect_left(ordered, first)  # the first chosen item from the name's first on
+            if ordered[at] <= last and not chosen.issuperset(items):
                 chosen.update(items)
                 grown = True
 
