@@ -62,7 +62,8 @@ def find_signals(file: FileInput) -> list[Signal]:
             continue
         if rule.removed is None:  # the construct must be new, not merely re-qualified
             assert rule.added is not None
-            if len(rule.added.findall(added)) <= len(rule.added.findall(removed)):
+            found = rule.added.findall(added)
+            if not found or len(found) <= len(rule.added.findall(removed)):
                 continue
         elif not rule.removed.search(removed) or (
                 rule.added is not None and not rule.added.search(added)):
