@@ -29,14 +29,31 @@ from miners.windows import (
 )
 
 # A line matches from the newline before it (the text is read with one prepended). Reserved
-# words at column 0 continue a form (unformatted code) rather than start one.
-_ITEM = re.compile(rb"\n(?=[a-z'?-])(?!(?:end|after|of|catch|when|andalso|orelse|receive|case|"
-                   rb"fun|begin|if|try|maybe|else|not|div|rem|band|bor|bxor|bsl|bsr|and|or|xor)"
-                   rb"\b)")
+# words at column 0 continue a form (unformatted code) rather than start one, and so does
+# `->`, which erlfmt puts at column 0 after a clause head that spans lines.
+_ITEM = re.compile(rb"\n(?=[a-z'?-])(?!->)(?!(?:end|after|of|catch|when|andalso|orelse|receive|"
+                   rb"case|fun|begin|if|try|maybe|else|not|div|rem|band|bor|bxor|bsl|bsr|and|"
+                   rb"or|xor)\b)")
+_ENDS = (b".", b";")
+_ENDS_OR_BLANK = b".;\n"  # a line ended so, or a blank line, before a candidate
 _CLAUSE = re.compile(rb"\n([a-z][A-Za-z0-9_@]*|'(?:[^'\\\n]|\\.)*')[ \t]*\(")
-# The `-module` attribute, on one line of its own.
-_MODULE = re.compile(rb"\n-module\([^)\n]*\)\.[ \t]*(?:%[^\n]*)?(?=\n|$)")
-_MODULE_START = b"\n-module("
+# The `-module` attribute (`-module (m).` is valid too), on one line of its own.
+_MODULE = re.compile(rb"\n-module[ \t]*\([^)\n]*\)\.[ \t]*(?:%[^\n]*)?(?=\n|$)")
+_MODULE_START = re.compile(rb"\n-module\b")
+
+
+def _after_form(padded: bytes, at: int) -> bool:
+    """Whether the code above the line after padded[at] (a newline) ends a form or a clause
+    (`.` or `;`, a trailing comment aside), or there is none. A line after anything else
+    continues an item (a guard or arguments carried on at column 0), however much it looks
+    like a clause head."""
+    while at > 0:
+        begin = padded.rfind(b"\n", 0, at) + 1
+        line = padded[begin:at].strip()
+        if line and not line.startswith(b"%"):
+            return line.endswith(_ENDS) or line.split(b"%", 1)[0].rstrip().endswith(_ENDS)
+        at = begin - 1
+    return True
 
 
 class Forms:
@@ -46,7 +63,8 @@ class Forms:
         self.data = data
         padded = b"\n" + data  # a match's start is then its line's offset in data
         self.count = data.count(b"\n") + 1
-        starts = [m.start() for m in _ITEM.finditer(padded)]
+        starts = [at for at in (m.start() for m in _ITEM.finditer(padded))
+                  if padded[at - 1] in _ENDS_OR_BLANK or _after_form(padded, at)]
         if not starts or starts[0] != 0:
             starts.insert(0, 0)  # what comes before the first form is an item too
         self.items = line_numbers(data, starts)
@@ -57,7 +75,7 @@ class Forms:
         for j, at in enumerate(starts):
             clause = _CLAUSE.match(padded, at)
             keys.append(frozenset((clause.group(1),)) if clause else frozenset())
-            if padded.startswith(_MODULE_START, at):
+            if _MODULE_START.match(padded, at):
                 modules.append(j)
         self.spans = name_spans(keys)
         self.heads = {line: name for line, key in zip(self.items, keys, strict=True)

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from miners.forms import Forms
-from miners.functions import build_function_pairs
+from miners.functions import _windowed_sides, build_function_pairs
 from miners.records import ParseStatus
 from miners.windows import plan_windows
 from tests.edits import Edit, apply_edits, edit_lists, git_diff, replace_once, unified
@@ -143,6 +143,53 @@ def test_a_column_zero_line_inside_a_string_is_not_trusted(tmp_path: Path) -> No
                                          _diff(tmp_path, MODULE, after))
     assert status == ParseStatus.PARSED
     assert [(p.name, p.change) for p in pairs] == [("banner/0", "modified")]
+
+
+# erlfmt's style and older unformatted code: `-module (m).` with a space, a guard carried on
+# at column 0 after a comma (its last line looks like a clause head `is_map(Opts) ->`), and
+# a head that spans lines, its `->` at column 0.
+CARRIED = f"""-module (flow).
+
+-export([start_link/2, handle_frame/2]).
+
+start_link(Members, Opts)
+when is_list(Members),
+is_list(Opts) ->
+    start_link(Members, maps:from_list(Opts));
+start_link(Members, Opts)
+when is_list(Members),
+is_map(Opts) ->
+    gen_server:start_link(?MODULE, {{Members, Opts}}, []).
+
+handle_frame(
+    Reason = #{{cause := frame_too_large}},
+    State
+) when
+    ?IS_CONNECTED(State)
+->
+    {{shutdown, Reason, State}};
+handle_frame(Reason, State) ->
+    {{ok, Reason, State}}.
+{HELPERS}{HELPERS.replace("helper_", "other_")}"""
+
+
+@pytest.mark.parametrize(("old", "new", "changed"), [
+    ("gen_server:start_link(?MODULE", "gen_server:start_link({local, ?MODULE}, ?MODULE",
+     "start_link/2"),
+    ("{shutdown, Reason, State}", "{shutdown, Reason, State, 1}", "handle_frame/2"),
+])
+def test_carried_on_lines_stay_in_their_clause(tmp_path: Path, old: str, new: str,
+                                               changed: str) -> None:
+    """A guard line or `->` at column 0 continues the clause above it: the window holds the
+    whole clause, parses cleanly, and gives the whole file's answer, in the module named
+    by `-module (flow).`."""
+    after = replace_once(old, new)(CARRIED)
+    diff = _diff(tmp_path, CARRIED, after)
+    whole = build_function_pairs(CARRIED, after, "erlang")
+    assert whole[0] == ParseStatus.PARSED
+    assert [(p.module, p.name, p.change) for p in whole[1]] == [("flow", changed, "modified")]
+    assert _windowed_sides(CARRIED, after, "erlang", diff) is not None  # no whole parse
+    assert build_function_pairs(CARRIED, after, "erlang", diff) == whole
 
 
 LINES = MODULE.split("\n")
