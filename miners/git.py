@@ -254,12 +254,9 @@ class BlobReader:
         line = out.readline().split()
         if len(line) != 3 or line[0].decode("ascii", "replace") != blob:
             err = self._drop(mode)  # its unread answers would confuse the next request
-            if not line:
-                raise _failure(self._git_dir, "cat-file", err)
-            raise GitCommandError(
-                f"{self._git_dir}: git cat-file cannot read blob {blob} "
-                f"({b' '.join(line[1:]).decode('ascii', 'replace')}); the repository is "
-                "damaged: run `git fsck` on it, or delete racemine's mirror to clone it anew")
+            # git answers `<id> missing` for an object it does not have; said so, the
+            # failure carries the damaged-repository hint.
+            raise _failure(self._git_dir, "cat-file", f"missing blob {blob}" if line else err)
         return int(line[2])
 
     def _drop(self, mode: str) -> str:
