@@ -256,16 +256,13 @@ def parse_functions(source: str, language: str) -> tuple[ParseStatus, list[Funct
 
 def _merge(raw: list[_Raw], data: bytes) -> list[Function]:
     """One Function per (module, name): the lines from its first to its last clause."""
-    merged: dict[tuple[str, str], list[int | str]] = {}
-    for module, name, kind, start, end, start_byte, end_byte in raw:
-        if (module, name) in merged:
-            unit = merged[(module, name)]
-            unit[1], unit[3] = min(int(unit[1]), start), min(int(unit[3]), start_byte)
-            unit[2], unit[4] = max(int(unit[2]), end), max(int(unit[4]), end_byte)
-        else:
-            merged[(module, name)] = [kind, start, end, start_byte, end_byte]
-    return [Function(module, name, str(kind), int(start), int(end),
-                     _whole_lines(data, int(first), int(last)))
+    merged: dict[tuple[str, str], tuple[str, int, int, int, int]] = {}
+    for module, name, kind, start, end, first, last in raw:
+        if (seen := merged.get((module, name))) is not None:
+            kind, start, end = seen[0], min(seen[1], start), max(seen[2], end)
+            first, last = min(seen[3], first), max(seen[4], last)
+        merged[(module, name)] = (kind, start, end, first, last)
+    return [Function(module, name, kind, start, end, _whole_lines(data, first, last))
             for (module, name), (kind, start, end, first, last) in merged.items()]
 
 
