@@ -35,7 +35,7 @@ _ITEM = re.compile(rb"\n(?=[a-z'?-])(?!->)(?!(?:end|after|of|catch|when|andalso|
                    rb"case|fun|begin|if|try|maybe|else|not|div|rem|band|bor|bxor|bsl|bsr|and|"
                    rb"or|xor)\b)")
 _ENDS = (b".", b";")
-_ENDS_OR_BLANK = b".;\n"  # a line ended so, or a blank line, before a candidate
+_ENDS_OR_BLANK = b".;\n"  # _after_form's commonest answers, read off the byte before
 _CLAUSE = re.compile(rb"\n([a-z][A-Za-z0-9_@]*|'(?:[^'\\\n]|\\.)*')[ \t]*\(")
 # The `-module` attribute (`-module (m).` is valid too), on one line of its own.
 _MODULE = re.compile(rb"\n-module[ \t]*\([^)\n]*\)\.[ \t]*(?:%[^\n]*)?(?=\n|$)")
@@ -43,15 +43,16 @@ _MODULE_START = re.compile(rb"\n-module\b")
 
 
 def _after_form(padded: bytes, at: int) -> bool:
-    """Whether the code above the line after padded[at] (a newline) ends a form or a clause
-    (`.` or `;`, a trailing comment aside), or there is none. A line after anything else
-    continues an item (a guard or arguments carried on at column 0), however much it looks
-    like a clause head."""
+    """Whether the line after padded[at] (a newline) can start an item: above it, past any
+    comment lines, is a blank line, a line that ends a form or a clause (`.` or `;`, a
+    trailing comment aside), or nothing. A line after anything else continues an item (a
+    guard or arguments carried on at column 0), however much it looks like a clause head."""
     while at > 0:
         begin = padded.rfind(b"\n", 0, at) + 1
         line = padded[begin:at].strip()
-        if line and not line.startswith(b"%"):
-            return line.endswith(_ENDS) or line.split(b"%", 1)[0].rstrip().endswith(_ENDS)
+        if not line.startswith(b"%"):  # a blank line too
+            return not line or line.endswith(_ENDS) or \
+                line.split(b"%", 1)[0].rstrip().endswith(_ENDS)
         at = begin - 1
     return True
 
