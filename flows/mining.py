@@ -5,6 +5,7 @@ Plain functions over the core packages; the Prefect flow wraps each in a task.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -32,7 +33,7 @@ from miners.parallel import DEFAULT_PARSE_WORKERS, FunctionParser, ParsedBatch
 from miners.records import CommitFiles, RepoRef
 from miners.scan import MessageScan
 from miners.sources import is_local_spec, parse_remote_spec
-from warehouse.db import open_warehouse
+from warehouse.db import limit_threads, open_warehouse
 from warehouse.queries import commit_inputs, mined_tips, unlabeled_commits
 from warehouse.save import (
     build_commit_rows,
@@ -181,7 +182,11 @@ def mine_repository(ref: RepoRef, warehouse: Path, patterns: PatternSet, run_id:
                     parse_workers: int = DEFAULT_PARSE_WORKERS,
                     progress: Progress = _quiet) -> RepoResult:
     """Mine the commits of ref not mined before into the warehouse; returns counts."""
-    with open_warehouse(warehouse) as con, WriteBehind() as writer:
+    # The parse workers take the cores while mining: DuckDB gets those left, where threads
+    # of its own would only contend with them (and cost more CPU than they save).
+    with open_warehouse(warehouse) as con, \
+            limit_threads(con, (os.cpu_count() or 1) - parse_workers), \
+            WriteBehind() as writer:
         save_repo(con, ref)
         labeled = [0, 0]
 

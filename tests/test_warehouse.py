@@ -9,7 +9,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from warehouse.db import SCHEMA_VERSION, connect, ensure_schema
+from warehouse.db import SCHEMA_VERSION, connect, ensure_schema, limit_threads
 from warehouse.errors import WarehouseUnavailableError
 from warehouse.save import upsert_rows
 
@@ -43,6 +43,22 @@ def test_upsert_replaces_on_natural_key(warehouse_path: Path) -> None:
     upsert_rows(con, "commits", [row, row])
     upsert_rows(con, "commits", [{**row, "subject": "t"}])
     assert con.execute("SELECT subject FROM commits").fetchall() == [("t",)]
+
+
+def test_limit_threads_holds_for_its_block_only(warehouse_path: Path) -> None:
+    """DuckDB runs on the threads asked for (never fewer than one) and as before after."""
+    con = connect(warehouse_path)
+    con.execute("SET threads = 3")
+
+    def threads() -> int:
+        return con.execute("SELECT current_setting('threads')").fetchone()[0]
+
+    with limit_threads(con, 2):
+        assert threads() == 2
+    with pytest.raises(ValueError), limit_threads(con, 0):
+        assert threads() == 1
+        raise ValueError("a failure inside the block")
+    assert threads() == 3
 
 
 def test_second_writer_gets_a_clear_error(warehouse_path: Path) -> None:

@@ -108,6 +108,17 @@ def open_warehouse(path: str | Path, *, read_only: bool = False
             con.close()
 
 
+@contextmanager
+def limit_threads(con: duckdb.DuckDBPyConnection, threads: int) -> Iterator[None]:
+    """DuckDB on at most this many threads for a block (at least one), as before after it."""
+    before = con.execute("SELECT current_setting('threads')").fetchone()[0]
+    con.execute(f"SET threads = {max(1, int(threads))}")
+    try:
+        yield
+    finally:
+        con.execute(f"SET threads = {int(before)}")
+
+
 def _version(con: duckdb.DuckDBPyConnection) -> int | None:
     try:
         row = con.execute("SELECT max(version) FROM schema_version").fetchone()

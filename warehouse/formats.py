@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from enum import StrEnum
 from pathlib import Path
 
@@ -25,6 +25,8 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
+from warehouse.db import limit_threads
 
 BATCH_ROWS = 2_000
 ROW_GROUP = 2_048  # rows hold whole files: small groups keep readers' memory small
@@ -49,16 +51,10 @@ def quote(path: Path) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
 
-@contextmanager
-def _one_thread(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+def _one_thread(con: duckdb.DuckDBPyConnection) -> AbstractContextManager[None]:
     """Run statements on one thread: rows stream in a fixed order, where several threads
     would finish them out of order and buffer them (memory growing with the data)."""
-    threads = con.execute("SELECT current_setting('threads')").fetchone()[0]
-    con.execute("SET threads = 1")
-    try:
-        yield
-    finally:
-        con.execute(f"SET threads = {int(threads)}")
+    return limit_threads(con, 1)
 
 
 def write_parquet(batches: Iterable[pa.Table], out: Path, partition_by: PartitionBy | None
