@@ -54,8 +54,8 @@ def find_signals(file: FileInput) -> list[Signal]:
     hunks = parse_hunks(file.diff)
     if not hunks:
         return []
-    added = "\n".join(text for h in hunks for _, text in h.added)
-    removed = "\n".join(text for h in hunks for _, text in h.removed)
+    added = "\n".join(text for h in hunks for _, text in h.added).lower()
+    removed = "\n".join(text for h in hunks for _, text in h.removed).lower()
     signals = []
     for rule in DIFF_RULES:
         if rule.test_only and not file.is_test:
@@ -76,9 +76,10 @@ def find_signals(file: FileInput) -> list[Signal]:
 def _span(hunks: list[Hunk], rule: DiffRule) -> tuple[int | None, int | None]:
     """The before-version line range of the first hunk that shows the rule's change."""
     for h in hunks:
-        if rule.removed is not None and any(rule.removed.search(t) for _, t in h.removed):
+        if rule.removed is not None and any(rule.removed.search(t.lower())
+                                            for _, t in h.removed):
             return _hunk_range(h)
-        if rule.added is not None and any(rule.added.search(t) for _, t in h.added):
+        if rule.added is not None and any(rule.added.search(t.lower()) for _, t in h.added):
             return _hunk_range(h)
     return _hunk_range(hunks[0])
 

@@ -14,6 +14,17 @@ def _re(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern, re.IGNORECASE)
 
 
+_ESCAPE_OR_TEXT = re.compile(r"\\.|[^\\]+", re.DOTALL)
+
+
+def _code(pattern: str) -> re.Pattern[str]:
+    """A diff rule's pattern, to be matched against code lowered with str.lower(): that is
+    case-insensitive, and several times faster than Python's case-insensitive matching,
+    which cannot skip ahead to a literal. Escapes keep their case (`\\S` is not `\\s`)."""
+    return re.compile(_ESCAPE_OR_TEXT.sub(
+        lambda m: m.group(0) if m.group(0).startswith("\\") else m.group(0).lower(), pattern))
+
+
 @dataclass(frozen=True)
 class MessageCue:
     """A phrase in the commit message that names a kind of concurrency bug."""
@@ -31,7 +42,7 @@ class DiffRule:
     The rule fires on a file when `added` occurs in its added lines and `removed` (if any) in
     its removed lines; without `removed`, `added` must occur more often in the added lines
     than in the removed ones (re-qualifying `monitor(` as `erlang:monitor(` adds nothing).
-    `test_only` rules fire on test files only.
+    `test_only` rules fire on test files only. The patterns match lowered text (see _code).
     """
 
     name: str
@@ -165,7 +176,7 @@ _SYNC = (r"(?:assert_receive|assert_received|refute_receive|:sys\.get_state|sys:
 DIFF_RULES: tuple[DiffRule, ...] = (
     DiffRule(
         "init_timeout_to_continue", B.RACE_CONDITION,
-        _re(r"handle_continue|\{:continue,|\{continue,"), _re(r",\s*0\s*\}|\btimeout\b"), 0.9,
+        _code(r"handle_continue|\{:continue,|\{continue,"), _code(r",\s*0\s*\}|\btimeout\b"), 0.9,
         "started the post-init work with handle_continue instead of a zero timeout",
         ("1. init/1 returns a 0 ms timeout to run its first work right after start",
          "2. a message reaches the new process's mailbox before the timeout fires",
@@ -174,8 +185,8 @@ DIFF_RULES: tuple[DiffRule, ...] = (
         "always runs before the next message"),
     DiffRule(
         "ets_check_then_act", B.RACE_CONDITION,
-        _re(r"(?::ets\.|ets:)(?:insert_new|update_counter|select_replace|update_element|"
-            r"take)\b"), _re(_ETS_READ), 1.0,
+        _code(r"(?::ets\.|ets:)(?:insert_new|update_counter|select_replace|update_element|"
+            r"take)\b"), _code(_ETS_READ), 1.0,
         "replaced a separate ETS read and write with one atomic ETS operation",
         ("1. process A reads the ETS entry for key K (missing or old)",
          "2. process B reads the same entry before A writes",
@@ -184,8 +195,8 @@ DIFF_RULES: tuple[DiffRule, ...] = (
         "change the entry between them"),
     DiffRule(
         "mnesia_dirty_to_transaction", B.RACE_CONDITION,
-        _re(r"(?:mnesia:|:mnesia\.)(?:transaction|sync_transaction|activity)\b"),
-        _re(r"(?:mnesia:|:mnesia\.)dirty_\w+"), 1.0,
+        _code(r"(?:mnesia:|:mnesia\.)(?:transaction|sync_transaction|activity)\b"),
+        _code(r"(?:mnesia:|:mnesia\.)dirty_\w+"), 1.0,
         "moved dirty mnesia reads and writes into a transaction",
         ("1. process A dirty-reads a record", "2. process B dirty-writes the same record",
          "3. A writes a value computed from its stale read, overwriting B's update"),
@@ -193,9 +204,9 @@ DIFF_RULES: tuple[DiffRule, ...] = (
         "interleave"),
     DiffRule(
         "register_whereis", B.RACE_CONDITION,
-        _re(r"already_started|already_registered|:global\.trans|global:trans|"
+        _code(r"already_started|already_registered|:global\.trans|global:trans|"
             r"Registry\.register|:global\.register_name|global:register_name|register_name"),
-        _re(r"(?:Process\.whereis|erlang:whereis|\bwhereis\(|Process\.register|"
+        _code(r"(?:Process\.whereis|erlang:whereis|\bwhereis\(|Process\.register|"
             r"\bregister\(|Process\.alive\?|is_process_alive)"), 0.9,
         "stopped checking a process name or liveness before acting on it",
         ("1. process A checks that the name is free (or the process alive)",
@@ -204,7 +215,7 @@ DIFF_RULES: tuple[DiffRule, ...] = (
         "a whereis/alive? check followed by register or send is a check-then-act race"),
     DiffRule(
         "call_to_self", B.DEADLOCK, None,
-        _re(r"(?:GenServer\.call|gen_server:call|gen_statem:call|:gen_server\.call)\(\s*"
+        _code(r"(?:GenServer\.call|gen_server:call|gen_statem:call|:gen_server\.call)\(\s*"
             r"(?:self\(\)|self\b)"), 1.0,
         "stopped the process from making a synchronous call to itself",
         ("1. the process handles a message and, inside the callback, calls itself "
@@ -214,7 +225,7 @@ DIFF_RULES: tuple[DiffRule, ...] = (
         "a GenServer cannot serve a call while it is busy making one to itself"),
     DiffRule(
         "receive_after", B.DEADLOCK,
-        _re(r"(?m)^[ \t]*after\s+(?:\d|[\w@.:]+\s*->|:infinity)"), None, 0.6,
+        _code(r"(?m)^[ \t]*after\s+(?:\d|[\w@.:]+\s*->|:infinity)"), None, 0.6,
         "added an `after` clause so a receive can no longer wait forever",
         ("1. the process enters a receive waiting for a specific reply",
          "2. the reply never comes (the peer died or the message was lost)",
@@ -222,7 +233,7 @@ DIFF_RULES: tuple[DiffRule, ...] = (
         "a receive without a timeout blocks forever when the awaited message is never sent"),
     DiffRule(
         "send_after_to_start_timer", B.MESSAGE_ORDERING,
-        _re(r"start_timer\("), _re(r"send_after\("), 0.7,
+        _code(r"start_timer\("), _code(r"send_after\("), 0.7,
         "switched to erlang:start_timer so each timeout message carries its timer's reference",
         ("1. the process arms a timer with send_after and later cancels or replaces it",
          "2. the old timer fired already: its message waits in the mailbox",
@@ -231,7 +242,7 @@ DIFF_RULES: tuple[DiffRule, ...] = (
         "cancelled timer cannot be told from the live one"),
     DiffRule(
         "trap_exit", B.EXIT_SIGNAL,
-        _re(r"trap_exit|\{:EXIT,|\{'EXIT',|:EXIT\b"), None, 0.7,
+        _code(r"trap_exit|\{:EXIT,|\{'EXIT',|:EXIT\b"), None, 0.7,
         "handled exit signals from linked processes",
         ("1. a linked process exits", "2. the exit signal reaches this process",
          "3. without trapping or handling it, this process dies or the EXIT message is "
@@ -239,7 +250,7 @@ DIFF_RULES: tuple[DiffRule, ...] = (
         "exit signals propagate along links unless trapped and handled"),
     DiffRule(
         "monitor_added", B.RESOURCE_LEAK,
-        _re(r"Process\.monitor|erlang:monitor|:erlang\.monitor|\bmonitor\(process|"
+        _code(r"Process\.monitor|erlang:monitor|:erlang\.monitor|\bmonitor\(process|"
             r"Process\.demonitor|erlang:demonitor|demonitor\(|:DOWN|'DOWN'"), None, 0.55,
         "monitors the other process and cleans up when it goes down",
         ("1. this process hands work to (or waits on) another process",
@@ -248,7 +259,7 @@ DIFF_RULES: tuple[DiffRule, ...] = (
         "without a monitor a process cannot notice that its peer died"),
     DiffRule(
         "link_changed", B.EXIT_SIGNAL,
-        None, _re(r"spawn_link|\bunlink\(|\blink\(|Process\.(?:un)?link"), 0.55,
+        None, _code(r"spawn_link|\bunlink\(|\blink\(|Process\.(?:un)?link"), 0.55,
         "stopped linking processes whose lifetimes differ",
         ("1. a process is linked to another whose lifetime it does not share",
          "2. one of them exits", "3. the exit signal kills or surprises the other, or a "
@@ -256,7 +267,7 @@ DIFF_RULES: tuple[DiffRule, ...] = (
         "links tie two processes' lifetimes together"),
     DiffRule(
         "message_queue", B.MAILBOX_OVERFLOW,
-        _re(r"message_queue_len|max_heap_size|message_queue_data|:hibernate|"
+        _code(r"message_queue_len|max_heap_size|message_queue_data|:hibernate|"
             r"\bhibernate\b"), None, 0.7,
         "bounded or drained a process mailbox",
         ("1. producers send messages faster than the process handles them",
@@ -264,9 +275,9 @@ DIFF_RULES: tuple[DiffRule, ...] = (
         "a process's mailbox has no built-in bound"),
     DiffRule(
         "timeout_changed", B.TIMEOUT,
-        _re(r"\b(?:timeout|:infinity|infinity|after)\b.{0,40}\d|\d.{0,40}\btimeout\b|"
+        _code(r"\b(?:timeout|:infinity|infinity|after)\b.{0,40}\d|\d.{0,40}\btimeout\b|"
             r":infinity|\binfinity\b"),
-        _re(r"\b(?:timeout|:infinity|infinity|after)\b.{0,40}\d|\d.{0,40}\btimeout\b|"
+        _code(r"\b(?:timeout|:infinity|infinity|after)\b.{0,40}\d|\d.{0,40}\btimeout\b|"
             r":infinity|\binfinity\b"), 0.4,
         "changed a timeout",
         ("1. a caller waits on another process with a timeout",
@@ -274,7 +285,7 @@ DIFF_RULES: tuple[DiffRule, ...] = (
          "3. the caller gives up (or waits forever) at the wrong moment"),
         "the timeout does not match how long the other process can take"),
     DiffRule(
-        "sleep_to_sync", B.RACE_CONDITION, _re(_SYNC), _re(_SLEEP), 0.9,
+        "sleep_to_sync", B.RACE_CONDITION, _code(_SYNC), _code(_SLEEP), 0.9,
         "replaced a sleep with explicit synchronisation on the event the test waits for",
         ("1. the test starts asynchronous work in another process",
          "2. it sleeps a fixed time instead of waiting for that work",
@@ -282,7 +293,7 @@ DIFF_RULES: tuple[DiffRule, ...] = (
         "a fixed sleep does not order the test after the other process's work",
         test_only=True),
     DiffRule(
-        "async_false", B.RACE_CONDITION, _re(r"async:\s*false"), _re(r"async:\s*true"), 0.9,
+        "async_false", B.RACE_CONDITION, _code(r"async:\s*false"), _code(r"async:\s*true"), 0.9,
         "made the test case synchronous so it no longer shares global state with others",
         ("1. two async test cases run concurrently",
          "2. both touch the same global resource (a named process, ETS, env, IO device)",
@@ -290,7 +301,7 @@ DIFF_RULES: tuple[DiffRule, ...] = (
         "async test cases run in parallel and share global state",
         test_only=True),
     DiffRule(
-        "test_sync_added", B.RACE_CONDITION, _re(_SYNC), None, 0.5,
+        "test_sync_added", B.RACE_CONDITION, _code(_SYNC), None, 0.5,
         "made the test wait for the other process before asserting",
         ("1. the test triggers work in another process",
          "2. it asserts before that process has handled the message",

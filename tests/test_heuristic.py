@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from annotators.heuristic import ANNOTATOR_ID, annotate_heuristic
+from annotators.heuristic import ANNOTATOR_ID, annotate_heuristic, find_signals
+from annotators.rules import _code
 from annotators.schema import BugLabel, BugType, CommitInput, FileInput, Scope
 from tests.conftest import (
     COUNTER_FIXED,
@@ -234,3 +235,22 @@ def test_receive_after_added_below_other_lines_is_seen() -> None:
              "end\n")
     ann = annotate_heuristic(_commit("Stop waiting on a lost reply", "lib/w.ex", before, after))
     assert "diff:receive_after@lib/w.ex" in ann.evidence
+
+
+@pytest.mark.parametrize("line", ["  Process.flag(:trap_exit, true)",
+                                  "  receive do {:EXIT, _pid, reason} -> reason end",
+                                  "  catch :exit, reason -> {:error, reason}"])
+def test_diff_rules_ignore_case(line: str) -> None:
+    """Rules read code in any case, as `:EXIT` and `:exit` both are exit signals."""
+    before = "defmodule A do\n  def a do\n    :ok\n  end\nend\n"
+    after = before.replace("    :ok\n", f"    :ok\n{line}\n")
+    [file] = _commit("Handle exits", "lib/a.ex", before, after).files
+    assert [s.rule.name for s in find_signals(file)] == ["trap_exit"]
+
+
+def test_diff_rule_patterns_keep_their_escapes() -> None:
+    """Lowering a rule's pattern leaves its escapes alone: `\\S` still means a non-space."""
+    assert _code(r"Process\.Sleep\S").search("process.sleep(")
+    assert not _code(r"Process\.Sleep\S").search("process.sleep (")
+    assert _code(r"Sleep\B").search("sleepy")
+    assert not _code(r"Sleep\B").search("sleep(")
