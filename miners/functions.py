@@ -395,10 +395,12 @@ def build_function_pairs(before: str | None, after: str | None, language: str,
     return status, pairs
 
 
-# One file pair's work for a process pool: before, after, language, diff.
+# One file pair's work: before, after, language, diff.
 PairsJob = tuple[str | None, str | None, str, str | None]
 
 
-def function_pairs_job(job: PairsJob) -> tuple[ParseStatus, list[FunctionPair]]:
-    """build_function_pairs for a process pool: one picklable argument."""
-    return build_function_pairs(*job)
+def function_pairs_jobs(jobs: list[PairsJob]) -> list[tuple[ParseStatus, list[FunctionPair]]]:
+    """build_function_pairs of several file pairs, for a process pool: one picklable
+    argument and one task for all the files of a commit (each task costs the pool a round
+    trip of its own)."""
+    return [build_function_pairs(*job) for job in jobs]

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from types import TracebackType
 
-from miners.functions import PairsJob, build_function_pairs, function_pairs_job
+from miners.functions import PairsJob, function_pairs_jobs
 from miners.records import CommitFiles, FilePair
 
 DEFAULT_PARSE_WORKERS = max(1, min(4, os.cpu_count() or 1))
@@ -45,28 +45,31 @@ class ParsedBatch:
     still extracts the rest of the batch.
     """
 
-    def __init__(self, submit: Callable[[PairsJob], Future]) -> None:
+    def __init__(self, submit: Callable[[list[PairsJob]], Future]) -> None:
         self._submit = submit
-        self._commits: list[tuple[CommitFiles, dict[int, Future]]] = []
+        # each commit, the indexes of its files to parse, and their parse (None: no file)
+        self._commits: list[tuple[CommitFiles, list[int], Future | None]] = []
 
     def add(self, cf: CommitFiles) -> None:
-        self._commits.append((cf, {j: self._submit((f.before, f.after, f.language, f.diff))
-                                   for j, f in enumerate(cf.files) if _parseable(f)}))
+        files = [(j, f) for j, f in enumerate(cf.files) if _parseable(f)]
+        jobs = [(f.before, f.after, f.language, f.diff) for _, f in files]
+        self._commits.append((cf, [j for j, _ in files], self._submit(jobs) if jobs else None))
 
     @property
     def extracted(self) -> list[CommitFiles]:
         """The commits as added: file pairs and diffs, no function pairs yet."""
-        return [cf for cf, _ in self._commits]
+        return [cf for cf, _, _ in self._commits]
 
     def results(self) -> Iterator[CommitFiles]:
         """Each commit with its function pairs, in the order added, once they are parsed."""
-        for cf, futures in self._commits:
-            files = []
-            for j, f in enumerate(cf.files):
-                if j in futures:
-                    status, pairs = futures[j].result()
-                    f = dataclasses.replace(f, parse_status=status, functions=tuple(pairs))
-                files.append(f)
+        for cf, parsed, future in self._commits:
+            if future is None:
+                yield cf
+                continue
+            files = list(cf.files)
+            for j, (status, pairs) in zip(parsed, future.result(), strict=True):
+                files[j] = dataclasses.replace(files[j], parse_status=status,
+                                               functions=tuple(pairs))
             yield dataclasses.replace(cf, files=tuple(files))
 
 
@@ -107,6 +110,6 @@ class FunctionParser:
         """An empty batch for this many commits; until the workers are started, a small one
         is parsed inline."""
         if self._workers <= 1 or (self._pool is None and commits < _INLINE_BELOW):
-            return ParsedBatch(lambda job: _Done(build_function_pairs(*job)))
+            return ParsedBatch(lambda jobs: _Done(function_pairs_jobs(jobs)))
         pool = self._executor()
-        return ParsedBatch(lambda job: pool.submit(function_pairs_job, job))
+        return ParsedBatch(lambda jobs: pool.submit(function_pairs_jobs, jobs))
