@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from functools import partial
 from itertools import islice
 from pathlib import Path
 from typing import TypeVar
@@ -34,7 +35,7 @@ from miners.records import CommitFiles, RepoRef
 from miners.scan import MessageScan
 from miners.sources import is_local_spec, parse_remote_spec
 from warehouse.db import limit_threads, open_warehouse
-from warehouse.queries import commit_inputs, mined_tips, unlabeled_commits
+from warehouse.queries import commit_inputs, has_mined, mined_tips, unlabeled_commits
 from warehouse.save import (
     build_commit_rows,
     save_annotations,
@@ -188,6 +189,7 @@ def mine_repository(ref: RepoRef, warehouse: Path, patterns: PatternSet, run_id:
             limit_threads(con, (os.cpu_count() or 1) - parse_workers), \
             WriteBehind() as writer:
         save_repo(con, ref)
+        new = not has_mined(con, ref.name)  # nothing stored to replace: plain INSERTs
         labeled = [0, 0]
 
         def save(items: Iterable[tuple[CommitFiles, Match]], patch_ids: dict[str, str]
@@ -201,8 +203,8 @@ def mine_repository(ref: RepoRef, warehouse: Path, patterns: PatternSet, run_id:
                         annotations.append((cf.commit.sha, "", annotation))
                         labeled[0] += 1
                         labeled[1] += _is_fix(annotation)
-                writer.submit(save_mined_batch, con, ref.name, run_id, batch, patch_ids,
-                              annotations)
+                writer.submit(partial(save_mined_batch, new=new), con, ref.name, run_id,
+                              batch, patch_ids, annotations)
 
         result, head, tips = _mine(ref, mined_tips(con, ref.name), patterns, save,
                                    max_file_bytes=max_file_bytes, all_branches=all_branches,

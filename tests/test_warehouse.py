@@ -45,6 +45,19 @@ def test_upsert_replaces_on_natural_key(warehouse_path: Path) -> None:
     assert con.execute("SELECT subject FROM commits").fetchall() == [("t",)]
 
 
+def test_new_rows_are_inserted_and_a_stored_key_is_refused(warehouse_path: Path) -> None:
+    """Rows said to be new are inserted plainly: a key already stored fails the write
+    rather than being replaced in silence."""
+    con = connect(warehouse_path)
+    row = {"repo": "r", "sha": "a" * 40, "parents": [], "is_merge": False,
+           "subject": "s", "message": "s", "matched_terms": ["race"], "match_score": 1.0,
+           "run_id": "x"}
+    assert upsert_rows(con, "commits", [row, row], new=True) == 1
+    with pytest.raises(duckdb.ConstraintException):
+        upsert_rows(con, "commits", [{**row, "subject": "t"}], new=True)
+    assert con.execute("SELECT subject FROM commits").fetchall() == [("s",)]
+
+
 def test_limit_threads_holds_for_its_block_only(warehouse_path: Path) -> None:
     """DuckDB runs on the threads asked for (never fewer than one) and as before after."""
     con = connect(warehouse_path)

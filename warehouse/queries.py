@@ -13,6 +13,12 @@ def mined_tips(con: duckdb.DuckDBPyConnection, repo: str) -> list[str]:
     return list(row[0]) if row and row[0] else []
 
 
+def has_mined(con: duckdb.DuckDBPyConnection, repo: str) -> bool:
+    """Whether any commit of repo is stored (by a finished mine or a killed one)."""
+    return con.execute("SELECT 1 FROM commits WHERE repo = ? LIMIT 1", [repo]).fetchone() \
+        is not None
+
+
 def unlabeled_commits(con: duckdb.DuckDBPyConnection, repo: str, annotator: str,
                       retry_failed: bool = False) -> list[str]:
     """Shas of repo's matching non-merge commits without a label from annotator (or with

@@ -30,15 +30,21 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def upsert_rows(con: duckdb.DuckDBPyConnection, table: str, rows: Sequence[Mapping[str, Any]]
-                ) -> int:
-    """Insert rows, replacing any row with the same natural key; returns rows written."""
+def upsert_rows(con: duckdb.DuckDBPyConnection, table: str, rows: Sequence[Mapping[str, Any]],
+                *, new: bool = False) -> int:
+    """Insert rows, replacing any row with the same natural key; returns rows written.
+
+    new says no stored row can have these keys (a repository's first mine): a plain INSERT
+    then does, without OR REPLACE's key lookups (should one exist, the key constraint
+    fails the write instead of replacing the row).
+    """
     if not rows:
         return 0
     key = _KEYS[table]
     unique = list({tuple(r[k] for k in key): r for r in rows}.values())
     batch = pa.Table.from_pylist(unique)  # noqa: F841  (read by DuckDB's replacement scan)
-    con.execute(f"INSERT OR REPLACE INTO {table} BY NAME SELECT * FROM batch")
+    verb = "INSERT" if new else "INSERT OR REPLACE"
+    con.execute(f"{verb} INTO {table} BY NAME SELECT * FROM batch")
     return len(unique)
 
 
@@ -132,28 +138,33 @@ def build_commit_rows(repo: str, run_id: str, batch: Iterable[tuple[CommitFiles,
 
 def save_commit_files(con: duckdb.DuckDBPyConnection, repo: str, run_id: str,
                       batch: Iterable[tuple[CommitFiles, Match]],
-                      patch_ids: Mapping[str, str] | None = None) -> tuple[int, int]:
-    """Store matching commits and their file pairs; returns (commits, file pairs) written."""
+                      patch_ids: Mapping[str, str] | None = None, *, new: bool = False
+                      ) -> tuple[int, int]:
+    """Store matching commits and their file pairs; returns (commits, file pairs) written.
+    new: none of them is stored yet (see upsert_rows)."""
     rows = build_commit_rows(repo, run_id, batch, patch_ids)
     with transaction(con):
-        n_commits = upsert_rows(con, "commits", rows["commits"])
-        n_files = upsert_rows(con, "file_changes", rows["file_changes"])
-        upsert_rows(con, "function_changes", rows["function_changes"])
+        n_commits = upsert_rows(con, "commits", rows["commits"], new=new)
+        n_files = upsert_rows(con, "file_changes", rows["file_changes"], new=new)
+        upsert_rows(con, "function_changes", rows["function_changes"], new=new)
     return n_commits, n_files
 
 
 def save_mined_batch(con: duckdb.DuckDBPyConnection, repo: str, run_id: str,
                      batch: Iterable[tuple[CommitFiles, Match]], patch_ids: Mapping[str, str],
-                     annotations: Iterable[tuple[str, str, Annotation]]) -> None:
-    """Store a mined batch and its labels. No CHECKPOINT per batch: each one recompresses
-    the whole last row group, all the file text stored so far, so the cost grows with the
-    square of a mine's size; DuckDB checkpoints as its log grows and when it closes."""
-    save_commit_files(con, repo, run_id, batch, patch_ids)
-    save_annotations(con, repo, run_id, annotations)
+                     annotations: Iterable[tuple[str, str, Annotation]], *, new: bool = False
+                     ) -> None:
+    """Store a mined batch and its labels (new: none of its commits is stored yet, see
+    upsert_rows). No CHECKPOINT per batch: each one recompresses the whole last row group,
+    all the file text stored so far, so the cost grows with the square of a mine's size;
+    DuckDB checkpoints as its log grows and when it closes."""
+    save_commit_files(con, repo, run_id, batch, patch_ids, new=new)
+    save_annotations(con, repo, run_id, annotations, new=new)
 
 
 def save_annotations(con: duckdb.DuckDBPyConnection, repo: str, run_id: str,
-                     items: Iterable[tuple[str, str, Annotation]]) -> int:
+                     items: Iterable[tuple[str, str, Annotation]], *, new: bool = False
+                     ) -> int:
     """Store labels keyed by (sha, target, annotator); target '' labels the whole commit."""
     rows = []
     created = now()
@@ -181,7 +192,7 @@ def save_annotations(con: duckdb.DuckDBPyConnection, repo: str, run_id: str,
             "input_note": ann.input_note or None, "is_plausible": ann.is_plausible,
             "critique": ann.critique, "verifier": ann.verifier,
         })
-    return upsert_rows(con, "annotations", rows)
+    return upsert_rows(con, "annotations", rows, new=new)
 
 
 def save_llm_calls(con: duckdb.DuckDBPyConnection, run_id: str, annotator: str,
