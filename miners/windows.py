@@ -22,10 +22,8 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from itertools import accumulate, repeat
-from operator import add
 from typing import Protocol
 
 from tree_sitter import Point, Range
@@ -205,47 +203,19 @@ class Outline:
             at = closed.end()
         return spans
 
-    def _outside_heredocs(self, begin: int, end: int) -> Iterator[tuple[int, int]]:
-        """The stretches between two offsets that lie outside heredocs, in order."""
-        cursor = begin
-        for inside_begin, inside_end in self._heredocs:
-            if inside_end <= cursor or inside_begin >= end:
-                continue
-            if inside_begin > cursor:
-                yield cursor, min(inside_begin, end)
-            cursor = inside_end
-        if cursor < end:
-            yield cursor, end
-
     def _matches(self, pattern: re.Pattern[bytes], begin: int, end: int
                  ) -> list[re.Match[bytes]]:
         """Matches of a line pattern between two offsets, outside heredocs."""
         found: list[re.Match[bytes]] = []
-        for stretch in self._outside_heredocs(begin, end):
-            found += pattern.finditer(self.padded, *stretch)
-        return found
-
-    def _item_lines(self, begin: int, end: int, row: int) -> tuple[list[int], list[int]]:
-        """The offsets and lines of the module items between two offsets (row is the line
-        at begin). A module has an item on most lines, so they are counted without a
-        match object each: splitting a stretch at its items gives the gaps between them,
-        and each gap's length and newlines place the next item (an item's match is `\n`
-        and two spaces)."""
-        starts: list[int] = []
-        rows: list[int] = []
-        at = begin
-        for stretch_begin, stretch_end in self._outside_heredocs(begin, end):
-            gaps = _ITEM.split(self.padded[stretch_begin:stretch_end])
-            if len(gaps) == 1:
+        cursor = begin
+        for inside_begin, inside_end in self._heredocs:
+            if inside_end <= cursor or inside_begin >= end:
                 continue
-            first = stretch_begin + len(gaps[0])
-            row += self.data.count(b"\n", at, first)
-            inner = gaps[1:-1]
-            starts += accumulate(map(add, map(len, inner), repeat(3)), initial=first)
-            rows += accumulate(map(add, map(bytes.count, inner, repeat(b"\n")), repeat(1)),
-                               initial=row)
-            at, row = starts[-1], rows[-1]
-        return starts, rows
+            found += pattern.finditer(self.padded, cursor, min(inside_begin, end))
+            cursor = inside_end
+        if cursor < end:
+            found += pattern.finditer(self.padded, cursor, end)
+        return found
 
     def _lines(self, pattern: re.Pattern[bytes], begin: int, end: int, row: int = 0
                ) -> list[tuple[int, re.Match[bytes]]]:
@@ -269,17 +239,16 @@ class Outline:
             self.offsets[line + 1] = following + 1 if following >= 0 else len(data)
         # A match starts at the offset of its line (see _TOP), so items and definitions are
         # placed by offset; only the items need line numbers.
-        starts, items = self._item_lines(at, end, opener)
+        starts = [m.start() for m in self._matches(_ITEM, at, end)]
         if not starts:
             return None
+        items = line_numbers(data, starts, opener, at)
         self.offsets.update(zip(items, starts, strict=True))
-        spans: dict[bytes, list[int]] = {}  # as name_spans gives: definitions ascend
-        for m in self._matches(_DEF, starts[0], end):
-            j = bisect_right(starts, m.start()) - 1
-            held = spans.setdefault(m.group(1) or b"", [])
-            if not held or held[-1] != j:
-                held.append(j)
-        return _Module(opener, closer, items, spans)
+        keys: list[set[bytes]] = [set() for _ in items]
+        for m in self._matches(_DEF, at, end):
+            if m.start() >= starts[0]:
+                keys[bisect_right(starts, m.start()) - 1].add(m.group(1) or b"")
+        return _Module(opener, closer, items, name_spans([frozenset(k) for k in keys]))
 
     def _top_level_spans(self) -> dict[bytes, list[int]]:
         """Definitions outside any module share the module name "", so they merge by name
