@@ -186,7 +186,7 @@ DIFF_RULES: tuple[DiffRule, ...] = (
     DiffRule(
         "ets_check_then_act", B.RACE_CONDITION,
         _code(r"(?::ets\.|ets:)(?:insert_new|update_counter|select_replace|update_element|"
-            r"take)\b"), _code(_ETS_READ), 1.0,
+              r"take)\b"), _code(_ETS_READ), 1.0,
         "replaced a separate ETS read and write with one atomic ETS operation",
         ("1. process A reads the ETS entry for key K (missing or old)",
          "2. process B reads the same entry before A writes",
@@ -205,9 +205,9 @@ DIFF_RULES: tuple[DiffRule, ...] = (
     DiffRule(
         "register_whereis", B.RACE_CONDITION,
         _code(r"already_started|already_registered|:global\.trans|global:trans|"
-            r"Registry\.register|:global\.register_name|global:register_name|register_name"),
+              r"Registry\.register|:global\.register_name|global:register_name|register_name"),
         _code(r"(?:Process\.whereis|erlang:whereis|\bwhereis\(|Process\.register|"
-            r"\bregister\(|Process\.alive\?|is_process_alive)"), 0.9,
+              r"\bregister\(|Process\.alive\?|is_process_alive)"), 0.9,
         "stopped checking a process name or liveness before acting on it",
         ("1. process A checks that the name is free (or the process alive)",
          "2. process B registers the name (or the process exits) in between",
@@ -216,7 +216,7 @@ DIFF_RULES: tuple[DiffRule, ...] = (
     DiffRule(
         "call_to_self", B.DEADLOCK, None,
         _code(r"(?:GenServer\.call|gen_server:call|gen_statem:call|:gen_server\.call)\(\s*"
-            r"(?:self\(\)|self\b)"), 1.0,
+              r"(?:self\(\)|self\b)"), 1.0,
         "stopped the process from making a synchronous call to itself",
         ("1. the process handles a message and, inside the callback, calls itself "
          "synchronously", "2. the call's request waits in its own mailbox, behind the "
@@ -251,7 +251,7 @@ DIFF_RULES: tuple[DiffRule, ...] = (
     DiffRule(
         "monitor_added", B.RESOURCE_LEAK,
         _code(r"Process\.monitor|erlang:monitor|:erlang\.monitor|\bmonitor\(process|"
-            r"Process\.demonitor|erlang:demonitor|demonitor\(|:DOWN|'DOWN'"), None, 0.55,
+              r"Process\.demonitor|erlang:demonitor|demonitor\(|:DOWN|'DOWN'"), None, 0.55,
         "monitors the other process and cleans up when it goes down",
         ("1. this process hands work to (or waits on) another process",
          "2. the other process dies", "3. nothing notices: state, messages or waiting callers "
@@ -268,7 +268,7 @@ DIFF_RULES: tuple[DiffRule, ...] = (
     DiffRule(
         "message_queue", B.MAILBOX_OVERFLOW,
         _code(r"message_queue_len|max_heap_size|message_queue_data|:hibernate|"
-            r"\bhibernate\b"), None, 0.7,
+              r"\bhibernate\b"), None, 0.7,
         "bounded or drained a process mailbox",
         ("1. producers send messages faster than the process handles them",
          "2. its mailbox grows without bound", "3. memory grows and every receive slows down"),
@@ -276,9 +276,9 @@ DIFF_RULES: tuple[DiffRule, ...] = (
     DiffRule(
         "timeout_changed", B.TIMEOUT,
         _code(r"\b(?:timeout|:infinity|infinity|after)\b.{0,40}\d|\d.{0,40}\btimeout\b|"
-            r":infinity|\binfinity\b"),
+              r":infinity|\binfinity\b"),
         _code(r"\b(?:timeout|:infinity|infinity|after)\b.{0,40}\d|\d.{0,40}\btimeout\b|"
-            r":infinity|\binfinity\b"), 0.4,
+              r":infinity|\binfinity\b"), 0.4,
         "changed a timeout",
         ("1. a caller waits on another process with a timeout",
          "2. the other process is busy or blocked longer than that",
