@@ -148,6 +148,22 @@ def test_mining_twice_adds_nothing(history: tuple[RepoBuilder, dict[str, str]],
     assert (result.commits_scanned, result.matches, labels) == (0, 0, 0)
 
 
+def test_remining_after_commits_were_deleted_by_hand(
+        history: tuple[RepoBuilder, dict[str, str]], warehouse_path: Path,
+        patterns: PatternSet) -> None:
+    """A repository whose commits were deleted with SQL, but not its file pairs and labels,
+    is mined again whole: what is still stored is replaced, not inserted a second time."""
+    repo, _ = history
+    _mine(repo, warehouse_path, patterns, "first")
+    first = _counts(warehouse_path)
+    con = connect(warehouse_path)
+    con.execute("DELETE FROM commits")
+    con.execute("UPDATE repos SET mined_tips = NULL, last_mined_sha = NULL")
+    con.close()
+    _mine(repo, warehouse_path, patterns, "again")
+    assert _counts(warehouse_path) == first
+
+
 def test_only_new_commits_are_mined(history: tuple[RepoBuilder, dict[str, str]],
                                     warehouse_path: Path, patterns: PatternSet) -> None:
     """A commit made after the first run is the only one the second run mines."""

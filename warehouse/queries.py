@@ -13,10 +13,15 @@ def mined_tips(con: duckdb.DuckDBPyConnection, repo: str) -> list[str]:
     return list(row[0]) if row and row[0] else []
 
 
+# What a mine writes; its plain INSERTs (see save.upsert_rows) need all of them empty.
+_MINED = ("commits", "file_changes", "function_changes", "annotations")
+
+
 def has_mined(con: duckdb.DuckDBPyConnection, repo: str) -> bool:
-    """Whether any commit of repo is stored (by a finished mine or a killed one)."""
-    return con.execute("SELECT 1 FROM commits WHERE repo = ? LIMIT 1", [repo]).fetchone() \
-        is not None
+    """Whether any row of repo is stored in a table a mine writes: by a finished mine, a
+    killed one, a shard, or what is left of one after hand-made deletes."""
+    sql = " UNION ALL ".join(f"(SELECT 1 FROM {t} WHERE repo = $repo LIMIT 1)" for t in _MINED)
+    return con.execute(sql, {"repo": repo}).fetchone() is not None
 
 
 def unlabeled_commits(con: duckdb.DuckDBPyConnection, repo: str, annotator: str,
