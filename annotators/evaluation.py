@@ -103,6 +103,9 @@ class Report:
     missing: list[Missing] = field(default_factory=list)
     false_positives: list[str] = field(default_factory=list)
     false_negatives: list[str] = field(default_factory=list)
+    # gold repositories (owner/name) no warehouse name matched, and the names it holds
+    repos_not_found: list[str] = field(default_factory=list)
+    warehouse_repos: list[str] = field(default_factory=list)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)

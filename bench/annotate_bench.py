@@ -26,7 +26,7 @@ from openai import AsyncOpenAI
 
 from annotators.limits import Price
 from annotators.llm import LLMConfig
-from flows.annotating import annotate_with_llm
+from flows.jobs.annotate import annotate_with_llm
 from warehouse.db import connect
 from warehouse.save import upsert_rows
 

@@ -70,7 +70,7 @@ RUNNER = textwrap.dedent("""
         rows = con.execute(f"COPY (SELECT * FROM file_changes JOIN annotations USING (repo, sha))"
                            f" TO '{out}.parquet' (FORMAT parquet, COMPRESSION zstd)").fetchone()[0]
     else:
-        from flows.exporting import run_export
+        from flows.jobs.export import run_export
         from warehouse.dataset import Selection
         from warehouse.formats import ExportFormat
         from warehouse.splits import SplitPlan

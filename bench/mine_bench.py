@@ -37,16 +37,14 @@ def floor(git_dir: str, grep: str) -> int:
 
 
 def core(git_dir: str, work: Path) -> tuple[int, int, int]:
-    from flows.mining import label_repository, mine_repository
+    from flows.jobs.mine import mine_and_label
+    from flows.settings import Settings
     from miners.classify import load_pattern_set
     from miners.git import open_local
 
-    warehouse = work / f"bench-{time.monotonic_ns()}.duckdb"
-    ref = open_local(git_dir)
-    result = mine_repository(ref, warehouse, load_pattern_set(), "bench",
-                             max_file_bytes=1_000_000)
-    labels, _ = label_repository(warehouse, ref.name, "bench")  # what mining left unlabeled
-    return result.matches, result.pairs, result.labels + labels
+    settings = Settings(warehouse=work / f"bench-{time.monotonic_ns()}.duckdb")
+    result = mine_and_label(open_local(git_dir), settings, load_pattern_set(), "bench")
+    return result.matches, result.pairs, result.labels
 
 
 def main() -> None:
@@ -57,7 +55,7 @@ def main() -> None:
     git_dir = str(Path(args.repo).resolve())
 
     started = time.perf_counter()
-    from flows.mining import mine_repository  # noqa: F401  (import cost, reported below)
+    from flows.jobs.mine import mine_and_label  # noqa: F401  (import cost, reported below)
     from miners.classify import load_pattern_set
 
     import_s = time.perf_counter() - started

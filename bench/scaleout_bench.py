@@ -1,10 +1,12 @@
-"""Mining many local repositories: the default thread runner against a local Dask cluster.
+"""Mining many local repositories: the direct thread pool against a local Dask cluster.
 
-    uv run python bench/scaleout_bench.py REPO_PATH [REPO_PATH ...]
+    uv run prefect server start        # --dask runs as a tracked flow: it needs a server
+    PREFECT_API_URL=http://127.0.0.1:4200/api uv run python bench/scaleout_bench.py REPO_PATH…
 
-Runs `racemine mine` over all the repositories twice in one go — threads, then `--dask` —
-each into a fresh warehouse, and reports wall time, peak memory of the whole process tree
-(Dask workers included), and whether the two warehouses hold identical rows.
+Runs `racemine mine` over all the repositories twice in one go — directly on threads, then
+`--dask` as a tracked flow run — each into a fresh warehouse, and reports wall time, peak
+memory of the whole process tree (Dask workers included), and whether the two warehouses
+hold identical rows.
 """
 
 from __future__ import annotations
@@ -78,9 +80,10 @@ def main() -> None:
         env.update({"RACEMINE_CACHE_DIR": str(Path(tmp) / "cache"),
                     "RACEMINE_CONCURRENCY": str(os.cpu_count() or 2)})
         results = {}
-        for mode, extra in (("threads", []), ("dask", ["--dask"])):
+        direct = {k: v for k, v in env.items() if k != "PREFECT_API_URL"}
+        for mode, extra, mode_env in (("threads", [], direct), ("dask", ["--dask"], env)):
             warehouse = Path(tmp) / f"{mode}.duckdb"
-            results[mode] = (*run(paths, warehouse, extra, env), warehouse)
+            results[mode] = (*run(paths, warehouse, extra, mode_env), warehouse)
         identical = all(rows(results["threads"][2], t) == rows(results["dask"][2], t)
                         for t in TABLES)
         commits = rows(results["threads"][2], "commits")

@@ -1,4 +1,10 @@
-"""The `racemine` command line: parse options, make one call, turn known errors into a line."""
+"""The `racemine` command line: parse options, make one call, turn known errors into a line.
+
+Every command runs its job directly in this process. With PREFECT_API_URL set (or
+`--prefect`), mine, discover, annotate, export and pipeline run the same jobs as tracked
+Prefect flow runs instead. Heavy imports (prefect, pyarrow, openai, tree-sitter) happen
+inside the commands that use them, so `--help`, `sql` and `stats` start quickly.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +12,17 @@ import os
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
-from annotators.errors import AnnotatorError
-from flows.settings import Settings
-from miners.errors import MinerError
-from miners.sources import check_spec
-from warehouse.errors import WarehouseError
+if TYPE_CHECKING:
+    from flows.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Mine Elixir and Erlang git history for concurrency-bug fixes.")
@@ -28,123 +31,116 @@ err_console = Console(stderr=True)
 
 WarehouseOpt = Annotated[Path | None, typer.Option(
     "--warehouse", "-w", help="DuckDB file [env: RACEMINE_WAREHOUSE; default ./racemine.duckdb]")]
+PrefectOpt = Annotated[bool, typer.Option(
+    "--prefect", help="Run as a tracked Prefect flow run (also when PREFECT_API_URL is set); "
+    "needs a running Prefect server.")]
+VerboseOpt = Annotated[bool, typer.Option(help="Show Prefect's run logs (tracked runs).")]
 
 
 def _settings(warehouse: Path | None) -> Settings:
-    return Settings(**({"warehouse": warehouse} if warehouse else {}))
+    from flows.settings import Settings
+
+    return Settings.load(warehouse)
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    err_console.print(f"[red]error:[/red] {message}", highlight=False)
+    return typer.Exit(code)
 
 
 @contextmanager
 def _user_errors() -> Iterator[None]:
     """Known failures become one sentence on stderr and exit code 1."""
+    from annotators.errors import AnnotatorError
+    from miners.errors import MinerError
+    from warehouse.errors import WarehouseError
+
     try:
         yield
     except (MinerError, AnnotatorError, WarehouseError) as exc:
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(1) from None
+        raise _fail(str(exc)) from None
 
 
-def _quiet_prefect() -> None:
-    # The CLI shows its own progress, summary and one-sentence errors (a failed run is also
-    # in the runs table); Prefect's run logs and tracebacks would bury them. Deployments
-    # and `--verbose` keep Prefect's usual logging.
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
-    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
-
-
-def _prefect_env(verbose: bool) -> None:
-    """Environment for a command that runs a flow; set before Prefect is imported."""
+def _tracked(prefect: bool, verbose: bool) -> bool:
+    """Whether this command runs as a Prefect flow run: PREFECT_API_URL is set, or --prefect
+    and the active Prefect profile names a server. racemine never starts a server itself."""
+    if not (prefect or os.environ.get("PREFECT_API_URL")):
+        return False
     if not verbose:
-        _quiet_prefect()
-    # The first temporary server on a machine creates and migrates its database, which can
-    # take longer than Prefect's 20 s start-up default on a small or busy machine.
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+        # The CLI shows its own progress, summary and one-sentence errors (a failed run is
+        # also in the runs table and the Prefect UI); Prefect's run logs would bury them.
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
+        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+    from flows.tracked.states import server_configured
+
+    if not server_configured():
+        raise _fail("--prefect: no Prefect server is configured; start one (uv run prefect "
+                    "server start) and set PREFECT_API_URL=http://127.0.0.1:4200/api, or run "
+                    "without --prefect")
+    return True
 
 
-@contextmanager
-def _shared_prefect_api() -> Iterator[None]:
-    """One temporary Prefect server whose address worker processes inherit.
-
-    Without PREFECT_API_URL, Prefect starts a temporary server per process, so every Dask
-    worker would start its own (about 20 s each); they share this one instead.
-    """
-    if os.environ.get("PREFECT_API_URL"):
-        yield
-        return
-    from prefect.server.api.server import SubprocessASGIServer
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    server = SubprocessASGIServer()
-    server.start(timeout=int(os.environ.get(
-        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")))
-    os.environ["PREFECT_API_URL"] = server.api_url
-    try:
-        with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
-            yield
-    finally:
-        os.environ.pop("PREFECT_API_URL", None)
-        server.stop()
+def _exit_for(status: str) -> None:
+    if status != "completed":
+        raise typer.Exit(1)
 
 
 @app.command()
 def mine(
     repos: Annotated[list[str], typer.Argument(
-        help="Clone URLs (https/ssh), GitHub owner/name, work trees or bare git dirs.")],
+        help="Clone URLs (https/ssh), GitHub owner/name, work trees or bare git dirs; "
+             "PATH=owner/name names a local one.")],
     warehouse: WarehouseOpt = None,
     name: Annotated[str | None, typer.Option(
-        help="Canonical name for a local path (default: its origin remote, else folder).")
-    ] = None,
+        help="Name for a single local path (default: its origin remote, else "
+             "local/<folder>); for several, write PATH=owner/name.")] = None,
     patterns: Annotated[Path | None, typer.Option(
         help="TOML pattern file replacing the built-in classifier patterns.")] = None,
     all_branches: Annotated[bool, typer.Option(
         help="Mine every branch, not only HEAD.")] = False,
     dask: Annotated[bool, typer.Option(
-        help="Run the mine tasks on a local Dask cluster (writing Parquet shards).")] = False,
+        help="Run the mine tasks on a local Dask cluster (tracked runs; Parquet shards).")
+    ] = False,
     dask_address: Annotated[str | None, typer.Option(
         help="Use this running Dask scheduler instead (workers must share the warehouse's "
              "folder).")] = None,
-    verbose: Annotated[bool, typer.Option(help="Show Prefect's run logs.")] = False,
+    prefect: PrefectOpt = False,
+    verbose: VerboseOpt = False,
 ) -> None:
-    """Mine repositories into the warehouse and label the new fixes (a Prefect flow)."""
+    """Mine repositories into the warehouse and label the new fixes."""
     if name and len(repos) > 1:
-        err_console.print("[red]error:[/red] --name applies to one repository; mine the "
-                          "others in a separate command")
-        raise typer.Exit(2)
-    _prefect_env(verbose)
+        raise _fail("--name applies to one repository; name several local ones as "
+                    "PATH=owner/name", code=2)
+    sharded = dask or dask_address is not None
     settings = _settings(warehouse)
     started = time.perf_counter()
     with _user_errors():
-        for spec in repos:
-            check_spec(spec)  # refuse a bad spec before Prefect starts
-        from prefect.task_runners import ThreadPoolTaskRunner
+        from flows.jobs.mine import parse_repo_args
+        from flows.progress import live
 
-        from flows import progress
-        from flows.mine_flow import mine_flow
-        from flows.report import summary_table
+        specs = parse_repo_args(repos, name)  # a bad spec stops before any work
+        if not _tracked(prefect, verbose):
+            if sharded:
+                raise _fail("--dask runs the mine tasks as a tracked Prefect flow: start a "
+                            "Prefect server (uv run prefect server start) and set "
+                            "PREFECT_API_URL=http://127.0.0.1:4200/api", code=2)
+            from flows.jobs.mine import mine_repos
 
-        sharded = dask or dask_address is not None
-        if sharded:
-            from prefect_dask import DaskTaskRunner
-
-            runner = DaskTaskRunner(address=dask_address) if dask_address else DaskTaskRunner(
-                cluster_kwargs={"n_workers": settings.concurrency, "threads_per_worker": 1})
+            with live(err_console) as progress:
+                report = mine_repos(specs, settings, patterns_file=patterns,
+                                    all_branches=all_branches, progress=progress)
+            results, status = report.results, report.status
         else:
-            runner = ThreadPoolTaskRunner(max_workers=settings.concurrency)
-        with (_shared_prefect_api() if sharded else nullcontext()), \
-                progress.live(err_console):
-            results = mine_flow.with_options(task_runner=runner)(
-                repos, name=name, patterns_file=str(patterns) if patterns else None,
-                all_branches=all_branches, warehouse=str(settings.warehouse),
-                sharded=sharded)
-    console.print(summary_table(results, time.perf_counter() - started))
-    for r in results:
-        if r.error:
-            err_console.print(f"[red]error:[/red] {r.error}", highlight=False)
+            from flows.tracked.mine import run_tracked_mine
+
+            with live(err_console):
+                results, status = run_tracked_mine(specs, settings, patterns, all_branches,
+                                                   dask=sharded, dask_address=dask_address)
+    from flows.output import print_summary
+
+    print_summary(console, results, time.perf_counter() - started, status)
     console.print(f"warehouse: {settings.warehouse}", highlight=False)
-    if any(r.error for r in results):
-        raise typer.Exit(1)
+    _exit_for(status)
 
 
 @app.command()
@@ -162,24 +158,33 @@ def discover(
     from_file: Annotated[Path | None, typer.Option(
         "--from", help="A curated list: one repository per line (skips the search).")] = None,
     limit: Annotated[int | None, typer.Option(help="Store at most this many.")] = None,
-    verbose: Annotated[bool, typer.Option(help="Show Prefect's run logs.")] = False,
+    prefect: PrefectOpt = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Find Elixir and Erlang repositories on GitHub (or in a list) for the repos table."""
-    _prefect_env(verbose)
     settings = _settings(warehouse)
     with _user_errors():
+        from flows.jobs.discover import read_repo_list
+        from miners.github import SearchQuery
+
         if from_file is not None:
-            from flows.discovering import read_repo_list
+            read_repo_list(from_file)  # a bad line stops before any request
+        since = pushed_since.date() if pushed_since else None
+        if _tracked(prefect, verbose):
+            from flows.tracked.discover import discover_flow
 
-            read_repo_list(from_file)  # a bad line stops before Prefect starts
-        from flows.discover_flow import discover_flow
+            found = discover_flow(language, min_stars, since, topic, include_forks,
+                                  include_archived, from_file, search=from_file is None,
+                                  limit=limit, warehouse=str(settings.warehouse))
+        else:
+            from flows.jobs.discover import discover_repos
 
-        stored, requests, cached = discover_flow(
-            language, min_stars, pushed_since.date() if pushed_since else None, topic,
-            include_forks, include_archived, str(from_file) if from_file else None,
-            search=from_file is None, limit=limit, warehouse=str(settings.warehouse))
-    console.print(f"{stored:,} repositories stored ({requests:,} API requests, {cached:,} "
-                  "answered from cache)", highlight=False)
+            query = None if from_file is not None else SearchQuery(
+                tuple(language or ("Elixir", "Erlang")), min_stars, since, tuple(topic or ()),
+                include_forks, include_archived)
+            found = discover_repos(settings, query, from_file, limit)
+    console.print(f"{found.stored:,} repositories stored ({found.requests:,} API requests, "
+                  f"{found.not_modified:,} answered from cache)", highlight=False)
 
 
 PipelineSteps = Annotated[list[str] | None, typer.Option(
@@ -188,23 +193,20 @@ UnknownLicenseOpt = Annotated[bool, typer.Option(
     "--include-unknown-license", help="Export repositories whose license is unknown too.")]
 
 
-def _pipeline_parameters(skip: list[str] | None, repos: list[str] | None,
-                         repo_list: Path | None, export_dir: Path, warehouse: Path,
-                         include_unknown_license: bool) -> dict:
+def _pipeline_plan(skip: list[str] | None, repos: list[str] | None, repo_list: Path | None,
+                   export_dir: Path, include_unknown_license: bool) -> Any:
+    from flows.jobs.mine import parse_repo_args
+    from flows.jobs.pipeline import STEPS, PipelinePlan
+
     skipped = set(skip or ())
-    unknown = skipped - {"discover", "mine", "annotate", "export"}
+    unknown = skipped - set(STEPS)
     if unknown:
-        err_console.print(f"[red]error:[/red] --skip {', '.join(sorted(unknown))}: not a step; "
-                          "use discover, mine, annotate or export")
-        raise typer.Exit(2)
-    for spec in repos or ():
-        check_spec(spec)
-    return {"discover": "discover" not in skipped, "mine": "mine" not in skipped,
-            "annotate": "annotate" not in skipped, "export": "export" not in skipped,
-            "repos": list(repos) if repos else None,
-            "repo_list": str(repo_list) if repo_list else None,
-            "export_dir": str(export_dir), "warehouse": str(warehouse),
-            "include_unknown_license": include_unknown_license}
+        raise _fail(f"--skip {', '.join(sorted(unknown))}: not a step; use discover, mine, "
+                    "annotate or export", code=2)
+    parse_repo_args(repos or [])  # a bad spec stops before any work
+    return PipelinePlan(*(step not in skipped for step in STEPS),
+                        repos=tuple(repos) if repos else None, repo_list=repo_list,
+                        export_dir=export_dir, include_unknown_license=include_unknown_license)
 
 
 @app.command()
@@ -218,19 +220,34 @@ def pipeline(
     export_dir: Annotated[Path, typer.Option(help="Where the export step writes.")
                           ] = Path("exports"),
     include_unknown_license: UnknownLicenseOpt = False,
-    verbose: Annotated[bool, typer.Option(help="Show Prefect's run logs.")] = False,
+    prefect: PrefectOpt = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Run discover → mine → annotate → export once (the scheduled flow, now)."""
-    _prefect_env(verbose)
     settings = _settings(warehouse)
     with _user_errors():
-        params = _pipeline_parameters(skip, repo, repo_list, export_dir, settings.warehouse,
-                                      include_unknown_license)
-        from flows.pipeline_flow import pipeline_flow
+        plan = _pipeline_plan(skip, repo, repo_list, export_dir, include_unknown_license)
+        from flows.jobs.pipeline import failed_steps
 
-        done = pipeline_flow(**params)
+        if _tracked(prefect, verbose):
+            from flows.tracked.pipeline import pipeline_flow
+            from flows.tracked.states import value_of
+
+            done = value_of(pipeline_flow(
+                plan.discover, plan.mine, plan.annotate, plan.export,
+                list(plan.repos) if plan.repos else None, plan.repo_list,
+                plan.min_stars, plan.export_dir, str(settings.warehouse),
+                plan.include_unknown_license, return_state=True))
+        else:
+            from flows.jobs.pipeline import run_pipeline
+            from flows.progress import live
+
+            with live(err_console) as progress:
+                done = run_pipeline(settings, plan, progress)
     for step, result in done.items():
         console.print(f"{step}: {result}", highlight=False)
+    if failed_steps(done):
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -245,16 +262,26 @@ def serve(
     include_unknown_license: UnknownLicenseOpt = False,
 ) -> None:
     """Serve the pipeline on a schedule against the Prefect server in PREFECT_API_URL."""
-    _prefect_env(verbose=True)
     settings = _settings(warehouse)
     with _user_errors():
-        params = _pipeline_parameters(skip, repo, repo_list, export_dir.resolve(),
-                                      settings.warehouse.resolve(), include_unknown_license)
-        from flows.pipeline_flow import pipeline_flow
+        plan = _pipeline_plan(skip, repo, repo_list, export_dir.resolve(),
+                              include_unknown_license)
+        _tracked(prefect=True, verbose=True)
+        from flows.tracked.pipeline import pipeline_flow
 
+        parameters = {"discover": plan.discover, "mine": plan.mine,
+                      "annotate": plan.annotate, "export": plan.export,
+                      "repos": list(plan.repos) if plan.repos else None,
+                      "repo_list": str(plan.repo_list.resolve()) if plan.repo_list else None,
+                      "export_dir": str(plan.export_dir),
+                      "warehouse": str(settings.warehouse.resolve()),
+                      "include_unknown_license": plan.include_unknown_license}
+        console.print(f"serving pipeline/{name} on {cron!r}; stop with Ctrl-C (the schedule "
+                      "stays on the server)", highlight=False)
         # The schedule keeps running when this process stops (a restart must not pause
         # the nightly run).
-        pipeline_flow.serve(name=name, cron=cron, parameters=params, pause_on_shutdown=False)
+        pipeline_flow.serve(name=name, cron=cron, parameters=parameters,
+                            pause_on_shutdown=False, print_starting_message=False)
 
 
 @app.command()
@@ -272,17 +299,25 @@ def annotate(
     limit: Annotated[int | None, typer.Option(help="Label at most this many commits.")] = None,
     retry_failed: Annotated[bool, typer.Option(
         help="Also retry commits whose earlier label failed.")] = False,
-    verbose: Annotated[bool, typer.Option(help="Show Prefect's run logs.")] = False,
+    prefect: PrefectOpt = False,
+    verbose: VerboseOpt = False,
 ) -> None:
-    """Label stored commits with an LLM (any OpenAI-compatible endpoint; a Prefect flow)."""
-    _prefect_env(verbose)
+    """Label stored commits with an LLM (any OpenAI-compatible endpoint)."""
     settings = _settings(warehouse)
+    options = {"repos": repo, "model": model, "verify": verify, "concurrency": concurrency,
+               "max_usd": max_usd, "max_tokens": max_tokens, "limit": limit,
+               "retry_failed": retry_failed}
     with _user_errors():
-        from flows.annotate_flow import annotate_flow
+        if _tracked(prefect, verbose):
+            from flows.tracked.annotate import annotate_flow
+            from flows.tracked.states import value_of
 
-        result = annotate_flow(repo, model=model, verify=verify, concurrency=concurrency,
-                               max_usd=max_usd, max_tokens=max_tokens, limit=limit,
-                               retry_failed=retry_failed, warehouse=str(settings.warehouse))
+            result = value_of(annotate_flow(**options, warehouse=str(settings.warehouse),
+                                            return_state=True))
+        else:
+            from flows.jobs.annotate import annotate as annotate_job
+
+            result = annotate_job(settings, **options)
     s = result.summary
     console.print(
         f"{result.annotator}: {result.commits:,} commits to label, {result.cache_hits:,} from "
@@ -291,6 +326,7 @@ def annotate(
         highlight=False)
     if s.stopped_by_budget:
         console.print(f"budget reached: {s.not_started:,} commits left for the next run")
+    _exit_for(result.status)
 
 
 class OutputFormat(StrEnum):
@@ -306,7 +342,7 @@ def sql(
     format: Annotated[OutputFormat, typer.Option("--format", "-f")] = OutputFormat.TABLE,
 ) -> None:
     """Run a read-only SQL query against the warehouse."""
-    from flows.report import render_rows
+    from flows.output import render_rows
     from warehouse.db import open_warehouse
     from warehouse.queries import run_sql
 
@@ -321,7 +357,7 @@ def stats(warehouse: WarehouseOpt = None,
               "--cost", help="LLM requests, retries, tokens and estimated USD instead.")
           ] = False) -> None:
     """Counts per repository, bug type, language and year (or LLM cost with --cost)."""
-    from flows.report import render_rows, render_vertical
+    from flows.output import render_rows, render_vertical
     from warehouse.db import open_warehouse
     from warehouse.queries import cost as cost_query
     from warehouse.queries import stats as stats_query
@@ -409,9 +445,11 @@ def export(
     gold: Annotated[Path | None, typer.Option(
         "--eval", help="Gold JSONL: measure the labels and report it in the dataset card.")
     ] = None,
+    prefect: PrefectOpt = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Export labeled pairs as a dataset folder: splits, formats, provenance, dataset card."""
-    from flows.exporting import run_export
+    from flows.jobs.export import run_export
     from warehouse.dataset import PERMISSIVE_LICENSES, ExportLevel, Selection
     from warehouse.formats import ExportFormat, PartitionBy
     from warehouse.splits import SplitBy, SplitPlan
@@ -436,9 +474,16 @@ def export(
     chosen = [_choice(ExportFormat, f, "--format") for f in formats or ()]
     with _user_errors():
         settings = _settings(warehouse)
-        result = run_export(settings.warehouse, out, selection, plan, chosen,
-                            partition_by=_choice(PartitionBy, partition_by, "--partition-by"),
-                            gold=gold, memory_limit=settings.export_memory)
+        partition = _choice(PartitionBy, partition_by, "--partition-by")
+        if _tracked(prefect, verbose):
+            from flows.tracked.export import export_dataset_flow
+
+            result = export_dataset_flow(out, selection, plan, chosen, partition, gold,
+                                         warehouse=str(settings.warehouse))
+        else:
+            result = run_export(settings.warehouse, out, selection, plan, chosen,
+                                partition_by=partition, gold=gold,
+                                memory_limit=settings.export_memory)
     sizes = ", ".join(f"{split} {n:,}" for split, n in result.rows.items()) or "no rows"
     console.print(f"wrote {result.total:,} {selection.level.value} pairs to {out} ({sizes}); "
                   f"see {out / 'README.md'}", highlight=False)
@@ -456,8 +501,8 @@ def eval_command(
 ) -> None:
     """Precision and recall of "kept as a concurrency fix", per-pattern precision, bug-type
     accuracy and confusion matrix, with 95% intervals, against a gold file."""
-    from flows.evaluating import measure
-    from flows.report import print_eval
+    from flows.jobs.evaluate import measure
+    from flows.output import print_eval
 
     with _user_errors():
         report = measure(_settings(warehouse).warehouse, gold, annotator, strict)

@@ -1,9 +1,9 @@
-"""A rich progress display that tasks report to when the CLI is showing one."""
+"""A rich progress display for the CLI's long commands: one bar per repository."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
@@ -16,36 +16,46 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-_lock = threading.Lock()
-_progress: Progress | None = None
-_tasks: dict[str, TaskID] = {}
+from flows.jobs.progress import Progress as Reporter
+from flows.jobs.progress import no_progress
+
+_active: Reporter = no_progress  # what tracked tasks report to while the CLI shows bars
+
+
+class _Bars:
+    """A Progress reporter that moves one bar per key."""
+
+    def __init__(self, progress: Progress) -> None:
+        self._progress = progress
+        self._lock = threading.Lock()
+        self._tasks: dict[str, TaskID] = {}
+
+    def __call__(self, key: str, stage: str, done: int, total: int) -> None:
+        with self._lock:
+            if key not in self._tasks:
+                self._tasks[key] = self._progress.add_task(key, total=None)
+            self._progress.update(self._tasks[key], description=f"{key}: {stage}",
+                                  completed=done, total=total or None)
 
 
 @contextmanager
-def live(console: Console) -> Iterator[None]:
-    """Show progress bars for the duration of the block (the CLI's long commands)."""
-    global _progress
+def live(console: Console) -> Iterator[Reporter]:
+    """Bars for the duration of the block on a terminal; nothing in a log or a pipe (the
+    summary printed at the end says what was done)."""
+    global _active
+    if not console.is_terminal:
+        yield no_progress
+        return
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TimeElapsedColumn(), console=console, transient=False)
+                        TimeElapsedColumn(), console=console, transient=True)
     with progress:
-        _progress = progress
+        _active = _Bars(progress)
         try:
-            yield
+            yield _active
         finally:
-            _progress = None
-            _tasks.clear()
+            _active = no_progress
 
 
-def reporter(key: str) -> Callable[[str, int, int], None]:
-    """A callback (stage, done, total) that moves key's bar; a no-op when nothing is shown."""
-
-    def report(stage: str, done: int, total: int) -> None:
-        with _lock:
-            if _progress is None:
-                return
-            if key not in _tasks:
-                _tasks[key] = _progress.add_task(key, total=None)
-            _progress.update(_tasks[key], description=f"{key}: {stage}", completed=done,
-                             total=total or None)
-
-    return report
+def active_reporter() -> Reporter:
+    """The reporter of the bars on show, or one that reports nothing."""
+    return _active

@@ -63,6 +63,12 @@ class Settings(BaseSettings):
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config))
         return tuple(sources)
 
+    @classmethod
+    def load(cls, warehouse: Path | str | None = None) -> Settings:
+        """The settings of one command or flow run: the environment and the config file,
+        with the warehouse given on the command line (or as a flow parameter) on top."""
+        return cls(**({"warehouse": Path(warehouse)} if warehouse else {}))
+
     @property
     def llm_configured(self) -> bool:
         return bool(self.llm_model or self.llm_api_key)

@@ -118,3 +118,13 @@ def check_spec(spec: str) -> None:
     """Raise the error mining spec would hit, before any work starts."""
     if not is_local_spec(spec):
         parse_remote_spec(spec)
+
+
+def canonical_local_name(name: str) -> str:
+    """The warehouse name a user gives a local repository: GitHub's owner/name shorthand
+    becomes github.com/owner/name, as it does for a remote; any other name is kept."""
+    name = name.strip().strip("/")
+    parts = name.split("/")
+    if len(parts) == 2 and parts[0] != "local" and "." not in parts[0] and all(parts):
+        return f"github.com/{name}"
+    return name

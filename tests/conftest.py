@@ -11,7 +11,14 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from flows.jobs.mine import mine_and_label
+from flows.jobs.mining import RepoResult
+from flows.settings import Settings
 from miners.classify import PatternSet, load_pattern_set
+from miners.git import open_local
+from tests.prefect_server import PrefectServer
+
+_SERVER = pytest.StashKey[PrefectServer]()
 
 
 class RepoBuilder:
@@ -164,6 +171,15 @@ def history(tmp_path: Path) -> tuple[RepoBuilder, dict[str, str]]:
     return repo, shas
 
 
+def mine_local(path: Path, warehouse: Path, patterns: PatternSet, run: str = "run", *,
+               name: str | None = None, max_file_bytes: int = 1_000_000,
+               all_branches: bool = False) -> RepoResult:
+    """Mine and label a local repository as `racemine mine` does (the mine job's step)."""
+    settings = Settings(warehouse=warehouse, max_file_bytes=max_file_bytes)
+    return mine_and_label(open_local(str(path), name), settings, patterns, run,
+                          all_branches=all_branches)
+
+
 @pytest.fixture(scope="session")
 def patterns() -> PatternSet:
     return load_pattern_set()
@@ -174,14 +190,21 @@ def warehouse_path(tmp_path: Path) -> Path:
     return tmp_path / "warehouse.duckdb"
 
 
-def run_cli(*args: str, home: Path, extra: dict[str, str] | None = None
-            ) -> subprocess.CompletedProcess[str]:
-    """Run `racemine ARGS` in a child process with its own Prefect home and cache."""
+def clean_env(home: Path, **extra: str) -> dict[str, str]:
+    """The environment of a racemine child process: no PREFECT_ or RACEMINE_ setting of the
+    caller's, a cache and a Prefect home of its own."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "RACEMINE_"))}
     env.update({"PREFECT_HOME": str(home / "prefect"), "RACEMINE_CACHE_DIR": str(home / "cache"),
-                "COLUMNS": "200", **(extra or {})})
+                "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "COLUMNS": "200", **extra})
+    return env
+
+
+def run_cli(*args: str, home: Path, extra: dict[str, str] | None = None
+            ) -> subprocess.CompletedProcess[str]:
+    """Run `racemine ARGS` in a child process, as a user runs it."""
     return subprocess.run([sys.executable, "-m", "flows.cli", *args], capture_output=True,
-                          text=True, env=env, cwd=home, timeout=600)
+                          text=True, env=clean_env(home, **(extra or {})), cwd=home,
+                          timeout=600)
 
 
 TABLES = {
@@ -201,3 +224,29 @@ def snapshot(warehouse: Path) -> dict[str, list[tuple]]:
                 for t, cols in TABLES.items()}
     finally:
         con.close()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Start the shared Prefect server now if a selected test needs it, and run those tests
+    last, so the server starts while the others run."""
+    tracked = [item for item in items if "prefect_server" in getattr(item, "fixturenames", ())]
+    if not tracked:
+        return
+    server = PrefectServer()
+    server.start()
+    config.stash[_SERVER] = server
+    items[:] = [item for item in items if item not in tracked] + tracked
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    server = config.stash.get(_SERVER, None)
+    if server is not None:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def prefect_server(request: pytest.FixtureRequest) -> PrefectServer:
+    """The one real Prefect server of this test run (see tests/prefect_server.py)."""
+    server = request.config.stash[_SERVER]
+    server.wait_healthy()
+    return server

@@ -1,4 +1,5 @@
-"""The racemine command line end to end: mine (a real Prefect flow), sql, stats, export."""
+"""The racemine command line end to end, in process, on the direct path: mine, sql, stats,
+export, eval, annotate, discover."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ runner = CliRunner()
 
 
 def test_eval_against_gold(mined: tuple[Path, RepoBuilder, Path], tmp_path: Path) -> None:
-    """eval reads a gold file and reports precision and recall as JSON."""
+    """eval reports precision and recall (as JSON, or as text that fits 80 columns), and
+    names the gold repositories it found no warehouse name for."""
     warehouse, repo, _ = mined
     shas = dict(line.split(" ", 1)[::-1] for line in
                 repo.git("log", "--format=%H %s").splitlines())
@@ -29,6 +31,8 @@ def test_eval_against_gold(mined: tuple[Path, RepoBuilder, Path], tmp_path: Path
          "is_concurrency_fix": True, "bug_type": "deadlock"},
         {"repo": "acme/project", "sha": shas["Fix trace output formatting"],
          "is_concurrency_fix": False, "bug_type": "not_concurrency"},
+        {"repo": "other/project", "sha": "0" * 40, "is_concurrency_fix": False,
+         "bug_type": "not_concurrency"},
     ]
     gold.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = runner.invoke(app, ["eval", str(gold), "-w", str(warehouse), "--json"])
@@ -36,26 +40,36 @@ def test_eval_against_gold(mined: tuple[Path, RepoBuilder, Path], tmp_path: Path
     report = json.loads(out.output)
     assert report["precision"]["value"] == 1.0 and report["recall"]["value"] == 1.0
     assert report["bug_type_accuracy"]["hits"] == 2
-    assert [m["reason"] for m in report["missing"]] == ["commit not matched"]
+    assert [m["reason"] for m in report["missing"]] == ["commit not matched",
+                                                        "repository not mined"]
+    assert report["repos_not_found"] == ["other/project"]
     table = runner.invoke(app, ["eval", str(gold), "-w", str(warehouse)],
-                          env={"COLUMNS": "200"})
+                          env={"COLUMNS": "80"})
     assert "precision" in table.output and "gold commits not in the warehouse" in table.output
+    # which names were looked for, and what the warehouse holds instead
+    assert "looked for other/project" in table.output.replace("\n", " ")
+    assert "github.com/acme/project" in table.output
+    assert "race_condition (1): race_condition 1" in table.output
 
 
 @pytest.fixture(scope="module")
 def mined(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, RepoBuilder, Path]:
-    """A fixture repository mined twice through the real CLI and Prefect flow."""
+    """A fixture repository mined twice through the CLI, named once by --name and once by
+    PATH=owner/name."""
     from tests.conftest import history as build_history
 
     home = tmp_path_factory.mktemp("cli")
     repo, _ = build_history.__wrapped__(home)  # type: ignore[attr-defined]
     warehouse = home / "w.duckdb"
-    first = run_cli("mine", str(repo.path), "--name", "github.com/acme/project",
-                      "--warehouse", str(warehouse), home=home)
-    assert first.returncode == 0, first.stderr
-    second = run_cli("mine", str(repo.path), "--name", "github.com/acme/project",
-                       "--warehouse", str(warehouse), home=home)
-    assert second.returncode == 0, second.stderr
+    first = runner.invoke(app, ["mine", str(repo.path), "--name", "github.com/acme/project",
+                                "--warehouse", str(warehouse)], env={"COLUMNS": "80"})
+    assert first.exit_code == 0, first.output
+    assert "racemine mine: 1 repository" in first.output
+    assert all(len(line) <= 80 for line in first.output.splitlines()), first.output
+    second = runner.invoke(app, ["mine", f"{repo.path}=acme/project",
+                                 "--warehouse", str(warehouse)])
+    assert second.exit_code == 0, second.output
+    assert "scanned 0 · matched 0" in second.output
     return warehouse, repo, home
 
 
@@ -156,11 +170,12 @@ def test_export_options_are_checked(mined: tuple[Path, RepoBuilder, Path], tmp_p
 def test_bad_repo_spec_is_one_sentence(tmp_path: Path) -> None:
     """An unsafe spec stops before any work with one sentence naming it."""
     out = run_cli("mine", "ext::sh -c id", "--warehouse", str(tmp_path / "w.duckdb"),
-                    home=tmp_path)
+                  home=tmp_path)
     assert out.returncode == 1
     assert "ext::" in out.stderr and "refused" in out.stderr
     assert "Traceback" not in out.stderr
     assert not (tmp_path / "w.duckdb").exists()
+    assert not (tmp_path / "prefect").exists()  # the direct path never touches Prefect
 
 
 def test_missing_warehouse_for_queries(tmp_path: Path) -> None:
@@ -193,13 +208,13 @@ def test_annotate_command_and_cost(mined: tuple[Path, RepoBuilder, Path], tmp_pa
     copy.write_bytes(warehouse.read_bytes())
     secret = "sk-cli-PLANTED-SECRET"
     with FakeLLM() as llm:
-        out = run_cli("annotate", "--warehouse", str(copy), "--limit", "3", home=home,
-                        extra={"RACEMINE_LLM_BASE_URL": llm.base_url,
-                               "RACEMINE_LLM_MODEL": "gpt-4o-mini",
-                               "RACEMINE_LLM_API_KEY": secret})
-        assert out.returncode == 0, out.stderr
+        out = runner.invoke(app, ["annotate", "--warehouse", str(copy), "--limit", "3"],
+                            env={"RACEMINE_LLM_BASE_URL": llm.base_url,
+                                 "RACEMINE_LLM_MODEL": "gpt-4o-mini",
+                                 "RACEMINE_LLM_API_KEY": secret})
+        assert out.exit_code == 0, out.output
         assert len(llm.requests) == 3
-    assert "3 labeled" in out.stdout and secret not in out.stdout + out.stderr
+    assert "3 labeled" in out.output and secret not in out.output
     cost = runner.invoke(app, ["stats", "--cost", "-w", str(copy)], env={"COLUMNS": "200"})
     assert cost.exit_code == 0, cost.output
     assert "llm/gpt-4o-mini/label_v1-" in cost.output
@@ -211,31 +226,31 @@ def test_annotate_command_and_cost(mined: tuple[Path, RepoBuilder, Path], tmp_pa
     con.close()
     with FakeLLM(lambda r, c: Reply(status=401, content="bad key")) as llm:
         refused = run_cli("annotate", "--warehouse", str(copy), home=home,
-                            extra={"RACEMINE_LLM_BASE_URL": llm.base_url,
-                                   "RACEMINE_LLM_MODEL": "gpt-4o-mini",
-                                   "RACEMINE_LLM_API_KEY": secret})
+                          extra={"RACEMINE_LLM_BASE_URL": llm.base_url,
+                                 "RACEMINE_LLM_MODEL": "gpt-4o-mini",
+                                 "RACEMINE_LLM_API_KEY": secret})
     assert refused.returncode == 1 and "RACEMINE_LLM_API_KEY" in refused.stderr
     assert "Traceback" not in refused.stderr and secret not in refused.stderr
 
 
 def test_discover_command(tmp_path: Path) -> None:
-    """discover stores search results through the flow; a refused token is one sentence."""
+    """discover stores search results with a runs row; a refused token is one sentence."""
     from tests.github_server import FakeGitHub, make_repos
 
     warehouse = tmp_path / "w.duckdb"
     with FakeGitHub(make_repos(40)) as gh:
-        out = run_cli("discover", "--warehouse", str(warehouse), "--min-stars", "100",
-                        home=tmp_path, extra={"RACEMINE_GITHUB_API_URL": gh.url,
-                                              "RACEMINE_GITHUB_TOKEN": "ghp_PLANTED"})
-        assert out.returncode == 0, out.stderr
-        assert gh.calls and "ghp_PLANTED" not in out.stdout + out.stderr
+        out = runner.invoke(app, ["discover", "--warehouse", str(warehouse), "--min-stars",
+                                  "100"], env={"RACEMINE_GITHUB_API_URL": gh.url,
+                                               "RACEMINE_GITHUB_TOKEN": "ghp_PLANTED"})
+        assert out.exit_code == 0, out.output
+        assert gh.calls and "ghp_PLANTED" not in out.output
     con = duckdb.connect(str(warehouse), read_only=True)
     assert con.execute("SELECT min(stars) >= 100, count(*) > 0 FROM repos").fetchone() == (
         True, True)
     assert con.execute("SELECT kind, status FROM runs").fetchall() == [("discover", "completed")]
     con.close()
     with FakeGitHub([], lambda n, p: (401, {}, '{"message": "Bad credentials"}')) as gh:
-        bad = run_cli("discover", "--warehouse", str(warehouse), home=tmp_path,
-                        extra={"RACEMINE_GITHUB_API_URL": gh.url})
-    assert bad.returncode == 1 and "RACEMINE_GITHUB_TOKEN" in bad.stderr
-    assert "Traceback" not in bad.stderr and len(gh.calls) == 1
+        bad = runner.invoke(app, ["discover", "--warehouse", str(warehouse)],
+                            env={"RACEMINE_GITHUB_API_URL": gh.url, "RACEMINE_GITHUB_TOKEN": ""})
+    assert bad.exit_code == 1 and "RACEMINE_GITHUB_TOKEN" in bad.output
+    assert "Traceback" not in bad.output and len(gh.calls) == 1

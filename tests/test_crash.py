@@ -48,12 +48,9 @@ def build_history(path: Path, commits: int) -> None:
 
 
 MINE = """
-from flows.mining import label_repository, mine_repository
 from miners.classify import load_pattern_set
-from miners.git import open_local
-ref = open_local({repo!r}, name="github.com/acme/big")
-mine_repository(ref, {warehouse!r}, load_pattern_set(), "run", max_file_bytes=1_000_000)
-label_repository({warehouse!r}, ref.name, "run")
+from tests.conftest import mine_local
+mine_local({repo!r}, {warehouse!r}, load_pattern_set(), name="github.com/acme/big")
 """
 
 
@@ -110,7 +107,7 @@ def _processes_mentioning(text: str) -> list[int]:
 ANNOTATE = """
 from annotators.limits import Price
 from annotators.llm import LLMConfig
-from flows.annotating import annotate_with_llm
+from flows.jobs.annotate import annotate_with_llm
 config = LLMConfig(model="test-model", base_url={url!r}, api_key="sk-test",
                    price=Price(1.0, 2.0), concurrency=4, timeout_s=30)
 annotate_with_llm({warehouse!r}, config, {run!r})

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.discovering import discover
+from flows.jobs.discover import discover
 from miners.github import GitHubError, SearchQuery
 from tests.github_server import FakeGitHub, make_repos
 from warehouse.db import connect

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from flows.mining import label_repository, mine_repository
+from flows.jobs.mine import mine_and_label
+from flows.settings import Settings
 from miners.classify import PatternSet
 from miners.git import open_local
 from tests.conftest import COUNTER_FIXED, COUNTER_RACY, RepoBuilder
@@ -29,9 +30,8 @@ def _project(tmp_path: Path) -> tuple[RepoBuilder, str, str]:
 
 
 def _mine(ref, warehouse: Path, patterns: PatternSet, all_branches: bool = True) -> None:
-    mine_repository(ref, warehouse, patterns, "run", max_file_bytes=1_000_000,
-                    all_branches=all_branches)
-    label_repository(warehouse, ref.name, "run")
+    mine_and_label(ref, Settings(warehouse=warehouse), patterns, "run",
+                   all_branches=all_branches)
 
 
 def test_cherry_pick_points_to_the_original(tmp_path: Path, warehouse_path: Path,

@@ -12,11 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from annotators.schema import Annotation, BugLabel, BugLocation, BugType, Scope
-from flows.exporting import run_export
-from flows.mining import label_repository, mine_repository
+from flows.jobs.export import run_export
 from miners.classify import load_pattern_set
-from miners.git import open_local
-from tests.conftest import COUNTER_FIXED, COUNTER_RACY, RepoBuilder
+from tests.conftest import COUNTER_FIXED, COUNTER_RACY, RepoBuilder, mine_local
 from tests.conftest import history as build_history
 from warehouse.dataset import ExportLevel, Selection
 from warehouse.db import connect
@@ -45,10 +43,8 @@ ALL_FORMATS = [ExportFormat.JSONL, ExportFormat.HF, ExportFormat.DSPY]
 
 
 def _mine(repo: RepoBuilder, name: str, warehouse: Path) -> None:
-    ref = open_local(str(repo.path), name=name)
     run = name.rsplit("/", 1)[-1]
-    mine_repository(ref, warehouse, load_pattern_set(), f"mine-{run}", max_file_bytes=1_000_000)
-    label_repository(warehouse, name, f"label-{run}")
+    mine_local(repo.path, warehouse, load_pattern_set(), f"mine-{run}", name=name)
 
 
 def _small_repo(root: Path, license_text: str | None, module: str, day: str, ms: int

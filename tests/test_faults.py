@@ -17,16 +17,23 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from flows.jobs.annotate import annotate_with_llm
 
 from annotators.limits import Price
 from annotators.llm import LLMConfig
-from flows.annotating import annotate_with_llm
-from flows.mining import label_repository, mine_repository
+from flows.jobs.mining import mine_repository
 from miners.classify import PatternSet
 from miners.errors import MinerError, RepoNotFoundError, UnsafeSourceError
 from miners.git import fetch_mirror, open_local
 from miners.sources import check_spec, parse_remote_spec
-from tests.conftest import COUNTER_FIXED, COUNTER_RACY, RepoBuilder, run_cli, snapshot
+from tests.conftest import (
+    COUNTER_FIXED,
+    COUNTER_RACY,
+    RepoBuilder,
+    mine_local,
+    run_cli,
+    snapshot,
+)
 from tests.llm_server import FakeLLM, Reply, default_script
 from warehouse.db import connect
 from warehouse.errors import WarehouseError
@@ -34,10 +41,8 @@ from warehouse.errors import WarehouseError
 
 def mine(repo_path: Path, warehouse: Path, patterns: PatternSet, run: str = "run",
          max_file_bytes: int = 1_000_000):
-    ref = open_local(str(repo_path), name="github.com/acme/project")
-    result = mine_repository(ref, warehouse, patterns, run, max_file_bytes=max_file_bytes)
-    label_repository(warehouse, ref.name, run)
-    return result
+    return mine_local(repo_path, warehouse, patterns, run, name="github.com/acme/project",
+                      max_file_bytes=max_file_bytes)
 
 
 def one_sentence(message: str, *names: str) -> None:
@@ -210,15 +215,12 @@ def test_commit_touching_ten_thousand_files(tmp_path: Path, warehouse_path: Path
 def _limited_mine(repo: Path, warehouse: Path, limit: int) -> subprocess.CompletedProcess[str]:
     """Mine in a child process that may not write files past `limit` bytes (a full disk)."""
     code = ("import signal, sys\n"
-            "from flows.mining import mine_repository, label_repository\n"
+            "from tests.conftest import mine_local\n"
             "from miners.classify import load_pattern_set\n"
-            "from miners.git import open_local\n"
             "from warehouse.errors import WarehouseError\n"
-            f"ref = open_local({str(repo)!r}, name='github.com/acme/project')\n"
             "try:\n"
-            f"    mine_repository(ref, {str(warehouse)!r}, load_pattern_set(), 'run',\n"
-            "                    max_file_bytes=1_000_000)\n"
-            f"    label_repository({str(warehouse)!r}, ref.name, 'run')\n"
+            f"    mine_local({str(repo)!r}, {str(warehouse)!r}, load_pattern_set(),\n"
+            "               name='github.com/acme/project')\n"
             "except WarehouseError as exc:\n"
             "    sys.exit(f'error: {exc}')\n")
 

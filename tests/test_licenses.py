@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.mining import mine_repository
+from flows.jobs.mining import mine_repository
 from miners.classify import PatternSet
 from miners.git import open_local
 from miners.github import RepoInfo

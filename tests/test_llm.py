@@ -12,8 +12,8 @@ import pytest
 from annotators.errors import LLMError
 from annotators.limits import Price
 from annotators.llm import LLMConfig
-from flows.annotating import annotate_with_llm
-from flows.mining import mine_repository
+from flows.jobs.annotate import annotate_with_llm
+from flows.jobs.mining import mine_repository
 from miners.classify import PatternSet
 from miners.git import open_local
 from tests.conftest import RepoBuilder

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import duckdb
 
-from flows.mining import label_repository, mine_repository
+from flows.jobs.labeling import LabelCounts, label_unlabeled
+from flows.jobs.mining import mine_repository
 from miners.classify import PatternSet
 from miners.git import open_local
-from tests.conftest import RepoBuilder
+from tests.conftest import RepoBuilder, mine_local
 from warehouse.db import connect
 
 COUNTED = ("repos", "commits", "file_changes", "annotations")
@@ -26,10 +27,8 @@ def _counts(path: Path) -> dict[str, int]:
 
 def _mine(repo: RepoBuilder, warehouse: Path, patterns: PatternSet, run: str = "run"):
     """Mine, then label what mining left unlabeled; labels and fixes count both."""
-    ref = open_local(str(repo.path))
-    result = mine_repository(ref, warehouse, patterns, run, max_file_bytes=1_000_000)
-    labels, fixes = label_repository(warehouse, ref.name, run)
-    return result, result.labels + labels, result.fixes + fixes
+    result = mine_local(repo.path, warehouse, patterns, run)
+    return result, result.labels, result.fixes
 
 
 def _tree_digest(path: Path) -> str:
@@ -91,7 +90,7 @@ end
 def test_labels_made_while_mining_equal_labels_read_back(
         history: tuple[RepoBuilder, dict[str, str]], warehouse_path: Path,
         patterns: PatternSet) -> None:
-    """Mining labels each batch from the records in memory; label_repository labels from
+    """Mining labels each batch from the records in memory; label_unlabeled labels from
     the warehouse. Both must give every commit the same label, located by the parsed
     function (a head over six lines, which scanning up for a head miscounts)."""
     repo, _ = history
@@ -108,9 +107,9 @@ def test_labels_made_while_mining_equal_labels_read_back(
                        [fix]).fetchone() == ("checkout/4",)
     con.execute("DELETE FROM annotations")
     con.close()
-    assert label_repository(warehouse_path, ref.name, "relabel") == (result.labels,
-                                                                     result.fixes)
     con = connect(warehouse_path)
+    assert label_unlabeled(con, ref.name, "relabel") == LabelCounts(result.labels,
+                                                                   result.fixes)
     assert con.execute(query).fetchall() == while_mining
 
 

@@ -11,6 +11,7 @@ import duckdb
 from tests.conftest import RepoBuilder, run_cli
 from tests.github_server import FakeGitHub, make_repos
 from tests.llm_server import FakeLLM
+from tests.prefect_server import PrefectServer
 
 TOKEN = "ghp_PLANTEDtoken0123456789abcdefABCDEF"
 KEY = "sk-PLANTED-key-0123456789abcdefABCDEF"
@@ -29,8 +30,10 @@ def _tables_as_text(warehouse: Path) -> str:
 
 
 def test_planted_secrets_stay_out_of_everything(history: tuple[RepoBuilder, dict[str, str]],
-                                                tmp_path: Path) -> None:
-    """discover → mine → annotate → export with both secrets set leaks neither."""
+                                                tmp_path: Path,
+                                                prefect_server: PrefectServer) -> None:
+    """discover → mine → annotate → export with both secrets set, as a tracked run on a real
+    Prefect server, leaks neither."""
     repo, _ = history
     home = tmp_path / "home"
     home.mkdir()
@@ -43,7 +46,7 @@ def test_planted_secrets_stay_out_of_everything(history: tuple[RepoBuilder, dict
                       "--include-unknown-license", "--verbose", home=home,
                       extra={"RACEMINE_GITHUB_API_URL": gh.url, "RACEMINE_GITHUB_TOKEN": TOKEN,
                              "RACEMINE_LLM_BASE_URL": llm.base_url, "RACEMINE_LLM_API_KEY": KEY,
-                             "RACEMINE_LLM_MODEL": "gpt-4o-mini"})
+                             "RACEMINE_LLM_MODEL": "gpt-4o-mini", **prefect_server.env()})
         assert run.returncode == 0, run.stderr
         assert f"Bearer {TOKEN}" in gh.authorizations  # the secrets were really used
         assert llm.headers and all(h["authorization"] == f"Bearer {KEY}" for h in llm.headers)
@@ -51,10 +54,13 @@ def test_planted_secrets_stay_out_of_everything(history: tuple[RepoBuilder, dict
     assert con.execute("SELECT count(*) FROM annotations WHERE annotator LIKE 'llm/%'"
                        ).fetchone()[0] > 0
     con.close()
-    assert list(exports.rglob("*.parquet")) and (home / "prefect").is_dir()
+    assert list(exports.rglob("*.parquet"))
+    assert any(r["state_type"] == "COMPLETED" and r["parameters"]["warehouse"] == str(warehouse)
+               for r in prefect_server.flow_runs("pipeline"))  # it ran as a tracked flow
 
     texts = {"stdout": run.stdout, "stderr": run.stderr, "tables": _tables_as_text(warehouse)}
-    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    files = [p for root in (tmp_path, prefect_server.home) for p in root.rglob("*")
+             if p.is_file()]
     for secret in (TOKEN, KEY):
         for where, text in texts.items():
             assert secret not in text, where

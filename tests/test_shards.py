@@ -1,15 +1,13 @@
-"""Scale-out: Parquet shards written atomically, one loader into DuckDB, Dask equals threads."""
+"""Scale-out: Parquet shards written atomically, one loader into DuckDB (the Dask run that
+uses them is in test_tracked)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
 
-from flows.mining import mine_to_shard
+from flows.jobs.mining import mine_to_shard
 from miners.classify import PatternSet
 from miners.git import open_local
 from tests.conftest import RepoBuilder
@@ -45,24 +43,3 @@ def test_shard_appears_whole_and_loads_once(history: tuple[RepoBuilder, dict[str
     assert load_shards(con, root) == []  # nothing left: the shard was removed
     assert con.execute("SELECT count(*) FROM commits").fetchone() == (result.matches,)
     assert con.execute("SELECT last_mined_sha IS NOT NULL FROM repos").fetchone() == (True,)
-
-
-def test_dask_runner_gives_the_same_warehouse(history: tuple[RepoBuilder, dict[str, str]],
-                                              tmp_path: Path) -> None:
-    """Mining on a local Dask cluster (shards + loader) equals the default thread runner."""
-    repo, _ = history
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "RACEMINE_"))}
-    env.update({"PREFECT_HOME": str(tmp_path / "prefect"), "COLUMNS": "200",
-                "RACEMINE_CACHE_DIR": str(tmp_path / "cache"), "RACEMINE_CONCURRENCY": "2"})
-    warehouses = {}
-    for mode in ("threads", "dask"):
-        warehouse = tmp_path / f"{mode}.duckdb"
-        extra = ["--dask"] if mode == "dask" else []
-        proc = subprocess.run([sys.executable, "-m", "flows.cli", "mine", str(repo.path),
-                               "--warehouse", str(warehouse), *extra], capture_output=True,
-                              text=True, env=env, timeout=600)
-        assert proc.returncode == 0, proc.stderr
-        warehouses[mode] = warehouse
-    for table in TABLES:
-        assert _rows(warehouses["threads"], table) == _rows(warehouses["dask"], table), table
-    assert not any((tmp_path / "dask.shards").iterdir())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import duckdb
 
+from annotators.schema import CommitInput, FileInput
 from warehouse.errors import QueryError
 
 
@@ -40,13 +41,10 @@ def unlabeled_commits(con: duckdb.DuckDBPyConnection, repo: str, annotator: str,
     return [r[0] for r in rows]
 
 
-FileRow = tuple[str, str, bool, str | None, str | None, tuple[tuple[str, int, int], ...]]
-
-
-def commit_inputs(con: duckdb.DuckDBPyConnection, repo: str, shas: list[str]
-                  ) -> list[tuple[str, str, list[FileRow]]]:
-    """(sha, message, [(path, language, is_test, before, diff, functions)]) per sha, in
-    order; functions are (name, before start, before end) of changed functions."""
+def read_commit_inputs(con: duckdb.DuckDBPyConnection, repo: str, shas: list[str]
+                       ) -> list[CommitInput]:
+    """What an annotator sees of each stored commit of shas, in their order: the message and
+    each stored (not skipped) file with its before text, diff and changed functions."""
     if not shas:
         return []
     con.execute("CREATE OR REPLACE TEMP TABLE wanted AS SELECT unnest(?::VARCHAR[]) AS sha",
@@ -60,16 +58,19 @@ def commit_inputs(con: duckdb.DuckDBPyConnection, repo: str, shas: list[str]
                FROM function_changes g JOIN wanted USING (sha)
                WHERE g.repo = ? AND g.before_start IS NOT NULL""", [repo]).fetchall():
         spans.setdefault((sha, path), []).append((function, start, end))
-    files: dict[str, list[FileRow]] = {}
+    files: dict[str, list[FileInput]] = {}
     for sha, path, language, is_test, before, diff in con.execute(
             """SELECT f.sha, f.path, f.language, f.is_test, f.before, f.diff
                FROM file_changes f JOIN wanted USING (sha)
                WHERE f.repo = ? AND f.skipped_reason IS NULL ORDER BY f.sha, f.path""",
             [repo]).fetchall():
-        files.setdefault(sha, []).append((path, language, is_test, before, diff,
-                                          tuple(spans.get((sha, path), ()))))
+        files.setdefault(sha, []).append(FileInput(
+            path=path, language=language, is_test=is_test, before=before, diff=diff,
+            functions=tuple(spans.get((sha, path), ()))))
     con.execute("DROP TABLE wanted")
-    return [(sha, messages[sha], files.get(sha, [])) for sha in shas if sha in messages]
+    return [CommitInput(repo=repo, sha=sha, message=messages[sha],
+                        files=tuple(files.get(sha, ())))
+            for sha in shas if sha in messages]
 
 
 STATS_QUERIES = {

@@ -6,16 +6,17 @@ import json
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pyarrow as pa
 
 from annotators.schema import Annotation
 from miners.classify import Match
-from miners.github import RepoInfo
 from miners.records import CommitFiles, RepoRef
 from warehouse.db import transaction
+
+if TYPE_CHECKING:  # httpx, which miners.github needs, is not imported by a mine
+    from miners.github import RepoInfo
 
 _KEYS = {
     "commits": ("repo", "sha"),
@@ -42,6 +43,8 @@ def upsert_rows(con: duckdb.DuckDBPyConnection, table: str, rows: Sequence[Mappi
         return 0
     key = _KEYS[table]
     unique = list({tuple(r[k] for k in key): r for r in rows}.values())
+    import pyarrow as pa  # here, not at import: a mine with nothing new never needs it
+
     batch = pa.Table.from_pylist(unique)  # noqa: F841  (read by DuckDB's replacement scan)
     verb = "INSERT" if new else "INSERT OR REPLACE"
     con.execute(f"{verb} INTO {table} BY NAME SELECT * FROM batch")

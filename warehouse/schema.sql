@@ -164,7 +164,7 @@ CREATE TABLE IF NOT EXISTS runs (
     kind         VARCHAR NOT NULL,        -- mine | annotate | export | ...
     started_at   TIMESTAMPTZ NOT NULL,
     finished_at  TIMESTAMPTZ,
-    status       VARCHAR NOT NULL,        -- running | completed | failed
+    status       VARCHAR NOT NULL,        -- running | completed | partially_failed | failed
     parameters   JSON,                    -- never holds secrets
     counts       JSON,
     errors       VARCHAR[]

@@ -16,10 +16,11 @@ import duckdb
 from annotators.limits import price_for
 from annotators.llm import LLMConfig, Outcome, RunSummary, annotate_commits
 from annotators.prompting import input_hash
-from annotators.schema import Annotation, CommitInput, FileInput
+from annotators.schema import Annotation, CommitInput
+from flows.jobs.runs import recorded_run
 from flows.settings import Settings
 from warehouse.db import open_warehouse
-from warehouse.queries import commit_inputs, repo_names, unlabeled_commits
+from warehouse.queries import read_commit_inputs, repo_names, unlabeled_commits
 from warehouse.save import copy_cached_labels, save_annotations, save_llm_calls
 
 BATCH = 100
@@ -32,6 +33,31 @@ class AnnotateResult:
     commits: int  # commits that needed a label
     cache_hits: int
     summary: RunSummary
+    status: str = "completed"  # of the runs row: completed, partially_failed or failed
+
+
+def annotate(settings: Settings, *, repos: list[str] | None = None, model: str | None = None,
+             verify: bool = False, concurrency: int | None = None,
+             max_usd: float | None = None, max_tokens: int | None = None,
+             limit: int | None = None, retry_failed: bool = False) -> AnnotateResult:
+    """The annotate use case: label what has no label from this model and prompt yet, with a
+    runs row that says failed when every commit failed (and partially failed when some did)."""
+    config = llm_config(settings, model=model, verify=verify, concurrency=concurrency,
+                        max_usd=max_usd, max_tokens=max_tokens)
+    parameters = {"repos": repos, "model": config.model, "verify": verify,
+                  "base_url": settings.llm_base_url, "max_usd": max_usd,
+                  "max_tokens": max_tokens, "limit": limit}
+    with recorded_run(settings.warehouse, "annotate", parameters) as run:
+        result = annotate_with_llm(settings.warehouse, config, run.run_id, repos=repos,
+                                   limit=limit, retry_failed=retry_failed)
+        summary = result.summary
+        run.counts = {"commits": result.commits, "cache_hits": result.cache_hits,
+                      **dataclasses.asdict(summary)}
+        if summary.failed:
+            run.errors = [f"{summary.failed} of {summary.labeled + summary.failed} commits "
+                          "got no valid label (annotations.failure says why)"]
+        run.judge(succeeded=summary.labeled + result.cache_hits, failed=summary.failed)
+    return dataclasses.replace(result, status=run.status.value)
 
 
 def llm_config(settings: Settings, *, model: str | None = None, verify: bool = False,
@@ -67,9 +93,8 @@ def annotate_with_llm(warehouse: Path, config: LLMConfig, run_id: str, *,
             nonlocal hits
             for start in range(0, len(todo), BATCH):
                 chunk = todo[start:start + BATCH]
-                inputs = [CommitInput(repo, sha, message, tuple(FileInput(*f) for f in files))
-                          for repo in dict.fromkeys(r for r, _ in chunk)
-                          for sha, message, files in commit_inputs(
+                inputs = [commit for repo in dict.fromkeys(r for r, _ in chunk)
+                          for commit in read_commit_inputs(
                               con, repo, [s for r, s in chunk if r == repo])]
                 hashes = {(c.repo, c.sha): input_hash(c) for c in inputs}
                 copied = copy_cached_labels(con, annotator, run_id,

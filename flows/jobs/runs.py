@@ -1,10 +1,12 @@
-"""The runs row every flow leaves behind: started, then completed or failed with why."""
+"""The runs row every job leaves behind: started, then completed, partially failed or failed
+with why."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -12,14 +14,31 @@ from warehouse.db import open_warehouse
 from warehouse.save import finish_run, start_run
 
 
+class RunStatus(StrEnum):
+    COMPLETED = "completed"
+    PARTIALLY_FAILED = "partially_failed"
+    FAILED = "failed"
+
+
 @dataclass
 class RunRecord:
-    """What a flow fills in while it works; written when the block ends."""
+    """What a job fills in while it works; written when the block ends."""
 
     run_id: str
     counts: dict[str, Any] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
-    failed: bool = False  # set when the work finished but nothing succeeded
+    status: RunStatus = RunStatus.COMPLETED
+
+    def judge(self, succeeded: int, failed: int) -> None:
+        """The status of work in units (repositories, commits) of which some failed."""
+        self.status = status_of(succeeded, failed)
+
+
+def status_of(succeeded: int, failed: int) -> RunStatus:
+    """Completed when nothing failed; failed when nothing succeeded; else partially failed."""
+    if not failed:
+        return RunStatus.COMPLETED
+    return RunStatus.PARTIALLY_FAILED if succeeded else RunStatus.FAILED
 
 
 @contextmanager
@@ -28,15 +47,15 @@ def recorded_run(warehouse: str | Path, kind: str, parameters: Mapping[str, Any]
     """A runs row for the block: an exception marks it failed with its first line."""
     with open_warehouse(warehouse) as con:
         record = RunRecord(start_run(con, kind, parameters))
-    status = "failed"
+    status = RunStatus.FAILED
     try:
         yield record
-        status = "failed" if record.failed else "completed"
+        status = record.status
     except BaseException as exc:
         reason = str(exc).splitlines()[0][:500] if str(exc) else type(exc).__name__
         record.errors = [*record.errors, f"{reason} (the next run resumes)"]
         raise
     finally:
         with open_warehouse(warehouse) as con:
-            finish_run(con, record.run_id, status=status, counts=record.counts,
+            finish_run(con, record.run_id, status=status.value, counts=record.counts,
                        errors=record.errors)

@@ -1,12 +1,17 @@
-"""Discovery: GitHub search or a curated list into the repos table."""
+"""The discover use case: GitHub search or a curated list into the repos table."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+from flows.jobs.retry import retrying
+from flows.jobs.runs import recorded_run
+from flows.settings import Settings
 from miners.github import (
     GitHubClient,
+    GitHubUnavailable,
     RepoInfo,
     SearchQuery,
     fetch_repo,
@@ -52,3 +57,29 @@ def discover(warehouse: Path, api_url: str, token: str | None, query: SearchQuer
                     break
         saved = save_discovered(con, found)
         return saved, gh.requests, gh.not_modified
+
+
+# GitHub unreachable after the client's own retries: the whole search is asked again later.
+DISCOVER_RETRY_DELAYS = (30.0, 120.0)
+
+
+@dataclass(frozen=True)
+class DiscoverResult:
+    stored: int
+    requests: int
+    not_modified: int  # requests answered from the ETag cache
+
+
+def discover_repos(settings: Settings, query: SearchQuery | None, list_file: Path | None = None,
+                   limit: int | None = None,
+                   retry_delays: Sequence[float] = DISCOVER_RETRY_DELAYS) -> DiscoverResult:
+    """Search GitHub (and/or read a curated list) into repos, with a runs row."""
+    token = settings.github_token.get_secret_value() if settings.github_token else None
+    parameters = {"query": repr(query), "list_file": str(list_file) if list_file else None,
+                  "limit": limit}
+    with recorded_run(settings.warehouse, "discover", parameters) as run:
+        stored, requests, cached = retrying(
+            lambda: discover(settings.warehouse, settings.github_api_url.rstrip("/"), token,
+                             query, list_file, limit), GitHubUnavailable, retry_delays)
+        run.counts = {"repos": stored, "requests": requests, "not_modified": cached}
+    return DiscoverResult(stored, requests, cached)

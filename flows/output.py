@@ -1,4 +1,4 @@
-"""Tables that speak to people: the end-of-run summary and query results."""
+"""What the CLI prints for people: the end-of-run summary, query results, eval reports."""
 
 from __future__ import annotations
 
@@ -7,34 +7,43 @@ import datetime as dt
 import io
 import json
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 
-from flows.mining import RepoResult
+if TYPE_CHECKING:  # the mining code is not imported by `sql` or `stats`
+    from flows.jobs.mining import RepoResult
 
-_SUMMARY = (("scanned", "commits_scanned"), ("matches", "matches"), ("pairs", "pairs"),
-            ("functions", "functions"), ("skipped", "skipped"), ("labels", "labels"),
-            ("fixes", "fixes"))
+_COUNTS = (("scanned", "commits_scanned"), ("matched", "matches"), ("pairs", "pairs"),
+           ("functions", "functions"), ("skipped", "skipped"))
+_LABELS = (("labels", "labels"), ("fixes", "fixes"))
 
 
-def summary_table(results: Sequence[RepoResult], seconds: float) -> Table:
-    """One row per repository plus a total: what this run scanned, stored and labeled."""
-    table = Table(title=f"racemine mine — {seconds:.1f}s")
-    table.add_column("repo", overflow="fold")
-    for title, _ in _SUMMARY:
-        table.add_column(title, justify="right")
-    table.add_column("time", justify="right")
-    for r in results:
-        if r.error:
-            table.add_row(r.repo, *[""] * len(_SUMMARY), "", style="red")
-            continue
-        table.add_row(r.repo, *[f"{getattr(r, k):,}" for _, k in _SUMMARY], f"{r.seconds:.1f}s")
+def _counts(r: RepoResult, names: tuple[tuple[str, str], ...]) -> str:
+    return " · ".join(f"{title} {getattr(r, key):,}" for title, key in names)
+
+
+def print_summary(console: Console, results: Sequence[RepoResult], seconds: float,
+                  status: str) -> None:
+    """What a mine did, a few short lines per repository: readable at 80 columns and in a
+    log, where a wide table would wrap."""
+    plural = "y" if len(results) == 1 else "ies"
+    console.print(f"racemine mine: {len(results)} repositor{plural} in {seconds:.1f} s "
+                  f"({status.replace('_', ' ')})", highlight=False, markup=False)
+    rows = list(results)
     if len(results) > 1:
-        table.add_row("total", *[f"{sum(getattr(r, k) for r in results):,}"
-                                 for _, k in _SUMMARY], "", style="bold")
-    return table
+        rows.append(replace(results[0], repo="total", error=None, **{
+            k: sum(getattr(r, k) for r in results) for _, k in _COUNTS + _LABELS}))
+    for r in rows:
+        if r.error:
+            console.print(f"{r.repo}\n  error: {r.error}", style="red", highlight=False,
+                          markup=False, overflow="fold")
+            continue
+        took = f" · {r.seconds:.1f} s" if r.repo != "total" else ""
+        console.print(f"{r.repo}\n  {_counts(r, _COUNTS)}\n  {_counts(r, _LABELS)}{took}",
+                      highlight=False, markup=False, overflow="fold")
 
 
 def _plain(value: Any) -> Any:
@@ -95,14 +104,11 @@ def print_eval(console: Console, report: Any) -> None:
     for name, rate in report.pattern_precision.items():
         patterns.add_row(name, _rate(rate))
     console.print(patterns)
-    predicted = sorted({p for row in report.confusion.values() for p in row})
-    confusion = Table(title="bug type: gold (rows) x predicted (columns)")
-    confusion.add_column("gold \\ predicted")
-    for p in predicted:
-        confusion.add_column(p, justify="right")
+    console.print("[bold]bug type: gold → predicted[/bold]")
     for gold_type, row in report.confusion.items():
-        confusion.add_row(gold_type, *[str(row.get(p, "")) for p in predicted])
-    console.print(confusion)
+        got = " · ".join(f"{p} {n}" for p, n in sorted(row.items(), key=lambda i: -i[1]))
+        console.print(f"  {gold_type} ({sum(row.values())}): {got}", highlight=False,
+                      markup=False)
     for title, items in (("false positives", report.false_positives),
                          ("false negatives", report.false_negatives)):
         if items:
@@ -115,6 +121,11 @@ def print_eval(console: Console, report: Any) -> None:
             kind = "fix" if m.is_concurrency_fix else "not a fix"
             console.print(f"  {m.repo} {m.sha[:10]} [{kind}; {m.reason}] {m.subject}",
                           highlight=False, markup=False)
+    for repo in report.repos_not_found:
+        held = ", ".join(report.warehouse_repos) or "no repository"
+        console.print(f"repository {repo}: no warehouse name matched (looked for {repo} and "
+                      f"<host>/{repo}; the warehouse holds {held}); mine it, or name a local "
+                      f"clone with `racemine mine PATH={repo}`", highlight=False, markup=False)
 
 
 def render_vertical(console: Console, columns: list[str], rows: list[tuple], title: str) -> None:

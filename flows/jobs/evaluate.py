@@ -1,7 +1,9 @@
-"""Measuring the warehouse's labels against a gold file (for `racemine eval` and the card)."""
+"""The evaluate use case: the warehouse's labels against a gold file (`racemine eval`, and
+the dataset card)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from annotators.evaluation import Report, build_predictions, evaluate, gold_repo_for, load_gold
@@ -22,8 +24,11 @@ def measure(warehouse: Path, gold: Path, annotator: str | None = None, strict: b
     gold_repos = {r.repo for r in rows}
     with open_warehouse(warehouse, read_only=True) as con:
         predictions = build_predictions(eval_rows(con, annotator), gold_repos)
-        mined = [r for r in (gold_repo_for(n, gold_repos) for n in repo_names(con)) if r]
+        stored = repo_names(con)
+    mined = [r for r in (gold_repo_for(n, gold_repos) for n in stored) if r]
     if mined_only:
         kept = set(mined)
         rows = [r for r in rows if r.repo in kept]
-    return evaluate(rows, predictions, mined)
+    report = evaluate(rows, predictions, mined)
+    return replace(report, repos_not_found=sorted({r.repo for r in rows} - set(mined)),
+                   warehouse_repos=stored)

@@ -1,4 +1,4 @@
-"""Writing a dataset export from the warehouse: the wiring shared by the CLI and the flow."""
+"""The export use case: dataset folders written from the warehouse."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ from dataclasses import asdict
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from flows.evaluating import measure
-from warehouse.dataset import Selection
+from flows.jobs.evaluate import measure
+from flows.jobs.runs import recorded_run
+from flows.settings import Settings
+from warehouse.dataset import ExportLevel, Selection
 from warehouse.db import SCHEMA_VERSION, open_warehouse
 from warehouse.export import MEMORY_LIMIT, ExportResult, export_dataset
 from warehouse.formats import ExportFormat, PartitionBy
@@ -38,3 +40,26 @@ def run_export(warehouse: Path, out: Path, selection: Selection, plan: SplitPlan
         return export_dataset(con, out, selection, plan, formats, partition_by=partition_by,
                               quality=quality, versions=_versions(),
                               memory_limit=memory_limit)
+
+
+DEFAULT_FORMATS = (ExportFormat.JSONL, ExportFormat.HF, ExportFormat.DSPY)
+
+
+def export_levels(settings: Settings, out_dir: Path, *, min_confidence: float = 0.0,
+                  include_unknown_license: bool = False, seed: int = 0,
+                  formats: Sequence[ExportFormat] = DEFAULT_FORMATS, gold: Path | None = None
+                  ) -> dict[str, int]:
+    """The pipeline's export: file- and function-level datasets in out_dir/file and
+    out_dir/function, with a runs row; returns the rows written per level."""
+    parameters = {"out_dir": str(out_dir), "min_confidence": min_confidence,
+                  "include_unknown_license": include_unknown_license, "seed": seed,
+                  "formats": [f.value for f in formats], "gold": str(gold) if gold else None}
+    with recorded_run(settings.warehouse, "export", parameters) as run:
+        for level in ExportLevel:
+            selection = Selection(level=level, min_confidence=min_confidence,
+                                  include_unknown_license=include_unknown_license)
+            result = run_export(settings.warehouse, out_dir / level.value, selection,
+                                SplitPlan(seed=seed), formats, gold=gold,
+                                memory_limit=settings.export_memory)
+            run.counts[level.value] = result.total
+    return dict(run.counts)
