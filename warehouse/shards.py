@@ -19,8 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from miners.licenses import LicenseGuess
 from warehouse.db import transaction
@@ -44,6 +42,10 @@ class ShardWriter:
         self._parts = 0
 
     def write(self, rows: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
+        # pyarrow is imported here: a mine into DuckDB never writes a shard.
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
         for table in TABLES:
             if rows.get(table):
                 folder = self._tmp / table
