@@ -150,7 +150,7 @@ def mine_repos(specs: Sequence[RepoSpec], settings: Settings, *,
     with its own DuckDB connection); one runs row for the whole."""
     patterns = load_pattern_set(patterns_file)  # a bad pattern file fails before any work
     with recorded_run(settings.warehouse, "mine",
-                      run_parameters(specs, patterns_file, all_branches)) as run:
+                      run_parameters(specs, patterns_file, all_branches), keep_open=True) as run:
         one = partial(mine_one, settings=settings, patterns=patterns, run_id=run.run_id,
                       all_branches=all_branches, progress=progress)
         results = _map(one, specs, settings.concurrency)

@@ -4,7 +4,7 @@ with why."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -42,14 +42,19 @@ def status_of(succeeded: int, failed: int) -> RunStatus:
 
 
 @contextmanager
-def recorded_run(warehouse: str | Path, kind: str, parameters: Mapping[str, Any]
-                 ) -> Iterator[RunRecord]:
-    """A runs row for the block: an exception marks it failed with its first line."""
+def recorded_run(warehouse: str | Path, kind: str, parameters: Mapping[str, Any], *,
+                 keep_open: bool = False) -> Iterator[RunRecord]:
+    """A runs row for the block: an exception marks it failed with its first line.
+
+    keep_open holds a connection for the block, so that the work's own read-write
+    connections join the open database instead of opening the file (and checkpointing it at
+    close) once each; work that opens the file read-only cannot use it."""
     with open_warehouse(warehouse) as con:
         record = RunRecord(start_run(con, kind, parameters))
     status = RunStatus.FAILED
     try:
-        yield record
+        with open_warehouse(warehouse) if keep_open else nullcontext():
+            yield record
         status = record.status
     except BaseException as exc:
         reason = str(exc).splitlines()[0][:500] if str(exc) else type(exc).__name__

@@ -88,8 +88,8 @@ def mine_flow(repos: list[RepoSpec], patterns_file: Path | None = None,
     settings = Settings.load(warehouse)
     load_pattern_set(patterns_file)  # a bad pattern file fails before any work
     with recorded_run(settings.warehouse, "mine",
-                      run_parameters(repos, patterns_file, all_branches, sharded=sharded)
-                      ) as run:
+                      run_parameters(repos, patterns_file, all_branches, sharded=sharded),
+                      keep_open=True) as run:
         mirrored = [mirror_task.submit(spec, settings) for spec in repos]
         pending: list[RepoResult | PrefectFuture[Any]] = []
         for spec, future in zip(repos, mirrored, strict=True):
