@@ -6,7 +6,7 @@ The floor is what plain git needs for the same answer: `git log -P --grep` with 
 classifier's patterns plus the full patches of the commits it matches, in one process.
 racemine's core (scan, classify, extract, store, label into a fresh DuckDB file) is timed
 in this process after imports; the full `racemine mine` command (interpreter, imports and
-Prefect's ephemeral server included) is timed as a subprocess and reported beside it.
+start-up included) is timed as a subprocess and reported beside it.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def main() -> None:
     print(f"racemine core     {core_s:8.2f} s  ({matches:,} matches, {pairs:,} pairs, "
           f"{labels:,} labels, into DuckDB)")
     print(f"ratio core/floor  {core_s / floor_s:8.2f} x")
-    print(f"racemine mine CLI {cli_s:8.2f} s  (start-up and Prefect included: "
+    print(f"racemine mine CLI {cli_s:8.2f} s  (start-up included: "
           f"{cli_s - core_s:.2f} s over core; imports alone {import_s:.2f} s)")
 
 

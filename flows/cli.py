@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -278,6 +279,9 @@ def serve(
                       "include_unknown_license": plan.include_unknown_license}
         console.print(f"serving pipeline/{name} on {cron!r}; stop with Ctrl-C (the schedule "
                       "stays on the server)", highlight=False)
+        # Prefect's runner leaves a coroutine unawaited when SIGTERM stops it; its warning
+        # would be the last thing a stopped `serve` prints.
+        warnings.filterwarnings("ignore", "coroutine .* was never awaited", RuntimeWarning)
         # The schedule keeps running when this process stops (a restart must not pause
         # the nightly run).
         pipeline_flow.serve(name=name, cron=cron, parameters=parameters,

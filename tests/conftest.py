@@ -216,6 +216,15 @@ TABLES = {
 }
 
 
+def run_rows(warehouse: Path) -> list[tuple[str, str]]:
+    """(kind, status) of every runs row, oldest first."""
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        return con.execute("SELECT kind, status FROM runs ORDER BY started_at").fetchall()
+    finally:
+        con.close()
+
+
 def snapshot(warehouse: Path) -> dict[str, list[tuple]]:
     """Every stored row that carries data (not run ids or times), sorted."""
     con = duckdb.connect(str(warehouse), read_only=True)

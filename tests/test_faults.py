@@ -17,10 +17,10 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from flows.jobs.annotate import annotate_with_llm
 
 from annotators.limits import Price
 from annotators.llm import LLMConfig
+from flows.jobs.annotate import annotate_with_llm
 from flows.jobs.mining import mine_repository
 from miners.classify import PatternSet
 from miners.errors import MinerError, RepoNotFoundError, UnsafeSourceError

@@ -6,23 +6,14 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import duckdb
 import pytest
 import yaml
 from typer.testing import CliRunner
 
 from flows.cli import app
-from tests.conftest import RepoBuilder
+from tests.conftest import RepoBuilder, run_rows
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def runs(warehouse: Path) -> list[tuple[str, str]]:
-    con = duckdb.connect(str(warehouse), read_only=True)
-    try:
-        return con.execute("SELECT kind, status FROM runs ORDER BY started_at").fetchall()
-    finally:
-        con.close()
 
 
 def test_pipeline_once_from_the_cli(history: tuple[RepoBuilder, dict[str, str]],
@@ -34,7 +25,7 @@ def test_pipeline_once_from_the_cli(history: tuple[RepoBuilder, dict[str, str]],
                                       str(repo.path), "--export-dir", str(out),
                                       "--warehouse", str(warehouse)])
     assert result.exit_code == 0, result.output
-    assert runs(warehouse) == [("mine", "completed"), ("export", "completed")]
+    assert run_rows(warehouse) == [("mine", "completed"), ("export", "completed")]
     assert {p.name for p in out.iterdir()} == {"file", "function"}
     for level in ("file", "function"):
         assert {p.name for p in (out / level).iterdir()} >= {
@@ -51,7 +42,7 @@ def test_pipeline_says_when_a_step_failed(tmp_path: Path) -> None:
                                       "--repo", str(not_a_repo), "--warehouse", str(warehouse)])
     assert result.exit_code == 1, result.output
     assert "'status': 'failed'" in result.output
-    assert runs(warehouse) == [("mine", "failed")]
+    assert run_rows(warehouse) == [("mine", "failed")]
 
 
 def test_deployment_files_are_consistent() -> None:

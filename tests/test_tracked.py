@@ -11,7 +11,7 @@ from pathlib import Path
 
 import duckdb
 
-from tests.conftest import TABLES, RepoBuilder, clean_env, run_cli, snapshot
+from tests.conftest import TABLES, RepoBuilder, clean_env, run_cli, run_rows, snapshot
 from tests.prefect_server import PrefectServer
 
 
@@ -22,14 +22,6 @@ def _wait(predicate: Callable[[], bool], seconds: float, what: str) -> None:
             return
         time.sleep(1)
     raise AssertionError(f"timed out after {seconds:.0f} s waiting for {what}")
-
-
-def _runs(warehouse: Path) -> list[tuple[str, str]]:
-    con = duckdb.connect(str(warehouse), read_only=True)
-    try:
-        return con.execute("SELECT kind, status FROM runs ORDER BY started_at").fetchall()
-    finally:
-        con.close()
 
 
 def _repos(warehouse: Path) -> list[tuple]:
@@ -61,7 +53,7 @@ def test_tracked_mine_equals_direct(history: tuple[RepoBuilder, dict[str, str]],
     direct, tracked = tmp_path / "direct.duckdb", tmp_path / "tracked.duckdb"
     out = run_cli(*args, "--warehouse", str(direct), home=tmp_path)
     assert out.returncode == 0, out.stderr
-    before = len(prefect_server.flow_runs("mine"))
+    before = len(prefect_server.flowrun_rows("mine"))
     out = run_cli(*args, "--warehouse", str(tracked), home=tmp_path,
                   extra=prefect_server.env())
     assert out.returncode == 0, out.stderr
@@ -70,8 +62,8 @@ def test_tracked_mine_equals_direct(history: tuple[RepoBuilder, dict[str, str]],
         assert noise not in out.stdout + out.stderr, out.stderr
     assert snapshot(direct) == snapshot(tracked) and all(snapshot(direct)[t] for t in TABLES)
     assert _repos(direct) == _repos(tracked)
-    assert _runs(direct) == _runs(tracked) == [("mine", "completed")]
-    runs = prefect_server.flow_runs("mine")
+    assert run_rows(direct) == run_rows(tracked) == [("mine", "completed")]
+    runs = prefect_server.flowrun_rows("mine")
     assert len(runs) == before + 1 and runs[0]["state_type"] == "COMPLETED"
     listed = subprocess.run([sys.executable, "-m", "prefect", "flow-run", "ls"],
                             capture_output=True, text=True, timeout=120,
@@ -91,13 +83,13 @@ def test_tracked_failures_look_like_failures(history: tuple[RepoBuilder, dict[st
     failed = run_cli("mine", str(broken), "--warehouse", str(warehouse), home=tmp_path,
                      extra=prefect_server.env())
     assert failed.returncode == 1 and "not a git repository" in failed.stdout
-    assert prefect_server.flow_runs("mine")[0]["state_type"] == "FAILED"
+    assert prefect_server.flowrun_rows("mine")[0]["state_type"] == "FAILED"
     partial = run_cli("mine", str(broken), str(repo.path), "--warehouse", str(warehouse),
                       home=tmp_path, extra=prefect_server.env())
     assert partial.returncode == 1 and "(partially failed)" in partial.stdout
-    newest = prefect_server.flow_runs("mine")[0]
+    newest = prefect_server.flowrun_rows("mine")[0]
     assert (newest["state_type"], newest["state_name"]) == ("FAILED", "Partially failed")
-    assert _runs(warehouse) == [("mine", "failed"), ("mine", "partially_failed")]
+    assert run_rows(warehouse) == [("mine", "failed"), ("mine", "partially_failed")]
 
 
 def test_served_cron_schedule_fires(history: tuple[RepoBuilder, dict[str, str]],
@@ -115,7 +107,7 @@ def test_served_cron_schedule_fires(history: tuple[RepoBuilder, dict[str, str]],
     try:
         def ran() -> bool:
             assert served.poll() is None, "racemine serve stopped"
-            runs = [r for r in prefect_server.flow_runs("pipeline")
+            runs = [r for r in prefect_server.flowrun_rows("pipeline")
                     if r["parameters"].get("warehouse") == str(warehouse)]
             assert not any(r["state_type"] in ("FAILED", "CRASHED") for r in runs), runs
             return any(r["state_type"] == "COMPLETED" for r in runs)
@@ -127,7 +119,7 @@ def test_served_cron_schedule_fires(history: tuple[RepoBuilder, dict[str, str]],
             served.wait(timeout=20)
         except subprocess.TimeoutExpired:
             served.kill()
-    assert ("mine", "completed") in _runs(warehouse)
+    assert ("mine", "completed") in run_rows(warehouse)
     assert (out / "function" / "data" / "train-00000-of-00001.parquet").exists()
 
 
