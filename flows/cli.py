@@ -17,12 +17,13 @@ from contextlib import contextmanager
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 if TYPE_CHECKING:
+    from flows.jobs.pipeline import PipelinePlan
     from flows.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
@@ -195,7 +196,7 @@ UnknownLicenseOpt = Annotated[bool, typer.Option(
 
 
 def _pipeline_plan(skip: list[str] | None, repos: list[str] | None, repo_list: Path | None,
-                   export_dir: Path, include_unknown_license: bool) -> Any:
+                   export_dir: Path, include_unknown_license: bool) -> PipelinePlan:
     from flows.jobs.mine import parse_repo_args
     from flows.jobs.pipeline import STEPS, PipelinePlan
 

@@ -254,3 +254,26 @@ def test_discover_command(tmp_path: Path) -> None:
                             env={"RACEMINE_GITHUB_API_URL": gh.url, "RACEMINE_GITHUB_TOKEN": ""})
     assert bad.exit_code == 1 and "RACEMINE_GITHUB_TOKEN" in bad.output
     assert "Traceback" not in bad.output and len(gh.calls) == 1
+
+
+def test_annotate_run_where_every_commit_failed_is_failed(
+        mined: tuple[Path, RepoBuilder, Path], tmp_path: Path) -> None:
+    """Replies that never validate fail each commit, not the run; the command then exits 1
+    and its runs row says failed, with why."""
+    from tests.llm_server import FakeLLM, Reply
+
+    warehouse, _, _ = mined
+    copy = tmp_path / "w.duckdb"
+    copy.write_bytes(warehouse.read_bytes())
+    with FakeLLM(lambda r, c: Reply(content="I cannot answer in JSON.")) as llm:
+        out = runner.invoke(app, ["annotate", "--warehouse", str(copy), "--limit", "2"],
+                            env={"RACEMINE_LLM_BASE_URL": llm.base_url,
+                                 "RACEMINE_LLM_MODEL": "gpt-4o-mini",
+                                 "RACEMINE_LLM_API_KEY": "sk-test"})
+    assert out.exit_code == 1, out.output
+    assert "0 labeled, 2 failed" in out.output
+    con = duckdb.connect(str(copy), read_only=True)
+    status, errors = con.execute("SELECT status, errors FROM runs WHERE kind = 'annotate'"
+                                 ).fetchone()
+    con.close()
+    assert status == "failed" and "2 of 2 commits got no valid label" in errors[0]
