@@ -53,7 +53,7 @@ def test_tracked_mine_equals_direct(history: tuple[RepoBuilder, dict[str, str]],
     direct, tracked = tmp_path / "direct.duckdb", tmp_path / "tracked.duckdb"
     out = run_cli(*args, "--warehouse", str(direct), home=tmp_path)
     assert out.returncode == 0, out.stderr
-    before = len(prefect_server.flowrun_rows("mine"))
+    before = len(prefect_server.flow_runs("mine"))
     out = run_cli(*args, "--warehouse", str(tracked), home=tmp_path,
                   extra=prefect_server.env())
     assert out.returncode == 0, out.stderr
@@ -63,7 +63,7 @@ def test_tracked_mine_equals_direct(history: tuple[RepoBuilder, dict[str, str]],
     assert snapshot(direct) == snapshot(tracked) and all(snapshot(direct)[t] for t in TABLES)
     assert _repos(direct) == _repos(tracked)
     assert run_rows(direct) == run_rows(tracked) == [("mine", "completed")]
-    runs = prefect_server.flowrun_rows("mine")
+    runs = prefect_server.flow_runs("mine")
     assert len(runs) == before + 1 and runs[0]["state_type"] == "COMPLETED"
     listed = subprocess.run([sys.executable, "-m", "prefect", "flow-run", "ls"],
                             capture_output=True, text=True, timeout=120,
@@ -83,11 +83,11 @@ def test_tracked_failures_look_like_failures(history: tuple[RepoBuilder, dict[st
     failed = run_cli("mine", str(broken), "--warehouse", str(warehouse), home=tmp_path,
                      extra=prefect_server.env())
     assert failed.returncode == 1 and "not a git repository" in failed.stdout
-    assert prefect_server.flowrun_rows("mine")[0]["state_type"] == "FAILED"
+    assert prefect_server.flow_runs("mine")[0]["state_type"] == "FAILED"
     partial = run_cli("mine", str(broken), str(repo.path), "--warehouse", str(warehouse),
                       home=tmp_path, extra=prefect_server.env())
     assert partial.returncode == 1 and "(partially failed)" in partial.stdout
-    newest = prefect_server.flowrun_rows("mine")[0]
+    newest = prefect_server.flow_runs("mine")[0]
     assert (newest["state_type"], newest["state_name"]) == ("FAILED", "Partially failed")
     assert run_rows(warehouse) == [("mine", "failed"), ("mine", "partially_failed")]
 
@@ -107,7 +107,7 @@ def test_served_cron_schedule_fires(history: tuple[RepoBuilder, dict[str, str]],
     try:
         def ran() -> bool:
             assert served.poll() is None, "racemine serve stopped"
-            runs = [r for r in prefect_server.flowrun_rows("pipeline")
+            runs = [r for r in prefect_server.flow_runs("pipeline")
                     if r["parameters"].get("warehouse") == str(warehouse)]
             assert not any(r["state_type"] in ("FAILED", "CRASHED") for r in runs), runs
             return any(r["state_type"] == "COMPLETED" for r in runs)
