@@ -5,19 +5,15 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
 
 from flows.jobs.progress import Progress as Reporter
 from flows.jobs.progress import no_progress
+
+if TYPE_CHECKING:  # rich.progress is imported only when bars are shown
+    from rich.progress import Progress, TaskID
 
 _active: Reporter = no_progress  # what tracked tasks report to while the CLI shows bars
 
@@ -46,6 +42,14 @@ def live(console: Console) -> Iterator[Reporter]:
     if not console.is_terminal:
         yield no_progress
         return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), console=console, transient=True)
     with progress:
