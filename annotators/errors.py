@@ -9,5 +9,9 @@ class LLMError(AnnotatorError):
     """A failure that stops a whole LLM run (bad key, unknown model, rejected request)."""
 
 
+class LLMNotConfigured(LLMError):
+    """No model (or no way to reach one) is configured; nothing was sent."""
+
+
 class EvalFileError(AnnotatorError):
     """A gold file that cannot be read or has an invalid row."""

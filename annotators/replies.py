@@ -28,6 +28,8 @@ class Completion:
     refusal: str | None
     tokens_in: int | None  # None where the server reports no usage
     tokens_out: int | None
+    cached_tokens: int = 0  # input tokens served from the server's prefix cache
+    reasoning_tokens: int = 0  # output tokens a reasoning model spent thinking
 
 
 def read_completion(answer: object) -> Completion:
@@ -45,10 +47,14 @@ def read_completion(answer: object) -> Completion:
     refusal = message.get("refusal")
     content = message.get("content")
     reason = choice.get("finish_reason")
+    prompt_details = _object(usage.get("prompt_tokens_details"))
+    output_details = _object(usage.get("completion_tokens_details"))
     return Completion(content if isinstance(content, str) else None,
                       reason if isinstance(reason, str) else None,
                       str(refusal) if refusal else None,
-                      _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens")))
+                      _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens")),
+                      _count(prompt_details.get("cached_tokens")) or 0,
+                      _count(output_details.get("reasoning_tokens")) or 0)
 
 
 def _object(value: object) -> dict[str, Any]:
@@ -59,23 +65,44 @@ def _count(value: object) -> int | None:
     return value if isinstance(value, int) and value >= 0 else None
 
 
-def parse_json_reply(text: str | None) -> dict[str, Any]:
-    """The JSON object in a reply: bare, inside ``` fences, or surrounded by prose."""
+_REASONING = re.compile(r"<(think|thinking|reasoning)>.*?(</\1>|$)", re.DOTALL | re.IGNORECASE)
+_MAX_STARTS = 200  # braces tried as the start of the object, at most
+
+
+def strip_reasoning(text: str) -> str:
+    """The reply without the <think>…</think> blocks reasoning models put before an answer
+    (an unclosed one runs to the end)."""
+    return _REASONING.sub("", text)
+
+
+def json_objects(text: str | None) -> list[dict[str, Any]]:
+    """Every JSON object in a reply, in order: bare, inside ``` fences, or anywhere in prose
+    or after a reasoning block (each opening brace is tried, so a `{:ok, pid}` in prose does
+    not hide the object after it)."""
     if not text or not text.strip():
         raise ReplyError("the reply was empty; answer with one JSON object")
-    text = text[:MAX_REPLY_CHARS]
-    candidates = [text.strip(), *(m.group(1).strip() for m in _CODE_FENCE.finditer(text))]
-    start = text.find("{")
-    if start >= 0:
-        candidates.append(text[start:])
-    for candidate in candidates:
+    text = strip_reasoning(text[:MAX_REPLY_CHARS])
+    candidates = [(text.strip(), 0),
+                  *((m.group(1).strip(), 0) for m in _CODE_FENCE.finditer(text))]
+    starts = [m.start() for m in re.finditer(r"\{", text)][:_MAX_STARTS]
+    candidates += [(text, i) for i in starts]
+    found: list[dict[str, Any]] = []
+    decoder = json.JSONDecoder()
+    for candidate, start in candidates:
         try:
-            value, _ = json.JSONDecoder().raw_decode(candidate)
+            value, _ = decoder.raw_decode(candidate, start)
         except (json.JSONDecodeError, RecursionError):  # RecursionError: nested too deep
             continue
-        if isinstance(value, dict):
-            return value
-    raise ReplyError("the reply was not a JSON object; answer with one JSON object only")
+        if isinstance(value, dict) and value not in found:
+            found.append(value)
+    if not found:
+        raise ReplyError("the reply was not a JSON object; answer with one JSON object only")
+    return found
+
+
+def parse_json_reply(text: str | None) -> dict[str, Any]:
+    """The first JSON object in a reply (see json_objects)."""
+    return json_objects(text)[0]
 
 
 def check_location(label: BugLabel, commit: CommitInput) -> None:
@@ -107,17 +134,33 @@ def check_location(label: BugLabel, commit: CommitInput) -> None:
                              f"{loc.file} before the change ({lines} lines)")
 
 
-def parse_label(text: str | None, commit: CommitInput) -> BugLabel:
-    """A validated label whose location exists in the change, or a ReplyError saying why."""
-    data = parse_json_reply(text)
-    try:
-        label = BugLabel.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "the object"
-        raise ReplyError(f"{where}: {first['msg']}; answer again following the schema") from exc
-    check_location(label, commit)
-    return label
+_FIELDS = frozenset(BugLabel.model_fields)
+
+
+@dataclass(frozen=True)
+class ParsedLabel:
+    label: BugLabel
+    extra: dict[str, Any]  # keys the schema does not name (a critique, notes): kept, not fatal
+
+
+def parse_label(text: str | None, commit: CommitInput) -> ParsedLabel:
+    """The first object in the reply that validates as a label whose location exists in the
+    change, with the keys the schema does not name; or a ReplyError that lists every problem
+    of the most label-like object at once."""
+    errors: list[str] = []
+    for data in sorted(json_objects(text), key=lambda d: -len(_FIELDS & d.keys())):
+        try:
+            label = BugLabel.model_validate({k: v for k, v in data.items() if k in _FIELDS})
+            check_location(label, commit)
+        except ValidationError as exc:
+            errors = errors or [f"{'.'.join(str(p) for p in e['loc']) or 'the object'}: "
+                                f"{e['msg']}" for e in exc.errors()]
+            continue
+        except ReplyError as exc:
+            errors = errors or [str(exc)]
+            continue
+        return ParsedLabel(label, {k: v for k, v in data.items() if k not in _FIELDS})
+    raise ReplyError("; ".join(errors[:20]) + "; answer again following the schema")
 
 
 def parse_verdict(text: str | None) -> tuple[bool, str]:

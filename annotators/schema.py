@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -99,3 +100,5 @@ class Annotation:
     is_plausible: bool | None = None  # the skeptical reviewer's verdict, when asked
     critique: str | None = None
     verifier: str | None = None
+    reasks: int = 0  # times the model was asked again after an unusable answer
+    extra: dict[str, Any] | None = None  # keys of the reply the schema does not name

@@ -322,16 +322,18 @@ def annotate(
         else:
             from flows.jobs.annotate import annotate as annotate_job
 
-            result = annotate_job(settings, **options)
+            result = annotate_job(settings, **options, warn=lambda message: err_console.print(
+                f"[yellow]warning:[/yellow] {message}", highlight=False))
     s = result.summary
     console.print(
-        f"{result.annotator}: {result.commits:,} commits to label, {result.cache_hits:,} from "
-        f"cache, {s.labeled:,} labeled, {s.failed:,} failed, {s.requests:,} requests "
-        f"({s.retries:,} retries), {s.tokens_in + s.tokens_out:,} tokens, ~${s.cost_usd:.4f}",
-        highlight=False)
+        f"{result.annotator}\n  {result.commits:,} commits to label · {result.cache_hits:,} "
+        f"from cache · {s.labeled:,} labeled · {s.failed:,} failed\n  {s.requests:,} requests "
+        f"({s.retries:,} retries) · {s.tokens_in + s.tokens_out:,} tokens "
+        f"({s.cached_tokens:,} cached) · ~${s.cost_usd:.4f}", highlight=False)
     if s.stopped_by_budget:
         console.print(f"budget reached: {s.not_started:,} commits left for the next run")
-    _exit_for(result.status)
+    if result.status == "failed":  # commits that failed alone are retried by the next run
+        raise typer.Exit(1)
 
 
 class OutputFormat(StrEnum):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -27,14 +28,17 @@ class Reply:
     raw: str | None = None  # a raw body instead of a completion
     delay: float = 0.0
     refusal: str | None = None  # a refusal (content null), as OpenAI's models send it
+    null_content: bool = False  # content null (a reasoning model that spent its output cap)
+    stream: bool = False  # answer with server-sent events, as streaming-only servers do
+    usage: dict[str, Any] | None = None  # the usage object (default: 100 in, 20 out)
 
 
 Script = Callable[[dict[str, Any], int], Reply]
 
 
 def fence_of(request: dict[str, Any]) -> str:
-    system = request["messages"][0]["content"]
-    return re.search(r"carry the token ([0-9a-f]+)", system).group(1)  # type: ignore[union-attr]
+    user = request["messages"][1]["content"]
+    return re.search(r"Data token: ([0-9a-f]+)", user).group(1)  # type: ignore[union-attr]
 
 
 def outside_fence(request: dict[str, Any]) -> str:
@@ -57,6 +61,18 @@ def naive_label(request: dict[str, Any]) -> dict[str, Any]:
             "event_sequence": ["1. process A reads", "2. process B writes"],
             "explanation": "two processes interleave", "fix_summary": "made it atomic",
             "confidence": 0.8}
+
+
+def completion(call: int, body: dict[str, Any], content: str | None, reply: Reply
+               ) -> dict[str, Any]:
+    """A chat.completion object as OpenAI's API returns it."""
+    return {"id": f"c{call}", "object": "chat.completion", "created": 0,
+            "model": body.get("model", "m"),
+            "choices": [{"index": 0, "finish_reason": reply.finish_reason,
+                         "message": {"role": "assistant", "content": content,
+                                     "refusal": reply.refusal}}],
+            "usage": reply.usage or {"prompt_tokens": 100, "completion_tokens": 20,
+                                     "total_tokens": 120}}
 
 
 def default_script(request: dict[str, Any], call: int) -> Reply:
@@ -93,6 +109,7 @@ class FakeLLM:
                 reply = outer.script(body, call)
                 if reply.delay:
                     time.sleep(reply.delay)
+                content_type = "application/json"
                 if reply.raw is not None:
                     payload = reply.raw.encode()
                 elif reply.status != 200:
@@ -101,18 +118,14 @@ class FakeLLM:
                 else:
                     content = reply.content if reply.content is not None else json.dumps(
                         naive_label(body))
-                    if reply.refusal is not None:
+                    if reply.refusal is not None or reply.null_content:
                         content = None
-                    payload = json.dumps({
-                        "id": f"c{call}", "object": "chat.completion", "created": 0,
-                        "model": body.get("model", "m"),
-                        "choices": [{"index": 0, "finish_reason": reply.finish_reason,
-                                     "message": {"role": "assistant", "content": content,
-                                                 "refusal": reply.refusal}}],
-                        "usage": {"prompt_tokens": 100, "completion_tokens": 20,
-                                  "total_tokens": 120}}).encode()
+                    payload = json.dumps(completion(call, body, content, reply)).encode()
+                    if reply.stream:  # the whole answer as one chunk, then [DONE]
+                        content_type = "text/event-stream"
+                        payload = b"data: " + payload + b"\n\ndata: [DONE]\n\n"
                 self.send_response(reply.status)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(payload)))
                 for key, value in reply.headers.items():
                     self.send_header(key, value)
@@ -124,6 +137,12 @@ class FakeLLM:
 
         class Server(ThreadingHTTPServer):
             request_queue_size = 256  # the default backlog of 5 drops concurrent connects
+
+            def handle_error(self, request: object, client_address: object) -> None:
+                # A client that hung up (a run stopped while requests were in flight) is
+                # what real servers see too; anything else is printed as usual.
+                if not isinstance(sys.exc_info()[1], ConnectionError):
+                    super().handle_error(request, client_address)
 
         self._server = Server(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True

@@ -25,7 +25,7 @@ from warehouse.splits import SPLITS, SplitBy, SplitPlan, assign_groups, build_re
 
 APACHE = "                                 Apache License\n     Version 2.0, January 2004\n"
 GPL = "                    GNU GENERAL PUBLIC LICENSE\n       Version 3, 29 June 2007\n"
-LLM = "llm/test-model/label_v1-abc/schema-1"
+LLM = "llm/test-model/label_v2-abc/schema-1"
 # The core repository's counter fix, carried to a fork by hand: a comment on the changed
 # line, so git patch-id differs while the change's tokens are the same.
 FORK_FIXED = COUNTER_FIXED.replace("{key, 0})\n", "{key, 0})  # atomic\n")

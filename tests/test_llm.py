@@ -60,7 +60,7 @@ def test_labels_cost_and_second_run_is_free(mined: tuple[Path, dict[str, str]]) 
     assert first.summary.labeled == len(labels) == 8 and sent == 8
     assert second.commits == 0 and second.summary.requests == 0
     assert labels[shas["ets_race"]][:2] == ("ok", "race_condition")
-    assert config.annotator.startswith("llm/test-model/label_v1-")
+    assert config.annotator.startswith("llm/test-model/label_v2-")
     con = connect(warehouse)
     assert con.execute("SELECT count(*), sum(tokens_in), round(sum(cost_usd), 6) "
                        "FROM llm_calls").fetchone() == (8, 800, round(8 * 140 / 1e6, 6))
@@ -143,7 +143,8 @@ def test_answer_that_is_no_chat_completion_is_a_failed_label(
 
 
 def test_falls_back_when_server_lacks_json_schema(mined: tuple[Path, dict[str, str]]) -> None:
-    """A 400 about response_format moves to JSON mode, then to plain text."""
+    """A 400 about response_format moves from strict to plain json_schema, to JSON mode, then
+    to plain text."""
     warehouse, _ = mined
 
     def script(request: dict[str, Any], call: int) -> Reply:
@@ -154,9 +155,12 @@ def test_falls_back_when_server_lacks_json_schema(mined: tuple[Path, dict[str, s
 
     with FakeLLM(script) as llm:
         result = annotate_with_llm(warehouse, _config(llm, concurrency=1), "run", limit=2)
-        formats = [r.get("response_format", {}).get("type") for r in llm.requests]
+        formats = [(r.get("response_format", {}).get("type"),
+                    r.get("response_format", {}).get("json_schema", {}).get("strict"))
+                   for r in llm.requests]
     assert result.summary.labeled == 2
-    assert formats[:3] == ["json_schema", "json_object", None]
+    assert formats[:4] == [("json_schema", True), ("json_schema", False),
+                           ("json_object", None), (None, None)]
 
 
 def test_prompt_injection_in_message_does_not_change_the_label(

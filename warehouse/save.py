@@ -196,7 +196,8 @@ def save_annotations(con: duckdb.DuckDBPyConnection, repo: str, run_id: str,
             "cost_usd": ann.cost_usd, "latency_ms": ann.latency_ms,
             "run_id": run_id, "created_at": created, "input_hash": ann.input_hash,
             "input_note": ann.input_note or None, "is_plausible": ann.is_plausible,
-            "critique": ann.critique, "verifier": ann.verifier,
+            "critique": ann.critique, "verifier": ann.verifier, "reasks": ann.reasks,
+            "extra_fields": json.dumps(ann.extra) if ann.extra else None,
         })
     return upsert_rows(con, "annotations", rows, new=new)
 

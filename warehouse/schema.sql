@@ -136,6 +136,8 @@ CREATE TABLE IF NOT EXISTS annotations (
 ALTER TABLE annotations ADD COLUMN IF NOT EXISTS input_hash VARCHAR;
 ALTER TABLE annotations ADD COLUMN IF NOT EXISTS input_note VARCHAR;
 ALTER TABLE annotations ADD COLUMN IF NOT EXISTS is_plausible BOOLEAN;
+ALTER TABLE annotations ADD COLUMN IF NOT EXISTS reasks INTEGER;       -- re-asks after unusable answers
+ALTER TABLE annotations ADD COLUMN IF NOT EXISTS extra_fields JSON;    -- reply keys the schema does not name
 ALTER TABLE annotations ADD COLUMN IF NOT EXISTS critique VARCHAR;
 ALTER TABLE annotations ADD COLUMN IF NOT EXISTS verifier VARCHAR;
 
@@ -157,6 +159,8 @@ CREATE TABLE IF NOT EXISTS llm_calls (
     created_at  TIMESTAMPTZ NOT NULL,
     PRIMARY KEY (run_id, repo, sha, annotator, seq)
 );
+ALTER TABLE llm_calls ADD COLUMN IF NOT EXISTS cached_tokens INTEGER;    -- input served by a prefix cache
+ALTER TABLE llm_calls ADD COLUMN IF NOT EXISTS reasoning_tokens INTEGER; -- output spent reasoning
 
 -- One row per flow run: what was asked, what happened.
 CREATE TABLE IF NOT EXISTS runs (
@@ -229,4 +233,4 @@ LEFT JOIN (
         WHERE x.repo = f.repo AND x.sha = f.sha AND x.target = f.path AND x.status = 'ok')))
 WHERE f.skipped_reason IS NULL;
 
-INSERT INTO schema_version (version) VALUES (6) ON CONFLICT DO NOTHING;
+INSERT INTO schema_version (version) VALUES (7) ON CONFLICT DO NOTHING;

@@ -7,12 +7,13 @@ import dataclasses
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 
+from annotators.errors import LLMNotConfigured
 from annotators.limits import price_for
 from annotators.llm import LLMConfig, Outcome, RunSummary, annotate_commits
 from annotators.prompting import input_hash
@@ -36,14 +37,27 @@ class AnnotateResult:
     status: str = "completed"  # of the runs row: completed, partially_failed or failed
 
 
+def config_warnings(config: LLMConfig) -> tuple[str, ...]:
+    """What the user should know about a run's settings before trusting its numbers."""
+    if config.max_usd is not None and not config.price.known:
+        return (f"--max-usd / RACEMINE_LLM_MAX_USD: no price is known for model "
+                f"{config.model!r}, so its cost counts as $0 and the budget never stops the "
+                "run; set RACEMINE_LLM_PRICE_IN and RACEMINE_LLM_PRICE_OUT (USD per million "
+                "tokens) or use --max-tokens",)
+    return ()
+
+
 def annotate(settings: Settings, *, repos: list[str] | None = None, model: str | None = None,
              verify: bool = False, concurrency: int | None = None,
              max_usd: float | None = None, max_tokens: int | None = None,
-             limit: int | None = None, retry_failed: bool = False) -> AnnotateResult:
+             limit: int | None = None, retry_failed: bool = False,
+             warn: Callable[[str], None] = lambda message: None) -> AnnotateResult:
     """The annotate use case: label what has no label from this model and prompt yet, with a
     runs row that says failed when every commit failed (and partially failed when some did)."""
     config = llm_config(settings, model=model, verify=verify, concurrency=concurrency,
                         max_usd=max_usd, max_tokens=max_tokens)
+    for warning in config_warnings(config):
+        warn(warning)
     parameters = {"repos": repos, "model": config.model, "verify": verify,
                   "base_url": settings.llm_base_url, "max_usd": max_usd,
                   "max_tokens": max_tokens, "limit": limit}
@@ -63,9 +77,20 @@ def annotate(settings: Settings, *, repos: list[str] | None = None, model: str |
 def llm_config(settings: Settings, *, model: str | None = None, verify: bool = False,
                concurrency: int | None = None, max_usd: float | None = None,
                max_tokens: int | None = None) -> LLMConfig:
-    """The LLM settings of a run: command-line values over RACEMINE_* settings."""
-    name = model or settings.llm_model or "gpt-4o-mini"
+    """The LLM settings of a run: command-line values over RACEMINE_* settings.
+
+    With no model named, OpenAI's gpt-4o-mini is used when a key is set; with neither, no
+    request is sent: LLMNotConfigured says what to set."""
     key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
+    name = model or settings.llm_model or ("gpt-4o-mini" if key else None)
+    if name is None:
+        raise LLMNotConfigured(
+            "no LLM is configured: set RACEMINE_LLM_MODEL (with RACEMINE_LLM_BASE_URL for "
+            "your own server) or RACEMINE_LLM_API_KEY for OpenAI, or pass --model")
+    if settings.llm_base_url is None and key is None:
+        raise LLMNotConfigured(
+            f"model {name!r} at OpenAI needs a key: set RACEMINE_LLM_API_KEY, or "
+            "RACEMINE_LLM_BASE_URL to a server of your own")
     return LLMConfig(
         model=name, base_url=settings.llm_base_url, api_key=key,
         price=price_for(name, settings.llm_price_in, settings.llm_price_out),
@@ -74,7 +99,9 @@ def llm_config(settings: Settings, *, model: str | None = None, verify: bool = F
         tokens_per_minute=settings.llm_tokens_per_minute,
         max_usd=settings.llm_max_usd if max_usd is None else max_usd,
         max_tokens=settings.llm_max_tokens if max_tokens is None else max_tokens,
-        timeout_s=settings.llm_timeout, verify=verify)
+        timeout_s=settings.llm_timeout, verify=verify,
+        max_input_chars=settings.llm_max_input_chars,
+        max_output_tokens=settings.llm_max_output_tokens, reasoning=settings.llm_reasoning)
 
 
 def annotate_with_llm(warehouse: Path, config: LLMConfig, run_id: str, *,

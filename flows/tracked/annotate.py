@@ -4,7 +4,7 @@
 # against these signatures in a process that loads this file by path, where annotations
 # kept as strings cannot be resolved ("`Pipeline_FlowModel` is not fully defined").
 
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.states import State
 
@@ -21,7 +21,7 @@ def annotate_task(settings: Settings, repos: list[str] | None, model: str | None
                   ) -> AnnotateResult:
     return annotate(settings, repos=repos, model=model, verify=verify, concurrency=concurrency,
                     max_usd=max_usd, max_tokens=max_tokens, limit=limit,
-                    retry_failed=retry_failed)
+                    retry_failed=retry_failed, warn=get_run_logger().warning)
 
 
 @flow(name="annotate")
