@@ -304,6 +304,9 @@ def annotate(
     limit: Annotated[int | None, typer.Option(help="Label at most this many commits.")] = None,
     retry_failed: Annotated[bool, typer.Option(
         help="Also retry commits whose earlier label failed.")] = False,
+    batch: Annotated[bool, typer.Option(
+        "--batch", help="Submit the commits as a Batch API batch (half price); a later "
+        "annotate collects it.")] = False,
     prefect: PrefectOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
@@ -311,7 +314,7 @@ def annotate(
     settings = _settings(warehouse)
     options = {"repos": repo, "model": model, "verify": verify, "concurrency": concurrency,
                "max_usd": max_usd, "max_tokens": max_tokens, "limit": limit,
-               "retry_failed": retry_failed}
+               "retry_failed": retry_failed, "batch": batch}
     with _user_errors():
         if _tracked(prefect, verbose):
             from flows.tracked.annotate import annotate_flow
@@ -332,6 +335,12 @@ def annotate(
         f"({s.cached_tokens:,} cached) · ~${s.cost_usd:.4f}", highlight=False)
     if s.stopped_by_budget:
         console.print(f"budget reached: {s.not_started:,} commits left for the next run")
+    if result.batch_submitted:
+        console.print(f"  {result.batch_submitted:,} commits submitted as a batch; run "
+                      "`racemine annotate` again to collect it", highlight=False)
+    if result.batch_pending:
+        console.print(f"  {result.batch_pending:,} commits in batches the server is still "
+                      "working on; run `racemine annotate` again later", highlight=False)
     if result.status == "failed":  # commits that failed alone are retried by the next run
         raise typer.Exit(1)
 

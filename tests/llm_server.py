@@ -8,6 +8,7 @@ changed file, and it obeys any "ignore previous instructions" it finds outside t
 
 from __future__ import annotations
 
+import email.policy
 import json
 import re
 import sys
@@ -15,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -84,10 +86,16 @@ def default_script(request: dict[str, Any], call: int) -> Reply:
 class FakeLLM:
     """Start with `with FakeLLM(script) as llm:`; llm.base_url is for the openai client."""
 
-    def __init__(self, script: Script = default_script) -> None:
+    def __init__(self, script: Script = default_script, batch_create_delay: float = 0.0,
+                 batch_seconds: float = 0.2) -> None:
         self.script = script
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
+        # The Batch API: uploaded files, batches, and how slowly the server takes them on.
+        self.files: dict[str, bytes] = {}
+        self.batches: dict[str, dict[str, Any]] = {}
+        self.batch_create_delay = batch_create_delay  # before answering POST /batches
+        self.batch_seconds = batch_seconds  # from creation to completed
         self._lock = threading.Lock()
         outer = self
 
@@ -100,8 +108,43 @@ class FakeLLM:
             def log_message(self, *args: object) -> None:
                 pass
 
+            def _send_json(self, status: int, value: Any, raw: bytes | None = None) -> None:
+                payload = raw if raw is not None else json.dumps(value).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def do_GET(self) -> None:
+                path = self.path.split("?")[0]
+                if path.startswith("/v1/files/") and path.endswith("/content"):
+                    content = outer.files.get(path.split("/")[3])
+                    if content is None:
+                        return self._send_json(404, {"error": {"message": "no such file"}})
+                    return self._send_json(200, None, raw=content)
+                if path == "/v1/batches":
+                    with outer._lock:
+                        data = [outer._batch_view(b) for b in outer.batches.values()]
+                    return self._send_json(200, {"object": "list", "data": data[::-1],
+                                                 "has_more": False})
+                if path.startswith("/v1/batches/"):
+                    batch = outer.batches.get(path.rsplit("/", 1)[1])
+                    if batch is None:
+                        return self._send_json(404, {"error": {"message": "no such batch"}})
+                    return self._send_json(200, outer._batch_view(batch))
+                self._send_json(404, {"error": {"message": f"no route {path}"}})
+
             def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                raw = self.rfile.read(int(self.headers["Content-Length"]))
+                if self.path.startswith("/v1/files"):
+                    return self._send_json(200, outer._upload(self.headers["Content-Type"],
+                                                              raw))
+                if self.path.startswith("/v1/batches"):
+                    batch = outer._create_batch(json.loads(raw))
+                    time.sleep(outer.batch_create_delay)
+                    return self._send_json(200, outer._batch_view(batch))
+                body = json.loads(raw)
                 with outer._lock:
                     call = len(outer.requests)
                     outer.requests.append(body)
@@ -147,6 +190,59 @@ class FakeLLM:
         self._server = Server(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def _upload(self, content_type: str, raw: bytes) -> dict[str, Any]:
+        """A multipart upload, as the openai client sends files.create."""
+        message = BytesParser(policy=email.policy.HTTP).parsebytes(
+            f"Content-Type: {content_type}\r\n\r\n".encode() + raw)
+        content, name = b"", "upload"
+        for part in message.iter_parts():
+            if part.get_param("name", header="content-disposition") == "file":
+                content = part.get_payload(decode=True) or b""
+                name = part.get_filename() or name
+        with self._lock:
+            file_id = f"file-{len(self.files)}"
+            self.files[file_id] = content
+        return {"id": file_id, "object": "file", "bytes": len(content), "created_at": 0,
+                "filename": name, "purpose": "batch"}
+
+    def _create_batch(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Accept a batch; each of its lines is answered by the script once, right away, and
+        the batch reads as completed batch_seconds later."""
+        lines = [json.loads(line) for line in
+                 self.files[request["input_file_id"]].decode().splitlines() if line.strip()]
+        output = []
+        for item in lines:
+            with self._lock:
+                call = len(self.requests)
+                self.requests.append(item["body"])
+            reply = self.script(item["body"], call)
+            content = reply.content if reply.content is not None else json.dumps(
+                naive_label(item["body"]))
+            body = completion(call, item["body"], content, reply)
+            output.append(json.dumps({"id": f"req-{call}", "custom_id": item["custom_id"],
+                                      "response": {"status_code": reply.status,
+                                                   "request_id": f"r{call}", "body": body},
+                                      "error": None}))
+        with self._lock:
+            batch_id = f"batch_{len(self.batches)}"
+            output_id = f"file-{len(self.files)}"
+            self.files[output_id] = ("\n".join(output) + "\n").encode()
+            batch = {"id": batch_id, "input_file_id": request["input_file_id"],
+                     "endpoint": request["endpoint"], "output": output_id,
+                     "done_at": time.monotonic() + self.batch_seconds, "total": len(lines)}
+            self.batches[batch_id] = batch
+        return batch
+
+    @staticmethod
+    def _batch_view(batch: dict[str, Any]) -> dict[str, Any]:
+        done = time.monotonic() >= batch["done_at"]
+        return {"id": batch["id"], "object": "batch", "endpoint": batch["endpoint"],
+                "input_file_id": batch["input_file_id"], "completion_window": "24h",
+                "status": "completed" if done else "in_progress", "created_at": 0,
+                "output_file_id": batch["output"] if done else None, "error_file_id": None,
+                "request_counts": {"total": batch["total"],
+                                   "completed": batch["total"] if done else 0, "failed": 0}}
 
     @property
     def base_url(self) -> str:

@@ -5,6 +5,8 @@ what is global stops the run, in one sentence, with nothing marked failed."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +18,7 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from miners.classify import PatternSet
-from tests.conftest import RepoBuilder, mine_local
+from tests.conftest import RepoBuilder, clean_env, mine_local
 from tests.llm_server import FakeLLM, Reply, default_script, naive_label
 
 runner = CliRunner()
@@ -241,3 +243,58 @@ def test_first_commits_failing_alike_stop_the_run(tmp_path: Path, patterns: Patt
         sent = len(llm.requests)
     assert out.exit_code == 1 and "first 10 commits all failed" in out.output
     assert labels(warehouse) == [] and sent < 30 * 3  # the rest were never asked
+
+
+def test_batch_run_killed_then_collected_pays_once(mined: Path, tmp_path: Path) -> None:
+    """A --batch run killed while the server creates its batch is resumed by a new process:
+    the batch is found by its input file, collected, and every commit is labeled once, the
+    server answering exactly one request per commit."""
+    with FakeLLM(batch_create_delay=30, batch_seconds=0.5) as llm:
+        env = clean_env(tmp_path, RACEMINE_LLM_BASE_URL=llm.base_url,
+                        RACEMINE_LLM_MODEL="gpt-4.1-mini", RACEMINE_LLM_API_KEY="sk-test")
+        submit = subprocess.Popen([sys.executable, "-m", "flows.cli", "annotate", "--batch",
+                                   "-w", str(mined)], env=env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while not llm.batches and time.monotonic() < deadline:
+            time.sleep(0.1)
+        submit.kill()  # the server has the batch; the client never saw its id
+        submit.wait()
+        assert len(llm.batches) == 1
+        for _ in range(20):  # a new process collects once the server is done
+            out = subprocess.run([sys.executable, "-m", "flows.cli", "annotate", "-w",
+                                  str(mined)], env=env, capture_output=True, text=True,
+                                 timeout=120)
+            assert out.returncode == 0, out.stderr
+            if "still working" not in out.stdout:
+                break
+            time.sleep(0.3)
+        assert "8 labeled" in out.stdout, out.stdout
+        assert len(llm.requests) == 8 and len(llm.batches) == 1
+    rows = labels(mined)
+    assert len(rows) == 8 and all(r[1] == "ok" for r in rows)
+    con = duckdb.connect(str(mined), read_only=True)
+    batches = con.execute("SELECT status, batch_id FROM llm_batches").fetchall()
+    kinds = con.execute("SELECT DISTINCT kind FROM llm_calls").fetchall()
+    usd = con.execute("SELECT sum(cost_usd) FROM llm_calls").fetchone()[0]
+    con.close()
+    assert batches == [("collected", "batch_0")] and kinds == [("batch",)]
+    assert usd == pytest.approx(8 * (100 * 0.40 + 20 * 1.60) / 1e6 / 2)  # half price
+
+
+def test_batch_answers_that_do_not_validate_are_asked_again(mined: Path) -> None:
+    """Collecting a batch keeps what validates; a commit whose batch answer does not is asked
+    again one by one in the same run."""
+    def script(request: dict[str, Any], call: int) -> Reply:
+        if "stream" not in request and call == 0:  # the batch's first line
+            return Reply(content="no JSON here")
+        return default_script(request, call)
+
+    with FakeLLM(script, batch_seconds=0) as llm:
+        first = annotate(mined, llm, "--batch")
+        assert first.exit_code == 0 and "8 commits submitted as a batch" in first.output
+        second = annotate(mined, llm)
+        assert second.exit_code == 0, second.output
+        assert len(llm.requests) == 9  # 8 in the batch, 1 asked again
+        assert "stream" in llm.requests[-1]  # an interactive request
+    assert sum(r[1] == "ok" for r in labels(mined)) == 8

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import duckdb
 
 from annotators.schema import CommitInput, FileInput
@@ -159,3 +161,19 @@ def repos_to_mine(con: duckdb.DuckDBPyConnection, include_archived: bool = False
     return [(r[0], r[1]) for r in con.execute(
         f"SELECT repo, url FROM repos WHERE url IS NOT NULL {archived} ORDER BY repo"
     ).fetchall()]
+
+
+@dataclass(frozen=True)
+class OpenBatch:
+    key: str
+    input_file_id: str
+    batch_id: str | None
+    commits: list[tuple[str, str]]  # (repo, sha)
+
+
+def open_batches(con: duckdb.DuckDBPyConnection, annotator: str) -> list[OpenBatch]:
+    """Batches of this annotator submitted (or only uploaded) and not collected yet."""
+    rows = con.execute("SELECT batch_key, input_file_id, batch_id, repos, shas FROM llm_batches "
+                       "WHERE annotator = ? AND status IN ('uploaded', 'submitted') "
+                       "ORDER BY created_at", [annotator]).fetchall()
+    return [OpenBatch(k, f, b, list(zip(r, s, strict=True))) for k, f, b, r, s in rows]

@@ -275,3 +275,21 @@ class WarehousePageCache:
     def put(self, url: str, etag: str, body: str) -> None:
         self._con.execute("INSERT OR REPLACE INTO http_cache VALUES (?, ?, ?, ?)",
                           [url, etag, body, now()])
+
+
+def save_batch_upload(con: duckdb.DuckDBPyConnection, annotator: str, run_id: str,
+                      input_file_id: str, commits: Sequence[tuple[str, str]]) -> str:
+    """Record an uploaded batch input file and its commits; returns the row's key."""
+    key = uuid.uuid4().hex
+    con.execute("INSERT INTO llm_batches VALUES (?, ?, ?, ?, NULL, 'uploaded', ?, ?, ?, NULL)",
+                [key, annotator, run_id, input_file_id, [r for r, _ in commits],
+                 [s for _, s in commits], now()])
+    return key
+
+
+def save_batch_state(con: duckdb.DuckDBPyConnection, key: str, batch_id: str, status: str
+                     ) -> None:
+    """A batch accepted by the server (submitted), or finished (collected, failed)."""
+    finished = now() if status in ("collected", "failed") else None
+    con.execute("UPDATE llm_batches SET batch_id = ?, status = ?, finished_at = ? "
+                "WHERE batch_key = ?", [batch_id, status, finished, key])

@@ -162,6 +162,21 @@ CREATE TABLE IF NOT EXISTS llm_calls (
 ALTER TABLE llm_calls ADD COLUMN IF NOT EXISTS cached_tokens INTEGER;    -- input served by a prefix cache
 ALTER TABLE llm_calls ADD COLUMN IF NOT EXISTS reasoning_tokens INTEGER; -- output spent reasoning
 
+-- Batch API submissions: a row as soon as the input file is uploaded, the batch id once the
+-- server accepted it, so a run killed at any point is resumed without paying twice.
+CREATE TABLE IF NOT EXISTS llm_batches (
+    batch_key     VARCHAR PRIMARY KEY,
+    annotator     VARCHAR NOT NULL,
+    run_id        VARCHAR NOT NULL,          -- the run that submitted it
+    input_file_id VARCHAR NOT NULL,
+    batch_id      VARCHAR,                   -- null until the server accepted the batch
+    status        VARCHAR NOT NULL,          -- uploaded | submitted | collected | failed
+    repos         VARCHAR[] NOT NULL,        -- the commits, as parallel lists
+    shas          VARCHAR[] NOT NULL,
+    created_at    TIMESTAMPTZ NOT NULL,
+    finished_at   TIMESTAMPTZ
+);
+
 -- One row per flow run: what was asked, what happened.
 CREATE TABLE IF NOT EXISTS runs (
     run_id       VARCHAR PRIMARY KEY,

@@ -12,17 +12,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+import openai
 
-from annotators.errors import LLMNotConfigured
+from annotators.errors import LLMError, LLMNotConfigured
 from annotators.limits import price_for
 from annotators.llm import LLMConfig, Outcome, RunSummary, annotate_commits
 from annotators.prompting import input_hash
 from annotators.schema import Annotation, CommitInput
 from flows.jobs.runs import recorded_run
 from flows.settings import Settings
-from warehouse.db import open_warehouse
-from warehouse.queries import read_commit_inputs, repo_names, unlabeled_commits
-from warehouse.save import copy_cached_labels, save_annotations, save_llm_calls
+from warehouse.db import open_warehouse, transaction
+from warehouse.queries import open_batches, read_commit_inputs, repo_names, unlabeled_commits
+from warehouse.save import (
+    copy_cached_labels,
+    save_annotations,
+    save_batch_state,
+    save_batch_upload,
+    save_llm_calls,
+)
 
 BATCH = 100
 _GATHER_S = 0.1  # how long the writer gathers labels into one transaction
@@ -35,6 +42,8 @@ class AnnotateResult:
     cache_hits: int
     summary: RunSummary
     status: str = "completed"  # of the runs row: completed, partially_failed or failed
+    batch_submitted: int = 0  # commits sent as a new batch, collected by a later run
+    batch_pending: int = 0  # commits of earlier batches the server is still working on
 
 
 def config_warnings(config: LLMConfig) -> tuple[str, ...]:
@@ -50,7 +59,7 @@ def config_warnings(config: LLMConfig) -> tuple[str, ...]:
 def annotate(settings: Settings, *, repos: list[str] | None = None, model: str | None = None,
              verify: bool = False, concurrency: int | None = None,
              max_usd: float | None = None, max_tokens: int | None = None,
-             limit: int | None = None, retry_failed: bool = False,
+             limit: int | None = None, retry_failed: bool = False, batch: bool = False,
              warn: Callable[[str], None] = lambda message: None) -> AnnotateResult:
     """The annotate use case: label what has no label from this model and prompt yet, with a
     runs row that says failed when every commit failed (and partially failed when some did)."""
@@ -58,12 +67,12 @@ def annotate(settings: Settings, *, repos: list[str] | None = None, model: str |
                         max_usd=max_usd, max_tokens=max_tokens)
     for warning in config_warnings(config):
         warn(warning)
-    parameters = {"repos": repos, "model": config.model, "verify": verify,
+    parameters = {"repos": repos, "model": config.model, "verify": verify, "batch": batch,
                   "base_url": settings.llm_base_url, "max_usd": max_usd,
                   "max_tokens": max_tokens, "limit": limit}
     with recorded_run(settings.warehouse, "annotate", parameters) as run:
         result = annotate_with_llm(settings.warehouse, config, run.run_id, repos=repos,
-                                   limit=limit, retry_failed=retry_failed)
+                                   limit=limit, retry_failed=retry_failed, batch=batch)
         summary = result.summary
         run.counts = {"commits": result.commits, "cache_hits": result.cache_hits,
                       **dataclasses.asdict(summary)}
@@ -106,20 +115,27 @@ def llm_config(settings: Settings, *, model: str | None = None, verify: bool = F
 
 def annotate_with_llm(warehouse: Path, config: LLMConfig, run_id: str, *,
                       repos: list[str] | None = None, limit: int | None = None,
-                      retry_failed: bool = False) -> AnnotateResult:
-    """Label every stored commit that has no label from this model and prompt yet."""
+                      retry_failed: bool = False, batch: bool = False) -> AnnotateResult:
+    """Label every stored commit that has no label from this model and prompt yet.
+
+    Batches submitted before are collected first, and their commits are left alone while
+    the server still works on them. With batch, the commits are submitted as a new batch
+    instead of asked one by one (but those a collected batch answered unusably)."""
     with open_warehouse(warehouse) as con:
         annotator = config.annotator
+        batches = _collect_batches(con, config, run_id) if open_batches(con, annotator) \
+            else _Batches()
         todo = [(repo, sha) for repo in (repos or repo_names(con))
-                for sha in unlabeled_commits(con, repo, annotator, retry_failed)]
+                for sha in unlabeled_commits(con, repo, annotator, retry_failed)
+                if (repo, sha) not in batches.pending]
         todo = todo[:limit] if limit is not None else todo
         hits = 0
 
-        def commits() -> Iterator[CommitInput]:
+        def commits(keys: list[tuple[str, str]]) -> Iterator[CommitInput]:
             # Read in batches as the workers ask, so memory does not grow with the backlog.
             nonlocal hits
-            for start in range(0, len(todo), BATCH):
-                chunk = todo[start:start + BATCH]
+            for start in range(0, len(keys), BATCH):
+                chunk = keys[start:start + BATCH]
                 inputs = [commit for repo in dict.fromkeys(r for r, _ in chunk)
                           for commit in read_commit_inputs(
                               con, repo, [s for r, s in chunk if r == repo])]
@@ -129,9 +145,110 @@ def annotate_with_llm(warehouse: Path, config: LLMConfig, run_id: str, *,
                 hits += len(copied)
                 yield from (c for c in inputs if (c.repo, c.sha) not in copied)
 
+        submitted = 0
+        asked = todo
+        if batch:
+            asked = [k for k in todo if k in batches.unusable]
+            submitted = _submit_batch(con, config, run_id,
+                                      list(commits([k for k in todo if k not in batches.unusable])))
         with _Writer(con.cursor(), run_id, annotator) as writer:
-            summary = asyncio.run(annotate_commits(commits(), config, writer.put))
-        return AnnotateResult(annotator, len(todo), hits, summary)
+            summary = asyncio.run(annotate_commits(commits(asked), config, writer.put))
+        summary.labeled += batches.labeled
+        return AnnotateResult(annotator, len(todo) + batches.labeled, hits, summary,
+                              batch_submitted=submitted, batch_pending=len(batches.pending))
+
+
+@dataclass
+class _Batches:
+    """What collecting the open batches found."""
+
+    labeled: int = 0
+    pending: set[tuple[str, str]] = dataclasses.field(default_factory=set)  # still running
+    unusable: set[tuple[str, str]] = dataclasses.field(default_factory=set)  # ask one by one
+
+
+def _collect_batches(con: duckdb.DuckDBPyConnection, config: LLMConfig, run_id: str
+                     ) -> _Batches:
+    """Collect this annotator's finished batches into the warehouse; a batch whose creation
+    a killed run never saw answered is found again by its input file."""
+    from annotators import batch as batch_api
+
+    found = _Batches()
+    client = batch_api.batch_client(config)
+    try:
+        for row in open_batches(con, config.annotator):
+            batch_id = row.batch_id or batch_api.find_batch(client, row.input_file_id) or \
+                batch_api.create(client, row.input_file_id, {"racemine_run": run_id})
+            if row.batch_id is None:
+                save_batch_state(con, row.key, batch_id, "submitted")
+            state = batch_api.state(client, batch_id)
+            if state.status in batch_api.OPEN:
+                found.pending.update(row.commits)
+                continue
+            if state.status != batch_api.DONE or state.output_file_id is None:
+                save_batch_state(con, row.key, batch_id, "failed")  # its commits are free again
+                continue
+            inputs = [c for repo in dict.fromkeys(r for r, _ in row.commits)
+                      for c in read_commit_inputs(con, repo,
+                                                  [s for r, s in row.commits if r == repo])]
+            outcomes = batch_api.read_results(client, state.output_file_id, inputs, config)
+            with transaction(con):
+                _save_outcomes(con, run_id, config.annotator, outcomes)
+                save_batch_state(con, row.key, batch_id, "collected")
+            found.labeled += len(outcomes)
+            answered = {(o.commit.repo, o.commit.sha) for o in outcomes}
+            found.unusable.update(k for k in row.commits if k not in answered)
+    except openai.OpenAIError as exc:
+        raise LLMError(f"endpoint {config.base_url or 'OpenAI'}: the Batch API failed "
+                       f"({str(exc).splitlines()[0][:200]}); the next run collects again") from exc
+    finally:
+        client.close()
+    return found
+
+
+def _submit_batch(con: duckdb.DuckDBPyConnection, config: LLMConfig, run_id: str,
+                  inputs: list[CommitInput]) -> int:
+    """Submit the commits as one batch: the upload is recorded before the batch is created,
+    so a run killed in between is resumed, not paid twice."""
+    if not inputs:
+        return 0
+    from annotators import batch as batch_api
+
+    client = batch_api.batch_client(config)
+    try:
+        file_id = batch_api.upload(client, batch_api.build_batch_file(inputs, config),
+                                   f"racemine-{run_id}.jsonl")
+        key = save_batch_upload(con, config.annotator, run_id, file_id,
+                                [(c.repo, c.sha) for c in inputs])
+        batch_id = batch_api.create(client, file_id, {"racemine_run": run_id})
+        save_batch_state(con, key, batch_id, "submitted")
+    except openai.OpenAIError as exc:
+        raise LLMError(f"endpoint {config.base_url or 'OpenAI'}: the Batch API refused the "
+                       f"batch ({str(exc).splitlines()[0][:200]})") from exc
+    finally:
+        client.close()
+    return len(inputs)
+
+
+def _save_outcomes(con: duckdb.DuckDBPyConnection, run_id: str, annotator: str,
+                   batch: list[Outcome]) -> None:
+    """Labels and ledger rows of outcomes, in the caller's transaction."""
+    by_repo: dict[str, list[tuple[str, str, Annotation]]] = {}
+    for outcome in batch:
+        commit, verdict = outcome.commit, outcome.verdict
+        annotation = dataclasses.replace(
+            outcome.annotation, input_hash=input_hash(commit),
+            input_note=outcome.input_note,
+            is_plausible=verdict.is_plausible if verdict else None,
+            critique=verdict.critique if verdict else None,
+            verifier=verdict.verifier if verdict else None)
+        by_repo.setdefault(commit.repo, []).append((commit.sha, "", annotation))
+    for repo, items in by_repo.items():
+        save_annotations(con, repo, run_id, items)
+    save_llm_calls(con, run_id, annotator, [
+        (o.commit.repo, o.commit.sha,
+         [{k: v for k, v in dataclasses.asdict(c).items() if k != "sha"} for c in o.calls])
+        for o in batch])
 
 
 class _Writer(threading.Thread):
@@ -188,22 +305,5 @@ class _Writer(threading.Thread):
                     self._error = exc
 
     def _save(self, batch: list[Outcome]) -> None:
-        by_repo: dict[str, list[tuple[str, str, Annotation]]] = {}
-        for outcome in batch:
-            commit, verdict = outcome.commit, outcome.verdict
-            annotation = dataclasses.replace(
-                outcome.annotation, input_hash=input_hash(commit),
-                input_note=outcome.input_note,
-                is_plausible=verdict.is_plausible if verdict else None,
-                critique=verdict.critique if verdict else None,
-                verifier=verdict.verifier if verdict else None)
-            by_repo.setdefault(commit.repo, []).append((commit.sha, "", annotation))
-        cur = self._cursor
-        cur.execute("BEGIN")
-        for repo, items in by_repo.items():
-            save_annotations(cur, repo, self._run_id, items)
-        save_llm_calls(cur, self._run_id, self._annotator, [
-            (o.commit.repo, o.commit.sha,
-             [{k: v for k, v in dataclasses.asdict(c).items() if k != "sha"} for c in o.calls])
-            for o in batch])
-        cur.execute("COMMIT")
+        with transaction(self._cursor):
+            _save_outcomes(self._cursor, self._run_id, self._annotator, batch)
