@@ -9,6 +9,7 @@ bounded re-asks when a reply does not validate. Every request is reported for th
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import random
 import re
@@ -171,6 +172,7 @@ class _Session:
         if self.format == failed and self.format < len(self._FORMATS) - 1:
             self.format += 1
 
+    @functools.cache  # noqa: B019  (a few sessions a run; the formats are read-only)
     def response_format(self, level: int, structured: bool) -> dict[str, Any] | None:
         kind = self._FORMATS[level]
         if kind == "text":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,6 +80,13 @@ def json_objects(text: str | None) -> list[dict[str, Any]]:
     """Every JSON object in a reply, in order: bare, inside ``` fences, or anywhere in prose
     or after a reasoning block (each opening brace is tried, so a `{:ok, pid}` in prose does
     not hide the object after it)."""
+    found = list(_iter_objects(text))
+    if not found:
+        raise ReplyError("the reply was not a JSON object; answer with one JSON object only")
+    return found
+
+
+def _iter_objects(text: str | None) -> Iterator[dict[str, Any]]:
     if not text or not text.strip():
         raise ReplyError("the reply was empty; answer with one JSON object")
     text = strip_reasoning(text[:MAX_REPLY_CHARS])
@@ -86,18 +94,16 @@ def json_objects(text: str | None) -> list[dict[str, Any]]:
                   *((m.group(1).strip(), 0) for m in _CODE_FENCE.finditer(text))]
     starts = [m.start() for m in re.finditer(r"\{", text)][:_MAX_STARTS]
     candidates += [(text, i) for i in starts]
-    found: list[dict[str, Any]] = []
+    seen: list[dict[str, Any]] = []
     decoder = json.JSONDecoder()
     for candidate, start in candidates:
         try:
             value, _ = decoder.raw_decode(candidate, start)
         except (json.JSONDecodeError, RecursionError):  # RecursionError: nested too deep
             continue
-        if isinstance(value, dict) and value not in found:
-            found.append(value)
-    if not found:
-        raise ReplyError("the reply was not a JSON object; answer with one JSON object only")
-    return found
+        if isinstance(value, dict) and value not in seen:
+            seen.append(value)
+            yield value
 
 
 def parse_json_reply(text: str | None) -> dict[str, Any]:
@@ -147,19 +153,33 @@ def parse_label(text: str | None, commit: CommitInput) -> ParsedLabel:
     """The first object in the reply that validates as a label whose location exists in the
     change, with the keys the schema does not name; or a ReplyError that lists every problem
     of the most label-like object at once."""
-    errors: list[str] = []
-    for data in sorted(json_objects(text), key=lambda d: -len(_FIELDS & d.keys())):
+    objects = _iter_objects(text)
+    first = next(objects, None)
+    if first is None:
+        raise ReplyError("the reply was not a JSON object; answer with one JSON object only")
+    best: tuple[int, list[str]] = (-1, [])  # the most label-like object's problems
+
+    def candidates() -> Iterator[dict[str, Any]]:
+        # Most replies are one object that validates: the rest of the text is read only
+        # when the first object does not.
+        yield first
+        yield from sorted(objects, key=lambda d: -len(_FIELDS & d.keys()))
+
+    for data in candidates():
+        score = len(_FIELDS & data.keys())
         try:
             label = BugLabel.model_validate({k: v for k, v in data.items() if k in _FIELDS})
             check_location(label, commit)
         except ValidationError as exc:
-            errors = errors or [f"{'.'.join(str(p) for p in e['loc']) or 'the object'}: "
-                                f"{e['msg']}" for e in exc.errors()]
-            continue
+            problems = [f"{'.'.join(str(p) for p in e['loc']) or 'the object'}: {e['msg']}"
+                        for e in exc.errors()]
         except ReplyError as exc:
-            errors = errors or [str(exc)]
-            continue
-        return ParsedLabel(label, {k: v for k, v in data.items() if k not in _FIELDS})
+            problems = [str(exc)]
+        else:
+            return ParsedLabel(label, {k: v for k, v in data.items() if k not in _FIELDS})
+        if score > best[0]:
+            best = (score, problems)
+    errors = best[1]
     raise ReplyError("; ".join(errors[:20]) + "; answer again following the schema")
 
 

@@ -1,18 +1,24 @@
 """Throughput of LLM annotation against the project's chat-completions test server.
 
     uv run python bench/annotate_bench.py [--pairs 500] [--latency 0.2] [--concurrency 32]
+                                          [--prompts-from WAREHOUSE]
 
 Builds a warehouse of synthetic commits (one file pair each), serves replies after a fixed
 latency on 127.0.0.1, labels them all, and reports throughput as a fraction of the ideal
-(pairs x latency / concurrency), peak memory, and that a second run sends no request. For
-reference, the same number of bare `chat.completions.create` calls at the same concurrency
-is timed against the same server: what the openai client alone reaches on this machine.
+(pairs x latency / concurrency), requests and input tokens per labeled commit, peak memory,
+and that a second run sends no request. For reference, the same number of bare
+`chat.completions.create` calls at the same concurrency is timed against the same server:
+what the openai client alone reaches on this machine. The prompt's layout is measured on
+the synthetic commits and, with --prompts-from, on the stored commits of a real warehouse:
+the prefix every request shares (what OpenAI's prompt caching and vLLM's prefix cache can
+reuse) as a share of a mean request.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import resource
 import subprocess
 import sys
@@ -26,9 +32,31 @@ from openai import AsyncOpenAI
 
 from annotators.limits import Price
 from annotators.llm import LLMConfig
+from annotators.prompting import build_label_messages, estimate_tokens, load_template, new_fence
 from flows.jobs.annotate import annotate_with_llm
-from warehouse.db import connect
+from warehouse.db import connect, open_warehouse
+from warehouse.queries import read_commit_inputs, repo_names
 from warehouse.save import upsert_rows
+
+
+def prompt_layout(warehouse: Path, config: LLMConfig) -> tuple[int, float, float, float]:
+    """(commits, shared prefix in characters, its share of a mean request, mean request in
+    characters) over the stored commits' first requests, built as a run builds them."""
+    template = load_template(config.template)
+    requests = []
+    with open_warehouse(warehouse, read_only=True) as con:
+        for repo in repo_names(con):
+            shas = [r[0] for r in con.execute(
+                "SELECT sha FROM commits WHERE repo = ? AND NOT is_merge", [repo]).fetchall()]
+            for commit in read_commit_inputs(con, repo, shas):
+                messages, _ = build_label_messages(commit, template, new_fence(),
+                                                   config.max_input_chars)
+                requests.append("".join(m["content"] for m in messages))
+    if not requests:
+        return 0, 0.0, 0.0, 0.0
+    shared = os.path.commonprefix(requests)  # noqa: RUF071  (characters, not path parts)
+    mean = sum(len(r) for r in requests) / len(requests)
+    return len(requests), len(shared), len(shared) / mean, mean
 
 
 def build_warehouse(path: Path, pairs: int) -> None:
@@ -59,8 +87,9 @@ async def bare_client(base_url: str, requests: int, concurrency: int) -> float:
     """Seconds for `requests` bare completions through the openai client, nothing else."""
     client = AsyncOpenAI(base_url=base_url, api_key="bench", max_retries=0)
     # The stand-in answers requests shaped like racemine's: a fence token, a changed file.
-    messages = [{"role": "system", "content": "carry the token 0a1b2c"},
-                {"role": "user", "content": "Changed files: lib/m.ex\n" + "x" * 3000}]
+    messages = [{"role": "system", "content": "You label commits."},
+                {"role": "user", "content": "Data token: 0a1b2c\nChanged files: lib/m.ex\n"
+                                            + "x" * 3000}]
     left = [requests]
 
     async def worker() -> None:
@@ -80,6 +109,8 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=500)
     parser.add_argument("--latency", type=float, default=0.2)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--prompts-from", type=Path,
+                        help="a real warehouse whose stored commits to measure prompts on")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         warehouse = Path(tmp) / "bench.duckdb"
@@ -112,16 +143,28 @@ def main() -> None:
             server.terminate()
             server.wait()
         rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        # Measured after the memory reading: it holds every request in memory at once.
+        layouts = {"synthetic": prompt_layout(warehouse, config)}
+        if args.prompts_from:
+            layouts[str(args.prompts_from)] = prompt_layout(args.prompts_from, config)
+    request_chars = layouts["synthetic"][3]
     ideal = args.pairs * args.latency / args.concurrency
     print(f"pairs {args.pairs}, latency {args.latency * 1000:.0f} ms, "
           f"concurrency {args.concurrency}")
-    print(f"labeled {first.summary.labeled}, failed {first.summary.failed}, requests {sent}")
+    labeled = max(first.summary.labeled, 1)
+    print(f"labeled {first.summary.labeled}, failed {first.summary.failed}, requests {sent} "
+          f"({sent / labeled:.2f} per labeled commit, about "
+          f"{estimate_tokens(int(request_chars)):,} input tokens each by {3.5} chars a token)")
     print(f"wall {elapsed:.2f} s, ideal {ideal:.2f} s, throughput {ideal / elapsed:.2f} of ideal "
           f"({args.pairs / elapsed:.1f} pairs/s)")
     print(f"bare openai client, same requests: {bare:.2f} s, {ideal / bare:.2f} of ideal")
     print(f"openai transport import before the run: {transport_import:.2f} s")
     print(f"peak RSS {rss_before / 1024:.0f} MB before, {rss_after / 1024:.0f} MB after")
     print(f"second run: {second.commits} commits to label, {resent} requests")
+    for name, (commits, shared, share, mean) in layouts.items():
+        print(f"prompts of {name} ({commits:,} commits): a mean request of {mean:,.0f} chars "
+              f"(about {estimate_tokens(int(mean)):,} tokens), of which every request shares "
+              f"the first {shared:,.0f} ({share:.0%})")
 
 
 if __name__ == "__main__":
