@@ -171,19 +171,17 @@ def discover(
 
         if from_file is not None:
             read_repo_list(from_file)  # a bad line stops before any request
-        since = pushed_since.date() if pushed_since else None
+        query = None if from_file is not None else SearchQuery(
+            tuple(language or ("Elixir", "Erlang")), min_stars,
+            pushed_since.date() if pushed_since else None, tuple(topic or ()), include_forks,
+            include_archived)
         if _tracked(prefect, verbose):
             from flows.tracked.discover import discover_flow
 
-            found = discover_flow(language, min_stars, since, topic, include_forks,
-                                  include_archived, from_file, search=from_file is None,
-                                  limit=limit, warehouse=str(settings.warehouse))
+            found = discover_flow(query, from_file, limit, warehouse=str(settings.warehouse))
         else:
             from flows.jobs.discover import discover_repos
 
-            query = None if from_file is not None else SearchQuery(
-                tuple(language or ("Elixir", "Erlang")), min_stars, since, tuple(topic or ()),
-                include_forks, include_archived)
             found = discover_repos(settings, query, from_file, limit)
     console.print(f"{found.stored:,} repositories stored ({found.requests:,} API requests, "
                   f"{found.not_modified:,} answered from cache)", highlight=False)
@@ -235,11 +233,8 @@ def pipeline(
             from flows.tracked.pipeline import pipeline_flow
             from flows.tracked.states import value_of
 
-            done = value_of(pipeline_flow(
-                plan.discover, plan.mine, plan.annotate, plan.export,
-                list(plan.repos) if plan.repos else None, plan.repo_list,
-                plan.min_stars, plan.export_dir, str(settings.warehouse),
-                plan.include_unknown_license, return_state=True))
+            done = value_of(pipeline_flow(**plan.parameters(settings.warehouse),
+                                          return_state=True))
         else:
             from flows.jobs.pipeline import run_pipeline
             from flows.progress import live
@@ -266,18 +261,13 @@ def serve(
     """Serve the pipeline on a schedule against the Prefect server in PREFECT_API_URL."""
     settings = _settings(warehouse)
     with _user_errors():
-        plan = _pipeline_plan(skip, repo, repo_list, export_dir.resolve(),
-                              include_unknown_license)
+        # Paths are made absolute: the served runs start wherever the runner is.
+        plan = _pipeline_plan(skip, repo, repo_list and repo_list.resolve(),
+                              export_dir.resolve(), include_unknown_license)
         _tracked(prefect=True, verbose=True)
         from flows.tracked.pipeline import pipeline_flow
 
-        parameters = {"discover": plan.discover, "mine": plan.mine,
-                      "annotate": plan.annotate, "export": plan.export,
-                      "repos": list(plan.repos) if plan.repos else None,
-                      "repo_list": str(plan.repo_list.resolve()) if plan.repo_list else None,
-                      "export_dir": str(plan.export_dir),
-                      "warehouse": str(settings.warehouse.resolve()),
-                      "include_unknown_license": plan.include_unknown_license}
+        parameters = plan.parameters(settings.warehouse.resolve())
         console.print(f"serving pipeline/{name} on {cron!r}; stop with Ctrl-C (the schedule "
                       "stays on the server)", highlight=False)
         # Prefect's runner leaves a coroutine unawaited when SIGTERM stops it; its warning

@@ -75,5 +75,15 @@ class Settings(BaseSettings):
         return cls(**({"warehouse": Path(warehouse)} if warehouse else {}))
 
     @property
+    def github_token_value(self) -> str | None:
+        """The token itself, for the one client or git process that sends it."""
+        return self.github_token.get_secret_value() if self.github_token else None
+
+    @property
+    def llm_api_key_value(self) -> str | None:
+        """The key itself, for the LLM client only."""
+        return self.llm_api_key.get_secret_value() if self.llm_api_key else None
+
+    @property
     def llm_configured(self) -> bool:
         return bool(self.llm_model or self.llm_api_key)

@@ -93,7 +93,7 @@ def llm_config(settings: Settings, *, model: str | None = None, verify: bool = F
 
     With no model named, OpenAI's gpt-4o-mini is used when a key is set; with neither, no
     request is sent: LLMNotConfigured says what to set."""
-    key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
+    key = settings.llm_api_key_value
     name = model or settings.llm_model or ("gpt-4o-mini" if key else None)
     if name is None:
         raise LLMNotConfigured(
@@ -139,9 +139,7 @@ def annotate_with_llm(warehouse: Path, config: LLMConfig, run_id: str, *,
             nonlocal hits
             for start in range(0, len(keys), BATCH):
                 chunk = keys[start:start + BATCH]
-                inputs = [commit for repo in dict.fromkeys(r for r, _ in chunk)
-                          for commit in read_commit_inputs(
-                              con, repo, [s for r, s in chunk if r == repo])]
+                inputs = _read_inputs(con, chunk)
                 hashes = {(c.repo, c.sha): input_hash(c) for c in inputs}
                 copied = copy_cached_labels(con, annotator, run_id,
                                             [(r, s, h) for (r, s), h in hashes.items()])
@@ -159,6 +157,13 @@ def annotate_with_llm(warehouse: Path, config: LLMConfig, run_id: str, *,
         summary.labeled += batches.labeled
         return AnnotateResult(annotator, len(todo) + batches.labeled, hits, summary,
                               batch_submitted=submitted, batch_pending=len(batches.pending))
+
+
+def _read_inputs(con: duckdb.DuckDBPyConnection, keys: list[tuple[str, str]]
+                 ) -> list[CommitInput]:
+    """What the annotator sees of each (repo, sha), read repository by repository."""
+    return [commit for repo in dict.fromkeys(r for r, _ in keys)
+            for commit in read_commit_inputs(con, repo, [s for r, s in keys if r == repo])]
 
 
 @dataclass
@@ -191,10 +196,8 @@ def _collect_batches(con: duckdb.DuckDBPyConnection, config: LLMConfig, run_id: 
             if state.status != batch_api.DONE or state.output_file_id is None:
                 save_batch_state(con, row.key, batch_id, "failed")  # its commits are free again
                 continue
-            inputs = [c for repo in dict.fromkeys(r for r, _ in row.commits)
-                      for c in read_commit_inputs(con, repo,
-                                                  [s for r, s in row.commits if r == repo])]
-            outcomes = batch_api.read_results(client, state.output_file_id, inputs, config)
+            outcomes = batch_api.read_results(client, state.output_file_id,
+                                              _read_inputs(con, row.commits), config)
             with transaction(con):
                 _save_outcomes(con, run_id, config.annotator, outcomes)
                 save_batch_state(con, row.key, batch_id, "collected")

@@ -74,12 +74,12 @@ def discover_repos(settings: Settings, query: SearchQuery | None, list_file: Pat
                    limit: int | None = None,
                    retry_delays: Sequence[float] = DISCOVER_RETRY_DELAYS) -> DiscoverResult:
     """Search GitHub (and/or read a curated list) into repos, with a runs row."""
-    token = settings.github_token.get_secret_value() if settings.github_token else None
     parameters = {"query": repr(query), "list_file": str(list_file) if list_file else None,
                   "limit": limit}
     with recorded_run(settings.warehouse, "discover", parameters) as run:
         stored, requests, cached = retrying(
-            lambda: discover(settings.warehouse, settings.github_api_url.rstrip("/"), token,
+            lambda: discover(settings.warehouse, settings.github_api_url.rstrip("/"),
+                             settings.github_token_value,
                              query, list_file, limit), GitHubUnavailable, retry_delays)
         run.counts = {"repos": stored, "requests": requests, "not_modified": cached}
     return DiscoverResult(stored, requests, cached)

@@ -18,7 +18,7 @@ from flows.jobs.labeling import label_unlabeled
 from flows.jobs.mining import RepoResult, mine_repository
 from flows.jobs.progress import Progress, no_progress
 from flows.jobs.retry import retrying
-from flows.jobs.runs import RunRecord, recorded_run
+from flows.jobs.runs import RunRecord, RunStatus, recorded_run, status_of
 from flows.settings import Settings
 from miners.classify import PatternSet, load_pattern_set
 from miners.errors import GitCommandError, MinerError
@@ -113,8 +113,7 @@ def mine_one(spec: RepoSpec, settings: Settings, patterns: PatternSet, run_id: s
              all_branches: bool = False, progress: Progress = no_progress) -> RepoResult:
     """Mirror, mine and label one repository; a known error becomes its failed result."""
     try:
-        token = settings.github_token.get_secret_value() if settings.github_token else None
-        ref = mirror(spec, settings.cache_dir, token)
+        ref = mirror(spec, settings.cache_dir, settings.github_token_value)
         return mine_and_label(ref, settings, patterns, run_id, all_branches=all_branches,
                               progress=progress)
     except (MinerError, WarehouseError) as exc:
@@ -129,10 +128,16 @@ def run_parameters(specs: Sequence[RepoSpec], patterns_file: Path | None, all_br
             "all_branches": all_branches, **extra}
 
 
+def mine_status(results: Sequence[RepoResult]) -> RunStatus:
+    """Failed when every repository failed, partially failed when some did."""
+    failed = sum(1 for r in results if r.error)
+    return status_of(len(results) - failed, failed)
+
+
 def record_results(run: RunRecord, results: Sequence[RepoResult]) -> None:
     """Counts, errors and status of a mine from its repositories' results."""
     run.errors = [f"{r.repo}: {r.error}" for r in results if r.error]
-    run.judge(succeeded=len(results) - len(run.errors), failed=len(run.errors))
+    run.status = mine_status(results)
     run.counts = {k: sum(getattr(r, k) for r in results) for k in COUNTS}
 
 

@@ -1,22 +1,29 @@
 """The pipeline use case: discover → mine → annotate → export, each step with its runs row.
 
-Every step is incremental, so a nightly run only does what is new. The tracked pipeline
-flow runs the same steps as sub-flows and asks the same questions of this module.
+Every step is incremental, so a nightly run only does what is new. `run_pipeline` is the one
+sequence of steps; a direct run gives it the jobs, the tracked pipeline flow gives it the
+tracked sub-flows (PipelineSteps).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from flows.jobs.mining import RepoResult
 from flows.jobs.progress import Progress, no_progress
-from flows.jobs.runs import RunStatus, status_of
+from flows.jobs.runs import RunStatus
 from flows.settings import Settings
 from miners.github import SearchQuery
 from warehouse.db import open_warehouse
 from warehouse.queries import repos_to_mine
+
+if TYPE_CHECKING:  # the mining code is imported by the steps that run it
+    from flows.jobs.annotate import AnnotateResult
+    from flows.jobs.discover import DiscoverResult
+    from flows.jobs.mine import RepoSpec
+    from flows.jobs.mining import RepoResult
 
 STEPS = ("discover", "mine", "annotate", "export")
 
@@ -39,6 +46,55 @@ class PipelinePlan:
         """The GitHub search of the discover step (None when a curated list replaces it)."""
         return None if self.repo_list is not None else SearchQuery(min_stars=self.min_stars)
 
+    def parameters(self, warehouse: Path) -> dict[str, Any]:
+        """The plan as the tracked pipeline flow's parameters (JSON, for a deployment)."""
+        return {"discover": self.discover, "mine": self.mine, "annotate": self.annotate,
+                "export": self.export, "repos": list(self.repos) if self.repos else None,
+                "repo_list": str(self.repo_list) if self.repo_list else None,
+                "min_stars": self.min_stars, "export_dir": str(self.export_dir),
+                "warehouse": str(warehouse),
+                "include_unknown_license": self.include_unknown_license}
+
+
+@dataclass(frozen=True)
+class PipelineSteps:
+    """How each step runs: the jobs (a direct run) or the tracked sub-flows."""
+
+    discover: Callable[[Settings, SearchQuery | None, Path | None], DiscoverResult]
+    mine: Callable[[Settings, list[RepoSpec], Progress], Sequence[RepoResult]]
+    annotate: Callable[[Settings], AnnotateResult]
+    export: Callable[[Settings, PipelinePlan], dict[str, int]]
+
+
+def _discover(settings: Settings, query: SearchQuery | None, repo_list: Path | None
+              ) -> DiscoverResult:
+    from flows.jobs.discover import discover_repos
+
+    return discover_repos(settings, query, repo_list)
+
+
+def _mine(settings: Settings, specs: list[RepoSpec], progress: Progress
+          ) -> Sequence[RepoResult]:
+    from flows.jobs.mine import mine_repos
+
+    return mine_repos(specs, settings, progress=progress).results
+
+
+def _annotate(settings: Settings) -> AnnotateResult:
+    from flows.jobs.annotate import annotate
+
+    return annotate(settings)
+
+
+def _export(settings: Settings, plan: PipelinePlan) -> dict[str, int]:
+    from flows.jobs.export import export_levels
+
+    return export_levels(settings, plan.export_dir,
+                         include_unknown_license=plan.include_unknown_license)
+
+
+DIRECT = PipelineSteps(_discover, _mine, _annotate, _export)
+
 
 def repos_for_mine(settings: Settings, plan: PipelinePlan) -> list[str]:
     """The repositories the mine step covers: the plan's, else every stored remote one."""
@@ -48,45 +104,28 @@ def repos_for_mine(settings: Settings, plan: PipelinePlan) -> list[str]:
         return [url for _, url in repos_to_mine(con)]
 
 
-def annotates(settings: Settings, plan: PipelinePlan) -> bool:
-    """The annotate step runs when asked and an LLM is configured (mining labels offline)."""
-    return plan.annotate and settings.llm_configured
-
-
-def run_pipeline(settings: Settings, plan: PipelinePlan, progress: Progress = no_progress
-                 ) -> dict[str, object]:
-    """Run the plan's steps in order, directly; returns what each step did."""
-    from flows.jobs.mine import mine_repos, parse_repo_args
+def run_pipeline(settings: Settings, plan: PipelinePlan, progress: Progress = no_progress,
+                 steps: PipelineSteps = DIRECT) -> dict[str, object]:
+    """Run the plan's steps in order; returns what each step did. The annotate step runs
+    only when an LLM is configured (mining labels offline)."""
+    from flows.jobs.mine import mine_status, parse_repo_args
 
     done: dict[str, object] = {}
     if plan.discover:
-        from flows.jobs.discover import discover_repos
-
-        found = discover_repos(settings, plan.search(), plan.repo_list)
+        found = steps.discover(settings, plan.search(), plan.repo_list)
         done["discover"] = {"stored": found.stored, "requests": found.requests}
     if plan.mine:
-        report = mine_repos(parse_repo_args(repos_for_mine(settings, plan)), settings,
-                            progress=progress)
-        done["mine"] = summarize_mine(report.results)
-    if annotates(settings, plan):
-        from flows.jobs.annotate import annotate
-
-        result = annotate(settings)
+        results = steps.mine(settings, parse_repo_args(repos_for_mine(settings, plan)),
+                             progress)
+        done["mine"] = {"repos": len(results), "errors": sum(1 for r in results if r.error),
+                        "status": mine_status(results).value}
+    if plan.annotate and settings.llm_configured:
+        result = steps.annotate(settings)
         done["annotate"] = {"labeled": result.summary.labeled,
                             "failed": result.summary.failed, "status": result.status}
     if plan.export:
-        from flows.jobs.export import export_levels
-
-        done["export"] = export_levels(settings, plan.export_dir,
-                                       include_unknown_license=plan.include_unknown_license)
+        done["export"] = steps.export(settings, plan)
     return done
-
-
-def summarize_mine(results: Sequence[RepoResult]) -> dict[str, object]:
-    """The mine step's line of a pipeline's output."""
-    errors = sum(1 for r in results if r.error)
-    return {"repos": len(results), "errors": errors,
-            "status": status_of(len(results) - errors, errors).value}
 
 
 def failed_steps(done: dict[str, object]) -> list[str]:

@@ -4,7 +4,6 @@
 # against these signatures in a process that loads this file by path, where annotations
 # kept as strings cannot be resolved ("`Pipeline_FlowModel` is not fully defined").
 
-from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +29,7 @@ def discover_task(settings: Settings, query: SearchQuery | None, list_file: Path
 
 
 @flow(name="discover")
-def discover_flow(languages: list[str] | None = None, min_stars: int = 10,
-                  pushed_since: date | None = None, topics: list[str] | None = None,
-                  include_forks: bool = False, include_archived: bool = False,
-                  list_file: Path | None = None, search: bool = True, limit: int | None = None,
-                  warehouse: str | None = None) -> DiscoverResult:
-    """Find repositories for the repos table."""
-    query = SearchQuery(tuple(languages or ("Elixir", "Erlang")), min_stars, pushed_since,
-                        tuple(topics or ()), include_forks, include_archived) if search else None
+def discover_flow(query: SearchQuery | None, list_file: Path | None = None,
+                  limit: int | None = None, warehouse: str | None = None) -> DiscoverResult:
+    """Find repositories for the repos table: the search, and/or a curated list."""
     return discover_task(Settings.load(warehouse), query, list_file, limit)

@@ -25,13 +25,14 @@ from flows.jobs.mine import (
     failed_result,
     load_and_label_shards,
     mine_and_label,
+    mine_status,
     mirror,
     record_results,
     run_parameters,
     shard_root,
 )
 from flows.jobs.mining import RepoResult, mine_to_shard
-from flows.jobs.runs import recorded_run, status_of
+from flows.jobs.runs import recorded_run
 from flows.progress import active_reporter
 from flows.settings import Settings
 from flows.tracked.states import final_state, value_of
@@ -52,8 +53,7 @@ def _transient(task: Any, task_run: Any, state: Any) -> bool:
 @task(retries=len(MIRROR_RETRY_DELAYS), retry_delay_seconds=list(MIRROR_RETRY_DELAYS),
       retry_condition_fn=_transient, cache_policy=NO_CACHE)
 def mirror_task(spec: RepoSpec, settings: Settings) -> RepoRef:
-    token = settings.github_token.get_secret_value() if settings.github_token else None
-    return mirror(spec, settings.cache_dir, token, retry_delays=())
+    return mirror(spec, settings.cache_dir, settings.github_token_value, retry_delays=())
 
 
 @task(cache_policy=NO_CACHE)
@@ -131,5 +131,4 @@ def run_tracked_mine(specs: list[RepoSpec], settings: Settings, patterns_file: P
         warehouse=str(settings.warehouse), sharded=dask or dask_address is not None,
         return_state=True)
     results = value_of(state)
-    errors = sum(1 for r in results if r.error)
-    return results, status_of(len(results) - errors, errors).value
+    return results, mine_status(results).value
