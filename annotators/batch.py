@@ -10,17 +10,11 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from openai import OpenAI
 
-from annotators.llm import CallRecord, LLMConfig, Outcome, is_reasoning_model
-from annotators.prompting import (
-    build_label_messages,
-    load_template,
-    new_fence,
-    strict_label_schema,
-)
+from annotators.llm import CallRecord, LLMConfig, Outcome, request_body, response_format
+from annotators.prompting import build_label_messages, load_template, new_fence
 from annotators.replies import ReplyError, parse_label, read_completion
 from annotators.schema import Annotation, CommitInput
 
@@ -36,20 +30,12 @@ def custom_id(commit: CommitInput) -> str:
 def build_batch_file(commits: Iterable[CommitInput], config: LLMConfig) -> bytes:
     """The batch input file (JSONL): one chat-completions request per commit."""
     template = load_template(config.template)
-    reasoning = is_reasoning_model(config.model) if config.reasoning is None \
-        else config.reasoning
     lines = []
     for commit in commits:
         messages, _ = build_label_messages(commit, template, new_fence(),
                                            config.max_input_chars)
-        body: dict[str, Any] = {
-            "model": config.model, "messages": messages,
-            "response_format": {"type": "json_schema", "json_schema": {
-                "name": "bug_label", "strict": True, "schema": strict_label_schema()}}}
-        if reasoning:
-            body["max_completion_tokens"] = config.output_cap
-        else:
-            body.update(temperature=0, max_tokens=config.output_cap)
+        body = request_body(config.model, messages, response_format(0), config.output_cap,
+                            config.is_reasoning)
         lines.append(json.dumps({"custom_id": custom_id(commit), "method": "POST",
                                  "url": ENDPOINT, "body": body}))
     return ("\n".join(lines) + "\n").encode()

@@ -152,50 +152,57 @@ class InputTooLong(CommitError):
     """The server's context cannot hold this commit's request: ask again with less code."""
 
 
+# The response formats asked for, most useful first; a server that rejects one gets the next.
+FORMATS = ("json_schema_strict", "json_schema", "json_object", "text")
+
+
+@functools.cache  # read-only dicts, built once per level
+def response_format(level: int, structured: bool = True) -> dict[str, Any] | None:
+    """The response_format of a format level (None: plain text); not structured asks for
+    JSON mode at most (the reviewer's verdict has its own small shape)."""
+    kind = FORMATS[level]
+    if kind == "text":
+        return None
+    if not structured or kind == "json_object":
+        return {"type": "json_object"}
+    strict = kind == "json_schema_strict"
+    return {"type": "json_schema",
+            "json_schema": {"name": "bug_label", "strict": strict,
+                            "schema": strict_label_schema() if strict else label_schema()}}
+
+
+def request_body(model: str, messages: list[dict[str, str]], fmt: dict[str, Any] | None,
+                 output_cap: int, reasoning: bool) -> dict[str, Any]:
+    """A chat-completions request; reasoning models take max_completion_tokens and only
+    their own temperature."""
+    body: dict[str, Any] = {"model": model, "messages": messages, "stream": False}
+    if reasoning:
+        body["max_completion_tokens"] = output_cap
+    else:
+        body["temperature"] = 0
+        body["max_tokens"] = output_cap
+    if fmt is not None:
+        body["response_format"] = fmt
+    return body
+
+
 class _Session:
     """State shared by the workers of one run."""
-
-    _FORMATS = ("json_schema_strict", "json_schema", "json_object", "text")
 
     def __init__(self, config: LLMConfig, client: AsyncOpenAI) -> None:
         self.config = config
         self.client = client
         self.limiter = RateLimiter(config.requests_per_minute, config.tokens_per_minute)
         self.budget = Budget(config.max_usd, config.max_tokens)
-        self.format = 0  # index into _FORMATS; lowered when a server rejects one
+        self.format = 0  # index into FORMATS; lowered when a server rejects one
         self.reasoning = config.is_reasoning
         self.answered = False  # some request got a completion: the server is reachable
 
     def lower_format(self, failed: int) -> None:
         """The server rejected format level `failed`: use the next one, once however many
         workers saw the rejection (each saw it at the level it sent)."""
-        if self.format == failed and self.format < len(self._FORMATS) - 1:
+        if self.format == failed and self.format < len(FORMATS) - 1:
             self.format += 1
-
-    @functools.cache  # noqa: B019  (a few sessions a run; the formats are read-only)
-    def response_format(self, level: int, structured: bool) -> dict[str, Any] | None:
-        kind = self._FORMATS[level]
-        if kind == "text":
-            return None
-        if not structured or kind == "json_object":
-            return {"type": "json_object"}  # the verdict has its own small shape
-        strict = kind == "json_schema_strict"
-        return {"type": "json_schema",
-                "json_schema": {"name": "bug_label", "strict": strict,
-                                "schema": strict_label_schema() if strict else label_schema()}}
-
-    def body(self, messages: list[dict[str, str]], fmt: dict[str, Any] | None,
-             output_cap: int) -> dict[str, Any]:
-        body: dict[str, Any] = {"model": self.config.model, "messages": messages,
-                                "stream": False}
-        if self.reasoning:  # reasoning models take this cap and only their own temperature
-            body["max_completion_tokens"] = output_cap
-        else:
-            body["temperature"] = 0
-            body["max_tokens"] = output_cap
-        if fmt is not None:
-            body["response_format"] = fmt
-        return body
 
     async def chat(self, messages: list[dict[str, str]], record: CallRecord,
                    structured: bool = True, output_cap: int | None = None) -> Completion:
@@ -210,8 +217,9 @@ class _Session:
         while attempt < self.config.max_attempts:
             await self.limiter.acquire(estimate)
             level, reasoning = self.format, self.reasoning  # what this request sends
-            body = self.body(messages, self.response_format(level, structured),
-                             output_cap or self.config.output_cap)
+            body = request_body(self.config.model, messages,
+                                response_format(level, structured),
+                                output_cap or self.config.output_cap, reasoning)
             started = time.perf_counter()
             try:
                 # The body is plain JSON already. chat.completions.create would run the
@@ -272,7 +280,7 @@ class _Session:
         is sent when that is what the server asks (once, however many workers were told),
         else raise."""
         text = _short(exc).lower()
-        if exc.status_code == 400 and structured and level < len(self._FORMATS) - 1 \
+        if exc.status_code == 400 and structured and level < len(FORMATS) - 1 \
                 and _about_format(text):
             self.lower_format(level)  # this server lacks the format: use the next one
             return

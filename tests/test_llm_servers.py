@@ -286,7 +286,7 @@ def test_batch_answers_that_do_not_validate_are_asked_again(mined: Path) -> None
     """Collecting a batch keeps what validates; a commit whose batch answer does not is asked
     again one by one in the same run."""
     def script(request: dict[str, Any], call: int) -> Reply:
-        if "stream" not in request and call == 0:  # the batch's first line
+        if call == 0:  # the batch's first line
             return Reply(content="no JSON here")
         return default_script(request, call)
 
@@ -296,5 +296,5 @@ def test_batch_answers_that_do_not_validate_are_asked_again(mined: Path) -> None
         second = annotate(mined, llm)
         assert second.exit_code == 0, second.output
         assert len(llm.requests) == 9  # 8 in the batch, 1 asked again
-        assert "stream" in llm.requests[-1]  # an interactive request
+        assert len(llm.batches) == 1  # one by one, not in a second batch
     assert sum(r[1] == "ok" for r in labels(mined)) == 8
