@@ -49,18 +49,18 @@ def recorded_run(warehouse: str | Path, kind: str, parameters: Mapping[str, Any]
     keep_open holds a connection for the block, so that the work's own read-write
     connections join the open database instead of opening the file (and checkpointing it at
     close) once each; work that opens the file read-only cannot use it."""
-    with open_warehouse(warehouse) as con:
-        record = RunRecord(start_run(con, kind, parameters))
-    status = RunStatus.FAILED
-    try:
-        with open_warehouse(warehouse) if keep_open else nullcontext():
-            yield record
-        status = record.status
-    except BaseException as exc:
-        reason = str(exc).splitlines()[0][:500] if str(exc) else type(exc).__name__
-        record.errors = [*record.errors, f"{reason} (the next run resumes)"]
-        raise
-    finally:
+    with open_warehouse(warehouse) if keep_open else nullcontext():
         with open_warehouse(warehouse) as con:
-            finish_run(con, record.run_id, status=status.value, counts=record.counts,
-                       errors=record.errors)
+            record = RunRecord(start_run(con, kind, parameters))
+        status = RunStatus.FAILED
+        try:
+            yield record
+            status = record.status
+        except BaseException as exc:
+            reason = str(exc).splitlines()[0][:500] if str(exc) else type(exc).__name__
+            record.errors = [*record.errors, f"{reason} (the next run resumes)"]
+            raise
+        finally:
+            with open_warehouse(warehouse) as con:
+                finish_run(con, record.run_id, status=status.value, counts=record.counts,
+                           errors=record.errors)
