@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from openai import OpenAI
 
+from annotators.checks import check_label
 from annotators.llm import CallRecord, LLMConfig, Outcome, request_body, response_format
 from annotators.prompting import build_label_messages, load_template, new_fence
 from annotators.replies import ReplyError, parse_label, read_completion
@@ -102,10 +103,14 @@ def read_results(client: OpenAI, output_file_id: str, commits: Iterable[CommitIn
             parsed = parse_label(completion.content, commit)
         except ReplyError:
             continue
+        label, checks = check_label(parsed.label, commit)
+        if not checks.passed:  # an interactive run asks again, quoting the failed checks
+            continue
         record.status = "ok"
-        annotation = Annotation(annotator=config.annotator, label=parsed.label,
+        annotation = Annotation(annotator=config.annotator, label=label,
                                 raw_response=(completion.content or "")[:20_000],
                                 extra=parsed.extra or None, tokens_in=record.tokens_in,
-                                tokens_out=record.tokens_out, cost_usd=record.cost_usd)
+                                tokens_out=record.tokens_out, cost_usd=record.cost_usd,
+                                explanation_source="model", checks=checks)
         outcomes.append(Outcome(commit, annotation, [record]))
     return outcomes

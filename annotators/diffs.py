@@ -14,6 +14,7 @@ class Hunk:
     before_len: int
     removed: tuple[tuple[int, str], ...]  # (line number in before, text)
     added: tuple[tuple[int, str], ...]  # (line number in after, text)
+    after_start: int = 0
 
     @property
     def before_end(self) -> int:
@@ -27,15 +28,16 @@ def parse_hunks(diff: str | None) -> list[Hunk]:
     hunks: list[Hunk] = []
     removed: list[tuple[int, str]] = []
     added: list[tuple[int, str]] = []
-    start = length = old_no = new_no = 0
+    start = length = old_no = new_no = after = 0
     in_hunk = False
     for line in diff.split("\n"):
         head = _HUNK.match(line)
         if head:
             if in_hunk:
-                hunks.append(Hunk(start, length, tuple(removed), tuple(added)))
+                hunks.append(Hunk(start, length, tuple(removed), tuple(added), after))
             start, length = int(head.group(1)), int(head.group(2) or 1)
             old_no, new_no = start, int(head.group(3))
+            after = new_no
             removed, added, in_hunk = [], [], True
         elif not in_hunk:
             continue
@@ -49,7 +51,7 @@ def parse_hunks(diff: str | None) -> list[Hunk]:
             old_no += 1
             new_no += 1
     if in_hunk:
-        hunks.append(Hunk(start, length, tuple(removed), tuple(added)))
+        hunks.append(Hunk(start, length, tuple(removed), tuple(added), after))
     return hunks
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Literal
 
@@ -28,6 +30,8 @@ class GoldCommit(BaseModel):
     in_test_only: bool = False
     bug_type: BugType
     confidence: Literal["high", "medium", "low"] = "high"
+    files: tuple[str, ...] = ()
+    fix_location: str | None = None  # "path: function, function; path: ..." (free text)
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,74 @@ class Prediction:
     is_concurrency_bug: bool | None  # None: matched but not labeled by this annotator
     bug_type: str | None
     scope: str | None
+    location_file: str | None = None
+    location_function: str | None = None
+    checks_passed: bool | None = None
+    explanation: str | None = None
+    n_steps: int | None = None
+
+
+@dataclass(frozen=True)
+class GoldPlace:
+    """One file of a gold fix_location and the functions it names there: (name, arity),
+    arity None when the gold leaves it open; an ExUnit test is ('test "description"', None)."""
+
+    path: str
+    functions: tuple[tuple[str, int | None], ...]
+
+
+_PARENS = re.compile(r"\([^()]*\)")
+_TEST = re.compile(r'\btest\s+"(?:[^"\\]|\\.)*"')
+_GOLD_FUNCTION = re.compile(r"^(?:([a-z_][\w?!]*)\s*/\s*(\d+)?|([a-z_][\w?!]*)$)")
+
+
+def parse_fix_location(text: str | None) -> list[GoldPlace]:
+    """The places a gold fix_location names. Its text is free-form ("lib/a.ex: f/2, g/1
+    (note); test/b_test.exs: test \"x\""): a function counts only for a test "description"
+    or an item that starts with name/arity or is one bare identifier; anything else (prose,
+    a JavaScript method) names the file only."""
+    places = []
+    for segment in (text or "").split("; "):
+        path, _, rest = segment.partition(": ")
+        path = path.strip()
+        if not path or " " in path or "." not in path.rsplit("/", 1)[-1]:
+            continue
+        functions: list[tuple[str, int | None]] = [
+            (re.sub(r"\s+", " ", t), None) for t in _TEST.findall(rest)]
+        flat = _TEST.sub("", rest)
+        while _PARENS.search(flat):  # notes in parentheses name no function of their own
+            flat = _PARENS.sub("", flat)
+        for item in re.split(r",\s*|\s+and\s+", flat):
+            m = _GOLD_FUNCTION.match(item.strip())
+            if m:
+                name = m.group(1) or m.group(3)
+                functions.append((name, int(m.group(2)) if m.group(2) else None))
+        places.append(GoldPlace(path, tuple(functions)))
+    return places
+
+
+def location_matches(places: Sequence[GoldPlace], file: str | None, function: str | None
+                     ) -> tuple[bool, bool | None]:
+    """(the file is a gold place, the function is one the gold names there); the second is
+    None when the gold names no function at all."""
+    named = any(p.functions for p in places)
+    if file is None:
+        return False, False if named else None
+    hits = [p for p in places if p.path == file or fnmatchcase(file, p.path)]
+    if not named:
+        return bool(hits), None
+    if not function:
+        return bool(hits), False
+    name, _, arity = function.partition("/")
+    for place in hits:
+        for gold_name, gold_arity in place.functions:
+            if gold_name.startswith("test "):
+                # ExUnit names a test in a describe block "describe name".
+                if function == gold_name or function.endswith(" " + gold_name[5:].lstrip('"')):
+                    return True, True
+            elif name == gold_name and (gold_arity is None or arity == str(gold_arity)):
+                return True, True
+    return bool(hits), False
 
 
 def load_gold(path: Path) -> list[GoldCommit]:
@@ -98,6 +170,13 @@ class Report:
     recall: Rate
     bug_type_accuracy: Rate  # over true positives
     scope_accuracy: Rate  # over true positives
+    location_file_accuracy: Rate  # over true positives whose gold names a place
+    location_function_accuracy: Rate  # over those whose gold names a function there
+    checks_passed: Rate  # predicted fixes whose label passed the trace checks
+    with_steps: Rate  # predicted fixes whose label has event steps
+    steps_checked: Rate  # of those, the labels that passed the trace checks
+    explained: Rate  # predicted fixes with an explanation
+    repeated_explanations: int  # predicted fixes whose explanation another fix shares
     pattern_precision: dict[str, Rate]
     confusion: dict[str, dict[str, int]]  # gold type -> predicted type -> count
     missing: list[Missing] = field(default_factory=list)
@@ -124,6 +203,8 @@ def evaluate(gold: Sequence[GoldCommit], predictions: dict[tuple[str, str], Pred
     confusion: dict[str, Counter[str]] = {}
     per_term: dict[str, list[int]] = {}
     missing, fps, fns = [], [], []
+    file_hits = function_hits = file_total = function_total = 0
+    predicted_fixes: list[Prediction] = []
     for g in gold:
         p = predictions.get((g.repo, g.sha))
         if p is None:
@@ -133,6 +214,8 @@ def evaluate(gold: Sequence[GoldCommit], predictions: dict[tuple[str, str], Pred
         else:
             predicted = bool(p.is_concurrency_bug)
             predicted_type = p.bug_type or "(unlabeled)"
+            if predicted:
+                predicted_fixes.append(p)
             for term in p.matched_terms:
                 counts = per_term.setdefault(term, [0, 0])
                 counts[0] += g.is_concurrency_fix
@@ -142,6 +225,15 @@ def evaluate(gold: Sequence[GoldCommit], predictions: dict[tuple[str, str], Pred
             tp += 1
             type_ok += predicted_type == g.bug_type.value
             scope_ok += (p is not None and p.scope == "test") == g.in_test_only
+            places = parse_fix_location(g.fix_location)
+            if places and p is not None:
+                in_file, in_function = location_matches(places, p.location_file,
+                                                        p.location_function)
+                file_total += 1
+                file_hits += in_file
+                if in_function is not None:
+                    function_total += 1
+                    function_hits += in_function
         elif predicted:
             fp += 1
             fps.append(f"{g.repo} {g.sha[:10]} {g.subject}")
@@ -151,9 +243,24 @@ def evaluate(gold: Sequence[GoldCommit], predictions: dict[tuple[str, str], Pred
     return Report(
         gold=len(gold), precision=wilson(tp, tp + fp), recall=wilson(tp, tp + fn),
         bug_type_accuracy=wilson(type_ok, tp), scope_accuracy=wilson(scope_ok, tp),
+        location_file_accuracy=wilson(file_hits, file_total),
+        location_function_accuracy=wilson(function_hits, function_total),
+        checks_passed=wilson(sum(bool(p.checks_passed) for p in predicted_fixes),
+                             len(predicted_fixes)),
+        with_steps=wilson(len(stepped := [p for p in predicted_fixes if p.n_steps]),
+                          len(predicted_fixes)),
+        steps_checked=wilson(sum(bool(p.checks_passed) for p in stepped), len(stepped)),
+        explained=wilson(sum(bool(p.explanation) for p in predicted_fixes),
+                         len(predicted_fixes)),
+        repeated_explanations=_repeated([p.explanation for p in predicted_fixes]),
         pattern_precision={t: wilson(h, n) for t, (h, n) in sorted(per_term.items())},
         confusion={k: dict(sorted(v.items())) for k, v in sorted(confusion.items())},
         missing=missing, false_positives=fps, false_negatives=fns)
+
+
+def _repeated(texts: Sequence[str | None]) -> int:
+    counts = Counter(t for t in texts if t)
+    return sum(n for n in counts.values() if n > 1)
 
 
 def gold_repo_for(warehouse_repo: str, gold_repos: set[str]) -> str | None:
@@ -167,13 +274,13 @@ def gold_repo_for(warehouse_repo: str, gold_repos: set[str]) -> str | None:
     return None
 
 
-def build_predictions(rows: Iterable[tuple[str, str, Sequence[str], bool | None, str | None,
-                                           str | None]], gold_repos: set[str]
+def build_predictions(rows: Iterable[Sequence[object]], gold_repos: set[str]
                       ) -> dict[tuple[str, str], Prediction]:
-    """Predictions keyed by (gold repo name, sha) from warehouse rows."""
+    """Predictions keyed by (gold repo name, sha) from warehouse rows: (repo, sha,
+    matched_terms, then Prediction's other fields in order)."""
     out = {}
-    for repo, sha, terms, is_bug, bug_type, scope in rows:
-        name = gold_repo_for(repo, gold_repos)
+    for repo, sha, terms, *label in rows:
+        name = gold_repo_for(str(repo), gold_repos)
         if name is not None:
-            out[(name, sha)] = Prediction(tuple(terms), is_bug, bug_type, scope)
+            out[(name, str(sha))] = Prediction(tuple(terms), *label)  # type: ignore[arg-type]
     return out

@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from annotators.checks import check_label
 from annotators.diffs import Hunk, enclosing_function, parse_hunks
+from annotators.locate import Unit, choose_unit, file_location, location_of, unit_at, units_of
 from annotators.rules import (
     CUE_STATED,
     DIFF_RULES,
@@ -23,14 +25,16 @@ from annotators.schema import (
     BugType,
     CommitInput,
     FileInput,
+    LabelChecks,
     Scope,
 )
+from annotators.steps import derive_steps
 
 # Raise RULES_VERSION with every change to what the rules decide (heuristic.py, rules.py,
 # diffs.py): a new version labels every stored commit anew on the next mine, an unchanged one
 # keeps the labels made before. tests/test_rules_version.py holds the labels of a fixed set of
 # commits for this version and fails when they change without it.
-RULES_VERSION = 14
+RULES_VERSION = 15
 ANNOTATOR_ID = f"heuristic/rules-v{RULES_VERSION}/schema-{SCHEMA_VERSION}"
 
 
@@ -131,32 +135,63 @@ def _negatives(message: str) -> list[str]:
     return found
 
 
-def _scope(files: tuple[FileInput, ...]) -> Scope:
+def _scope(files: tuple[FileInput, ...], location: BugLocation | None) -> Scope:
+    """The located file's side; without a location, test only when every file is a test."""
+    if location is not None:
+        file = next((f for f in files if f.path == location.file), None)
+        if file is not None:
+            return Scope.TEST if file.is_test else Scope.PRODUCTION
     return Scope.TEST if files and all(f.is_test for f in files) else Scope.PRODUCTION
 
 
-def _location(signal: Signal | None, files: tuple[FileInput, ...]) -> BugLocation | None:
+@dataclass(frozen=True)
+class Place:
+    location: BugLocation | None
+    unit: Unit | None
+
+
+def _locate(signal: Signal | None, files: tuple[FileInput, ...], message: str) -> Place:
+    """The changed function holding the signal, else the changed function most likely to
+    hold the bug (see choose_unit); never an export list, spec, import, attribute or doc
+    line. Files with no changed function give a line range at most."""
+    hunks = {f.path: parse_hunks(f.diff) for f in files}
+    units = [u for f in files for u in units_of(f, hunks[f.path])]
+    if signal is not None and signal.file.is_test and any(not u.file.is_test for u in units):
+        signal = None  # a test that now waits for the fix's effect: the fix is elsewhere
     if signal is not None:
-        f, start, end = signal.file, signal.start, signal.end
-    else:
-        with_diff = [f for f in files if parse_hunks(f.diff)]
-        if not with_diff:
-            return None
-        # The largest change in production code, else in tests.
-        f = max(with_diff, key=lambda x: (not x.is_test, len(x.diff or "")))
-        start, end = _hunk_range(parse_hunks(f.diff)[0])
-    function = _function_at(f, start) if start else None
-    return BugLocation(file=f.path, function=function, start_line=start, end_line=end)
+        unit = _signal_unit(signal, units, hunks[signal.file.path])
+        if unit is not None:
+            return Place(location_of(unit), unit)
+        if not signal.file.functions and signal.start:  # no spans: a head scan
+            function = enclosing_function(signal.file.before, signal.start,
+                                          signal.file.language)
+            return Place(BugLocation(file=signal.file.path, function=function,
+                                     start_line=signal.start, end_line=signal.end), None)
+    unit = choose_unit(units, message)
+    if unit is not None:
+        return Place(location_of(unit), unit)
+    with_diff = [f for f in files if hunks[f.path]]
+    if not with_diff:
+        return Place(None, None)
+    f = max(with_diff, key=lambda x: (not x.is_test, len(x.diff or "")))
+    return Place(file_location(f, hunks[f.path]), None)
 
 
-def _function_at(file: FileInput, line: int) -> str | None:
-    """The changed function around a before-version line: the narrowest tree-sitter unit,
-    else the nearest head above it."""
-    around = [(end - start, name) for name, start, end in file.functions
-              if start <= line <= end]
-    if around:
-        return min(around)[1]
-    return enclosing_function(file.before, line, file.language)
+def _signal_unit(signal: Signal, units: list[Unit], hunks: list[Hunk]) -> Unit | None:
+    """The changed function holding the first changed line that shows the rule."""
+    rule = signal.rule
+    for h in hunks:
+        for number, text in h.removed:
+            if rule.removed is not None and rule.removed.search(text.lower()):
+                found = unit_at(units, signal.file, number, before=True)
+                if found:
+                    return found
+        for number, text in h.added:
+            if rule.added is not None and rule.added.search(text.lower()):
+                found = unit_at(units, signal.file, number, before=False)
+                if found:
+                    return found
+    return None
 
 
 def annotate_heuristic(commit: CommitInput) -> Annotation:
@@ -170,25 +205,38 @@ def annotate_heuristic(commit: CommitInput) -> Annotation:
     evidence = [f"message:{cue.name}"] if cue else []
     evidence += [f"negative:{n}" for n in negatives]
     evidence += sorted({f"diff:{s.rule.name}@{s.file.path}" for s in signals})
-    scope = _scope(files)
 
     diff_weight = top.rule.weight if top else 0.0
     strong_diff = diff_weight >= 0.9
     if not files and (negatives or msg_weight < 0.7):
-        label = _not_bug(commit, scope, None, 0.6,
-                         "The commit changes no Elixir or Erlang code and its message does not "
-                         "clearly describe a concurrency fix.")
+        label, source = _not_bug(commit, files, None, 0.6), (
+            "none: not a concurrency fix; the commit changes no Elixir or Erlang code")
     elif negatives and not strong_diff and (msg_weight < 0.9 or set(negatives) & _OVERRIDING):
-        label = _not_bug(commit, scope, _location(top, files), 0.65,
-                         f"The keywords are used in a sense that is not a concurrency fix "
-                         f"({', '.join(negatives)}).")
+        label, source = _not_bug(commit, files, _locate(top, files, commit.message), 0.65), (
+            f"none: not a concurrency fix; the subject reads as {', '.join(negatives)}")
     elif not _enough(msg_weight, top):
-        label = _not_bug(commit, scope, _location(top, files), 0.55,
-                         "Neither the message nor the diff shows a concurrency bug being "
-                         "fixed; the matched words are incidental.")
+        label, source = _not_bug(commit, files, _locate(top, files, commit.message), 0.55), (
+            "none: not a concurrency fix; the matched words are not stated as a fix and no "
+            "diff rule fired")
     else:
-        label = _bug(commit, cue, phrase, top, files, scope, msg_weight, diff_weight)
-    return Annotation(annotator=ANNOTATOR_ID, label=label, evidence=tuple(evidence))
+        label, source = _bug(commit, cue, phrase, top, files, msg_weight, diff_weight)
+    label, checks = _checked(label, commit)
+    return Annotation(annotator=ANNOTATOR_ID, label=label, evidence=tuple(evidence),
+                      explanation_source=source, checks=checks)
+
+
+def _checked(label: BugLabel, commit: CommitInput) -> tuple[BugLabel, LabelChecks]:
+    """The label with what fails the trace checks taken out (a location that does not hold
+    is kept at file level; steps that do not hold are dropped), and its checks."""
+    label, checks = check_label(label, commit)
+    update: dict[str, object] = {}
+    if label.bug_location and any(f.startswith("bug_location") for f in checks.failures):
+        update["bug_location"] = BugLocation(file=label.bug_location.file)
+    if any(f.startswith("step ") for f in checks.failures):
+        update["event_sequence"] = []
+    if update:
+        label, checks = check_label(label.model_copy(update=update), commit)
+    return label, checks
 
 
 def _enough(msg_weight: float, top: Signal | None) -> bool:
@@ -209,8 +257,8 @@ def _agrees(signal: Signal, cue: MessageCue | None) -> bool:
 
 
 def _bug(commit: CommitInput, cue: MessageCue | None, phrase: str, top: Signal | None,
-         files: tuple[FileInput, ...], scope: Scope, msg_weight: float,
-         diff_weight: float) -> BugLabel:
+         files: tuple[FileInput, ...], msg_weight: float, diff_weight: float
+         ) -> tuple[BugLabel, str]:
     if cue is not None and (msg_weight >= 0.7 or top is None):
         bug_type = cue.bug_type
     else:
@@ -218,66 +266,47 @@ def _bug(commit: CommitInput, cue: MessageCue | None, phrase: str, top: Signal |
         bug_type = top.rule.bug_type
     if bug_type == BugType.RACE_CONDITION and cue and cue.name == "hang":
         bug_type = BugType.DEADLOCK
+    if bug_type == BugType.RACE_CONDITION and _about_order(commit.message, top):
+        bug_type = BugType.MESSAGE_ORDERING
     agree = top is not None and cue is not None and top.rule.bug_type == cue.bug_type
     confidence = min(0.95, 0.35 + 0.4 * msg_weight + 0.2 * diff_weight + (0.1 if agree else 0))
     if not files:  # the fix is in code racemine does not extract (JavaScript, C, ...)
         confidence = min(confidence, 0.5)
-    location = _location(top, files)
-    where = location.file if location else "the changed code"
-    if location and location.function:
-        where += f" ({location.function})"
-    if top is not None:
-        events = list(top.rule.events)
-        fix = f"In {top.file.path}: {top.rule.fix_summary}."
+    place = _locate(top, files, commit.message)
+    location = place.location
+    derived = derive_steps(place.unit, bug_type)
+    subject = commit.message.splitlines()[0].strip() if commit.message else ""
+    function = location.function if location and location.function else None
+    if derived is not None:
+        events, why, source = derived.steps, derived.explanation, derived.source
+    elif top is not None:
+        events = []
+        where = f"{function} ({top.file.path})" if function else top.file.path
         why = f"In {where}, {top.rule.why}."
+        source = f"rule:{top.rule.name}"
     else:
-        events = _generic_events(bug_type)
-        fix = f"Changed {where} as described: {commit.message.splitlines()[0].strip()}."
-        kind = bug_type.value.replace("_", " ")
-        why = f"The commit message speaks of {'an' if kind[0] in 'aeiou' else 'a'} {kind}."
-    if phrase:
-        why = f"The message says {phrase!r}. {why}"
-    return BugLabel(is_concurrency_bug=True, bug_type=bug_type, scope=scope,
-                    bug_location=location, event_sequence=events, explanation=why,
-                    fix_summary=fix, confidence=round(confidence, 2))
+        events, why = [], None
+        said = f"the message says {phrase!r}" if phrase else "only the message points at it"
+        source = f"none: {said}; no diff rule recognised the change"
+    fix = f"In {top.file.path}: {top.rule.fix_summary}." if top is not None else subject
+    label = BugLabel(event_sequence=events, explanation=why, bug_location=location,
+                     fix_summary=fix, is_concurrency_bug=True, bug_type=bug_type,
+                     scope=_scope(files, location), confidence=round(confidence, 2))
+    return label, source
 
 
-def _not_bug(commit: CommitInput, scope: Scope, location: BugLocation | None,
-             confidence: float, why: str) -> BugLabel:
-    return BugLabel(is_concurrency_bug=False, bug_type=BugType.NOT_CONCURRENCY, scope=scope,
-                    bug_location=location, event_sequence=[], explanation=why,
+def _about_order(message: str, top: Signal | None) -> bool:
+    """Whether the message or the strongest diff signal is about the order of messages."""
+    if top is not None and top.rule.bug_type == BugType.MESSAGE_ORDERING:
+        return True
+    return any(c.bug_type == BugType.MESSAGE_ORDERING and c.regex.search(message)
+               for c in MESSAGE_CUES)
+
+
+def _not_bug(commit: CommitInput, files: tuple[FileInput, ...], place: Place | None,
+             confidence: float) -> BugLabel:
+    location = place.location if place else None
+    return BugLabel(is_concurrency_bug=False, bug_type=BugType.NOT_CONCURRENCY,
+                    scope=_scope(files, location), bug_location=location,
                     fix_summary=commit.message.splitlines()[0].strip() if commit.message
                     else "", confidence=confidence)
-
-
-_GENERIC = {
-    BugType.RACE_CONDITION: ("1. two processes act on shared state concurrently",
-                             "2. their operations interleave in an unexpected order",
-                             "3. one observes or overwrites the other's partial update"),
-    BugType.DEADLOCK: ("1. process A waits synchronously on process B",
-                       "2. B is itself waiting on A (or on a message that never comes)",
-                       "3. both block until a timeout fires or forever"),
-    BugType.LIVELOCK: ("1. processes react to each other's state changes",
-                       "2. each retries in response to the other",
-                       "3. they keep working without making progress"),
-    BugType.MESSAGE_ORDERING: ("1. two messages are sent to a process from different sources",
-                               "2. they arrive in the other order than the code assumes",
-                               "3. the process handles the second as if it were the first"),
-    BugType.TIMEOUT: ("1. a caller waits on another process with a timeout",
-                      "2. the callee is blocked or busy longer than the timeout",
-                      "3. the caller gives up and its late reply is mishandled"),
-    BugType.MAILBOX_OVERFLOW: ("1. messages arrive faster than they are handled",
-                               "2. the mailbox grows", "3. memory and latency grow unbounded"),
-    BugType.RESOURCE_LEAK: ("1. a process, monitor, timer or port is created for some work",
-                            "2. the owner exits or the work ends on an unexpected path",
-                            "3. nothing cleans it up and it outlives its purpose"),
-    BugType.EXIT_SIGNAL: ("1. a linked process exits",
-                          "2. the exit signal propagates to this process",
-                          "3. it is not trapped or handled as the code expects"),
-}
-
-
-def _generic_events(bug_type: BugType) -> list[str]:
-    return list(_GENERIC.get(bug_type, ("1. processes interleave in an unexpected order",
-                                        "2. shared state or messages are observed mid-change",
-                                        "3. the code's assumption about ordering breaks")))

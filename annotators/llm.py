@@ -21,6 +21,7 @@ from typing import Any, NoReturn
 import openai
 from openai import AsyncOpenAI
 
+from annotators.checks import check_label
 from annotators.errors import LLMError
 from annotators.limits import Budget, Price, RateLimiter
 from annotators.prompting import (
@@ -41,7 +42,7 @@ from annotators.replies import (
     parse_verdict,
     read_completion,
 )
-from annotators.schema import Annotation, BugLabel, CommitInput
+from annotators.schema import Annotation, BugLabel, CommitInput, LabelChecks, StepReview
 
 # Model families that reason before answering: they take max_completion_tokens and reject
 # max_tokens and a temperature other than the default.
@@ -74,8 +75,9 @@ class LLMConfig:
     max_output_tokens: int | None = None  # None: the default for the kind of model
     reasoning: bool | None = None  # None: known reasoning families are detected by name
     verify: bool = False
-    template: str = "label_v2"
-    verify_template: str = "verify_v2"
+    verify_negatives: float = 0.0  # the share of "not a fix" labels the reviewer also checks
+    template: str = "label_v3"
+    verify_template: str = "verify_v3"
 
     def __repr__(self) -> str:  # never print the key
         return f"LLMConfig(model={self.model!r}, base_url={self.base_url!r}, api_key=***)"
@@ -117,6 +119,7 @@ class Verdict:
     is_plausible: bool
     critique: str
     verifier: str
+    steps: tuple[StepReview, ...] = ()
 
 
 @dataclass
@@ -366,6 +369,7 @@ async def _label_one(session: _Session, commit: CommitInput, annotator: str) -> 
     last_text: str | None = None
     reason = ""
     reasks = 0
+    checked_once = False  # a label that failed the trace checks was asked again
     kind = "label"
     while True:
         record = CallRecord(commit.sha, kind, "error")
@@ -408,10 +412,21 @@ async def _label_one(session: _Session, commit: CommitInput, annotator: str) -> 
                                                     "Reply with the corrected JSON object only."}]
             continue
         record.status = "ok"
-        outcome.annotation = _annotation(annotator, parsed.label, outcome.calls,
-                                         completion.content, reasks, parsed.extra)
-        if config.verify and parsed.label.is_concurrency_bug:
-            outcome.verdict = await _verify(session, commit, parsed.label, outcome.calls)
+        label, checks = check_label(parsed.label, commit)
+        if not checks.passed and not checked_once and reasks < config.max_reasks:
+            # Once: quote every failed check and ask for a corrected label.
+            checked_once = True
+            reasks += 1
+            kind = "reask"
+            record.status, record.error = "invalid", "failed the trace checks"
+            messages = [*messages, {"role": "assistant", "content": (last_text or "")[:4000]},
+                        {"role": "user", "content": _checks_reask(checks)}]
+            continue
+        outcome.annotation = _annotation(annotator, label, outcome.calls, completion.content,
+                                         reasks, parsed.extra, checks)
+        if config.verify and (label.is_concurrency_bug
+                              or _sampled(commit.sha, config.verify_negatives)):
+            outcome.verdict = await _verify(session, commit, label, outcome.calls)
         return outcome
     outcome.annotation = Annotation(annotator=annotator, label=None, failure=reason[:500],
                                     raw_response=(last_text or "")[:20_000], reasks=reasks,
@@ -427,9 +442,22 @@ def _totals(calls: list[CallRecord]) -> dict[str, Any]:
 
 
 def _annotation(annotator: str, label: BugLabel, calls: list[CallRecord], text: str | None,
-                reasks: int, extra: dict[str, Any]) -> Annotation:
+                reasks: int, extra: dict[str, Any], checks: LabelChecks) -> Annotation:
     return Annotation(annotator=annotator, label=label, raw_response=(text or "")[:20_000],
-                      evidence=(), reasks=reasks, extra=extra or None, **_totals(calls))
+                      evidence=(), reasks=reasks, extra=extra or None, **_totals(calls),
+                      explanation_source="model", checks=checks)
+
+
+def _checks_reask(checks: LabelChecks) -> str:
+    failures = "\n".join(f"- {f}" for f in checks.failures[:20])
+    return ("That label fails these checks against the code:\n" + failures + "\nEach step "
+            "must point at a line of the BEFORE version, inside the function it names, where "
+            "its action is written. Reply with the corrected JSON object only.")
+
+
+def _sampled(sha: str, rate: float) -> bool:
+    """Whether a commit falls in a review sample of this rate (the same commits every run)."""
+    return rate > 0 and int(sha[:8] or "0", 16) / 0x1_0000_0000 < rate
 
 
 async def _verify(session: _Session, commit: CommitInput, label: BugLabel,
@@ -442,12 +470,12 @@ async def _verify(session: _Session, commit: CommitInput, label: BugLabel,
     verifier = f"llm/{session.config.model}/{template.name}-{template.digest}"
     try:
         completion = await session.chat(messages, record, structured=False)
-        plausible, critique = parse_verdict(completion.content)
+        verdict = parse_verdict(completion.content, len(label.event_sequence))
     except (ReplyError, CommitError) as exc:
         record.error = str(exc)
         return None
     record.status = "ok"
-    return Verdict(plausible, critique, verifier)
+    return Verdict(verdict.is_plausible, verdict.critique, verifier, verdict.steps)
 
 
 class _FailureWatch:

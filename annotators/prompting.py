@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import secrets
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
-from annotators.schema import SCHEMA_VERSION, BugLabel, CommitInput
+from annotators.schema import SCHEMA_VERSION, BugLabel, CommitInput, FileInput
 
 DEFAULT_MAX_INPUT_CHARS = 48_000  # about 14k tokens of code and message
 # Characters per token of Elixir/Erlang code and English for the usual BPE tokenizers; chars/4
@@ -99,29 +100,67 @@ class CodeView:
     note: str  # what was cut to fit the cap, "" when nothing was
 
 
+def _numbered(lines: list[str], start: int, end: int) -> str:
+    return "\n".join(f"{n:5d}  {lines[n - 1]}" for n in range(start, min(end, len(lines)) + 1))
+
+
+_BEHAVIOUR = re.compile(r"^\s*(?:use\s+(?:GenServer|GenStage|GenStateMachine|Supervisor|Agent|"
+                        r"DynamicSupervisor|GenEvent|:gen_statem)\b|-behaviou?r\((?:gen_server|"
+                        r"gen_statem|gen_event|supervisor|gen_fsm)\))", re.MULTILINE)
+_CALLBACK_HEAD = re.compile(r"^\s*(?:def\s+)?(handle_\w+|init|terminate|code_change|"
+                            r"format_status|callback_mode)\s*\(")
+_ATTRIBUTE = re.compile(r"^[-+]\s*(?:@([a-z_]\w*)\s+\S|-define\(\s*([A-Za-z_]\w*))")
+
+
+def _context(f: FileInput) -> list[str]:
+    """What a reader needs beside the diff of one file: the changed functions before and
+    after, the module's other callbacks when it is a process, the uses of a changed module
+    attribute or macro."""
+    before = (f.before or "").split("\n")
+    after = (f.after or "").split("\n")
+    parts = []
+    for fn in f.functions:
+        if fn.before:
+            parts.append(f"--- {f.path}: {fn.name} (before, lines {fn.before[0]}-"
+                         f"{fn.before[1]})\n{_numbered(before, *fn.before)}")
+        if fn.after and f.after:
+            parts.append(f"--- {f.path}: {fn.name} (after, lines {fn.after[0]}-"
+                         f"{fn.after[1]})\n{_numbered(after, *fn.after)}")
+    if f.before and _BEHAVIOUR.search(f.before):
+        changed = [fn.before for fn in f.functions if fn.before]
+        heads = [f"{n:5d}  {line}" for n, line in enumerate(before, 1)
+                 if _CALLBACK_HEAD.match(line) and not any(a <= n <= b for a, b in changed)]
+        if heads:
+            parts.append(f"--- {f.path}: the process's other callbacks (before, heads only)\n"
+                         + "\n".join(heads[:60]))
+    names = {m.group(1) or m.group(2) for m in map(_ATTRIBUTE.match, (f.diff or "").split("\n"))
+             if m}
+    for name in sorted(names)[:5]:
+        use = re.compile(rf"@{re.escape(name)}\b|\?{re.escape(name)}\b")
+        hits = [f"{n:5d}  {line}" for n, line in enumerate(before, 1) if use.search(line)]
+        if hits:
+            parts.append(f"--- {f.path}: lines that use {name} (before)\n"
+                         + "\n".join(hits[:30]))
+    return parts
+
+
 def render_code(commit: CommitInput, max_chars: int) -> CodeView:
     """The changed code, changed functions first; cuts unchanged context before diffs.
 
-    Order of what is dropped to fit max_chars: the full before-text of changed functions
-    (context), then diffs of test files, then the tail of the remaining diffs.
+    Order of what is dropped to fit max_chars: the context (the changed functions before
+    and after, the other callbacks, the uses of changed attributes), then diffs of test
+    files, then the tail of the remaining diffs.
     """
     diffs = [(f, f.diff or "") for f in commit.files]
-    functions = []
-    for f in commit.files:
-        lines = (f.before or "").split("\n")
-        for name, start, end in f.functions:
-            body = "\n".join(f"{n:5d}  {lines[n - 1]}" for n in range(start, min(end, len(lines))
-                                                                    + 1))
-            functions.append(f"--- {f.path}: {name} (before, lines {start}-{end})\n{body}")
     parts = [f"=== diff of {f.path} ({f.language}{', test' if f.is_test else ''}) ===\n{d}"
              for f, d in diffs]
-    context = "\n\n".join(functions)
+    context = "\n\n".join(part for f in commit.files for part in _context(f))
     notes = []
     text = "\n\n".join(parts)
     if context and len(text) + len(context) <= max_chars:
-        text = text + "\n\n=== changed functions, before version ===\n" + context
+        text = text + "\n\n=== context: line numbers are those of each version ===\n" + context
     elif context:
-        notes.append("the before-version bodies of the changed functions were left out")
+        notes.append("the changed functions' full text and the module context were left out")
     if len(text) > max_chars:
         production = [p for (f, _), p in zip(diffs, parts, strict=True) if not f.is_test]
         if production and len("\n\n".join(production)) < len(text):
@@ -156,8 +195,17 @@ def build_verify_messages(commit: CommitInput, label: BugLabel, template: Templa
     code = render_code(commit, max_chars)
     system = template.system  # the same bytes for every request: a cacheable prefix
     user = _fill(template.user, fence=fence, message=_defang(commit.message, fence),
-                 code=_defang(code.text, fence), report=label.model_dump_json(indent=1))
+                 code=_defang(code.text, fence), report=_report(label))
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+def _report(label: BugLabel) -> str:
+    """The label as the reviewer sees it: numbered steps, and no confidence (a reviewer that
+    sees the labeler's certainty leans on it)."""
+    data = label.model_dump(mode="json", exclude={"confidence"})
+    data["event_sequence"] = [{"step": i, **step}
+                              for i, step in enumerate(data["event_sequence"], 1)]
+    return json.dumps(data, indent=1)
 
 
 def _defang(text: str, fence: str) -> str:
@@ -170,4 +218,5 @@ def input_hash(commit: CommitInput) -> str:
     digest = hashlib.sha256(commit.message.encode())
     for f in commit.files:
         digest.update(f"\0{f.path}\0{f.diff or ''}\0{f.functions!r}".encode())
+        digest.update(hashlib.sha256((f.before or "").encode()).digest())
     return digest.hexdigest()[:20]

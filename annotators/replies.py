@@ -10,7 +10,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from annotators.schema import BugLabel, CommitInput
+from annotators.checks import canonical_location
+from annotators.schema import BugLabel, CommitInput, StepReview
 
 _CODE_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
 MAX_REPLY_CHARS = 200_000
@@ -111,35 +112,6 @@ def parse_json_reply(text: str | None) -> dict[str, Any]:
     return json_objects(text)[0]
 
 
-def check_location(label: BugLabel, commit: CommitInput) -> None:
-    """The named file, function and lines must exist in the change (before version)."""
-    loc = label.bug_location
-    if loc is None:
-        if label.is_concurrency_bug:
-            raise ReplyError("a concurrency fix needs a bug_location with a changed file")
-        return
-    files = {f.path: f for f in commit.files}
-    if not files and label.is_concurrency_bug:
-        return  # nothing extracted (e.g. a JavaScript fix): no location can be checked
-    file = files.get(loc.file)
-    if file is None:
-        raise ReplyError(f"bug_location.file {loc.file!r} is not one of the changed files "
-                         f"({', '.join(sorted(files)) or 'none'})")
-    if loc.function and file.functions:
-        names = {name for name, _, _ in file.functions}
-        bare = {n.split("/")[0] for n in names}
-        if loc.function not in names and loc.function.split("/")[0] not in bare:
-            raise ReplyError(f"bug_location.function {loc.function!r} is not a changed function "
-                             f"of {loc.file} ({', '.join(sorted(names))})")
-    if loc.start_line is not None and loc.end_line is not None and loc.start_line > loc.end_line:
-        raise ReplyError("bug_location.start_line is after end_line")
-    if file.before is not None and loc.end_line is not None:
-        lines = file.before.count("\n") + 1
-        if loc.end_line > lines:
-            raise ReplyError(f"bug_location.end_line {loc.end_line} is past the end of "
-                             f"{loc.file} before the change ({lines} lines)")
-
-
 _FIELDS = frozenset(BugLabel.model_fields)
 
 
@@ -169,7 +141,9 @@ def parse_label(text: str | None, commit: CommitInput) -> ParsedLabel:
         score = len(_FIELDS & data.keys())
         try:
             label = BugLabel.model_validate({k: v for k, v in data.items() if k in _FIELDS})
-            check_location(label, commit)
+            label, problems = canonical_location(label, commit)
+            if problems:
+                raise ReplyError("; ".join(problems))
         except ValidationError as exc:
             problems = [f"{'.'.join(str(p) for p in e['loc']) or 'the object'}: {e['msg']}"
                         for e in exc.errors()]
@@ -183,10 +157,27 @@ def parse_label(text: str | None, commit: CommitInput) -> ParsedLabel:
     raise ReplyError("; ".join(errors[:20]) + "; answer again following the schema")
 
 
-def parse_verdict(text: str | None) -> tuple[bool, str]:
-    """(is_plausible, critique) from a reviewer reply."""
+@dataclass(frozen=True)
+class ParsedVerdict:
+    is_plausible: bool
+    critique: str
+    steps: tuple[StepReview, ...]  # one per step of the label, in order (empty if not given)
+
+
+def parse_verdict(text: str | None, n_steps: int = 0) -> ParsedVerdict:
+    """The reviewer's verdict: the whole report, and each of its n_steps steps when the
+    reviewer judged them (steps it left out count as not judged: the list is then empty)."""
     data = parse_json_reply(text)
     plausible = data.get("is_plausible")
     if not isinstance(plausible, bool):
         raise ReplyError("is_plausible must be true or false")
-    return plausible, str(data.get("critique", ""))[:4000]
+    judged: dict[int, StepReview] = {}
+    items = data.get("steps")
+    for number, item in enumerate(items if isinstance(items, list) else [], 1):
+        if isinstance(item, dict) and isinstance(item.get("plausible"), bool):
+            step = item.get("step")
+            key = step if isinstance(step, int) and not isinstance(step, bool) else number
+            judged[key] = StepReview(item["plausible"], str(item.get("note") or "")[:1000])
+    steps = tuple(judged[i] for i in range(1, n_steps + 1)) \
+        if n_steps and all(i in judged for i in range(1, n_steps + 1)) else ()
+    return ParsedVerdict(plausible, str(data.get("critique", ""))[:4000], steps)

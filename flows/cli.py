@@ -286,7 +286,11 @@ def annotate(
         help="Only this repository (canonical name); repeatable.")] = None,
     model: Annotated[str | None, typer.Option(help="[env: RACEMINE_LLM_MODEL]")] = None,
     verify: Annotated[bool, typer.Option(
-        help="Ask a skeptical reviewer to check each fix's event sequence.")] = False,
+        help="Ask a skeptical reviewer to check each fix's event sequence, step by step.")
+    ] = False,
+    verify_negatives: Annotated[float, typer.Option(
+        min=0.0, max=1.0, help="With --verify, also review this share of the labels that say "
+        "\"not a fix\" (the same commits every run).")] = 0.0,
     concurrency: Annotated[int | None, typer.Option(
         help="Requests in flight [env: RACEMINE_LLM_CONCURRENCY; default 8]")] = None,
     max_usd: Annotated[float | None, typer.Option(help="Stop once this much is spent.")] = None,
@@ -302,7 +306,8 @@ def annotate(
 ) -> None:
     """Label stored commits with an LLM (any OpenAI-compatible endpoint)."""
     settings = _settings(warehouse)
-    options = {"repos": repo, "model": model, "verify": verify, "concurrency": concurrency,
+    options = {"repos": repo, "model": model, "verify": verify,
+               "verify_negatives": verify_negatives, "concurrency": concurrency,
                "max_usd": max_usd, "max_tokens": max_tokens, "limit": limit,
                "retry_failed": retry_failed, "batch": batch}
     with _user_errors():
@@ -428,7 +433,8 @@ def export(
         help="Labels of this annotator id, or of ids starting with it (e.g. llm/gpt-4o).")
     ] = None,
     verified: Annotated[bool, typer.Option(
-        "--verified", help="Only labels the reviewer (annotate --verify) found plausible.")
+        "--verified", help="Only labels that passed the trace checks and, when a reviewer "
+        "(annotate --verify) looked, were found plausible.")
     ] = False,
     since: Annotated[datetime | None, _date_option("Commits authored on or after.")] = None,
     until: Annotated[datetime | None, _date_option("Commits authored on or before.")] = None,

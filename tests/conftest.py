@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import subprocess
 import sys
@@ -11,10 +12,12 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from annotators.schema import FileInput, FunctionSpan
 from flows.jobs.mine import mine_and_label
 from flows.jobs.mining import RepoResult
 from flows.settings import Settings
 from miners.classify import PatternSet, load_pattern_set
+from miners.functions import build_function_pairs
 from miners.git import open_local
 from tests.prefect_server import PrefectServer
 
@@ -169,6 +172,21 @@ def history(tmp_path: Path) -> tuple[RepoBuilder, dict[str, str]]:
     repo.git("checkout", "-q", "main")
     shas["merge"] = repo.merge("feature", "Merge branch 'feature' with the race fix")
     return repo, shas
+
+
+def file_input(path: str, before: str | None, after: str | None, language: str = "elixir",
+               is_test: bool = False) -> FileInput:
+    """A changed file as the pipeline hands it to an annotator: git's kind of unified diff
+    and the changed functions' spans from the same parser a mine uses."""
+    diff = "".join(difflib.unified_diff((before or "").splitlines(True),
+                                        (after or "").splitlines(True),
+                                        f"a/{path}", f"b/{path}"))
+    _, pairs = build_function_pairs(before, after, language, diff)
+    spans = tuple(FunctionSpan(
+        fn.name, fn.change, (fn.before.start_line, fn.before.end_line) if fn.before else None,
+        (fn.after.start_line, fn.after.end_line) if fn.after else None)
+        for fn in sorted(pairs, key=lambda p: ((p.before or p.after).start_line, p.name)))
+    return FileInput(path, language, is_test, before, diff, spans, after)
 
 
 def mine_local(path: Path, warehouse: Path, patterns: PatternSet, run: str = "run", *,

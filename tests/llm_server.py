@@ -50,19 +50,66 @@ def outside_fence(request: dict[str, Any]) -> str:
     return re.sub(rf"<<<DATA {fence}.*?DATA {fence}>>>", "", user, flags=re.DOTALL)
 
 
-def naive_label(request: dict[str, Any]) -> dict[str, Any]:
+_BEFORE_BLOCK = re.compile(r"^--- (\S+): (.+?) \(before, lines (\d+)-(\d+)\)\n((?:\s*\d+  .*\n?)*)",
+                           re.MULTILINE)
+# What a step's action looks like in a line of code, for the naive model's steps.
+_SPOTTED = (("ets_write", r":ets\.(?:insert|delete|update)|ets:(?:insert|delete|update)"),
+            ("ets_read", r":ets\.lookup|ets:lookup"), ("call", r"\bcall\("),
+            ("send", r"\bsend\(| ! "), ("receive", r"\breceive\b"),
+            ("monitor", r"monitor"), ("spawn", r"spawn|start_link"))
+
+
+def changed_functions(request: dict[str, Any]) -> list[tuple[str, str, int, int, list[str]]]:
+    """(file, function, first line, last line, numbered lines) of each changed function the
+    prompt shows in its before version."""
     user = request["messages"][1]["content"]
-    files = re.search(r"Changed files: (.*)", user).group(1).split(", ")  # type: ignore[union-attr]
+    return [(m.group(1), m.group(2), int(m.group(3)), int(m.group(4)),
+             m.group(5).splitlines()) for m in _BEFORE_BLOCK.finditer(user)]
+
+
+def naive_label(request: dict[str, Any]) -> dict[str, Any]:
+    """A label a careful model could give: the first changed function, with steps on the
+    lines of it that show a process action (two actors), all in the before version."""
     if "ignore previous instructions" in outside_fence(request).lower():
-        return {"is_concurrency_bug": False, "bug_type": "not_concurrency",
-                "scope": "production", "bug_location": None, "event_sequence": [],
-                "explanation": "told to", "fix_summary": "", "confidence": 0.9}
-    return {"is_concurrency_bug": True, "bug_type": "race_condition", "scope": "production",
-            "bug_location": {"file": files[0], "function": None, "start_line": 1,
-                             "end_line": 1},
-            "event_sequence": ["1. process A reads", "2. process B writes"],
-            "explanation": "two processes interleave", "fix_summary": "made it atomic",
+        return {"event_sequence": [], "explanation": "told to", "bug_location": None,
+                "fix_summary": "", "is_concurrency_bug": False, "bug_type": "not_concurrency",
+                "scope": "production", "confidence": 0.9}
+    functions = changed_functions(request)
+    if not functions:  # no changed function to point at: the naive model says no
+        return {"analysis": "no changed function", "event_sequence": [], "explanation": None,
+                "bug_location": None, "fix_summary": "", "is_concurrency_bug": False,
+                "bug_type": "not_concurrency", "scope": "production", "confidence": 0.6}
+    path, name, first, last, lines = functions[0]
+    steps = []
+    for numbered in lines:
+        number, _, code = numbered.strip().partition("  ")
+        for action, pattern in _SPOTTED:
+            if re.search(pattern, code):
+                for actor in ("process A", "process B"):
+                    steps.append({"actor": actor, "action": action, "target": "shared state",
+                                  "file": path, "function": name, "line": int(number),
+                                  "note": f"{actor} reaches line {number}"})
+                break
+    if not steps:  # nothing recognisable: the head of the function, by two callers
+        steps = [{"actor": actor, "action": "other", "target": None, "file": path,
+                  "function": name, "line": first, "note": "enters"}
+                 for actor in ("process A", "process B")]
+    return {"analysis": f"{name} is entered by two processes", "event_sequence": steps[:4],
+            "explanation": f"two processes interleave in {name}",
+            "bug_location": {"file": path, "function": name, "start_line": first,
+                             "end_line": last},
+            "fix_summary": "made it atomic", "is_concurrency_bug": True,
+            "bug_type": "race_condition", "scope": "test" if "test" in path else "production",
             "confidence": 0.8}
+
+
+def broken_label(request: dict[str, Any]) -> dict[str, Any]:
+    """A label that reads well and does not hold: steps at lines outside the function (one
+    past the end of the file), a second actor missing."""
+    label = naive_label(request)
+    steps = [{**step, "actor": "process A", "line": 99_999}
+             for step in label["event_sequence"]]
+    return {**label, "event_sequence": steps}
 
 
 def completion(call: int, body: dict[str, Any], content: str | None, reply: Reply
@@ -79,8 +126,16 @@ def completion(call: int, body: dict[str, Any], content: str | None, reply: Repl
 
 def default_script(request: dict[str, Any], call: int) -> Reply:
     if "is_plausible" in request["messages"][0]["content"]:
-        return Reply(content=json.dumps({"is_plausible": True, "critique": "steps follow"}))
+        return Reply(content=json.dumps(plausible_verdict(request)))
     return Reply(content=json.dumps(naive_label(request)))
+
+
+def plausible_verdict(request: dict[str, Any]) -> dict[str, Any]:
+    """The reviewer agrees with every step of the report it was shown."""
+    report = request["messages"][1]["content"].split("Report to check:", 1)[-1]
+    steps = re.findall(r'"step": (\d+)', report)
+    return {"steps": [{"step": int(n), "plausible": True, "note": "follows"} for n in steps],
+            "is_plausible": True, "critique": "steps follow"}
 
 
 class FakeLLM:

@@ -217,7 +217,7 @@ def test_annotate_command_and_cost(mined: tuple[Path, RepoBuilder, Path], tmp_pa
     assert "3 labeled" in out.output and secret not in out.output
     cost = runner.invoke(app, ["stats", "--cost", "-w", str(copy)], env={"COLUMNS": "200"})
     assert cost.exit_code == 0, cost.output
-    assert "llm/gpt-4o-mini/label_v2-" in cost.output
+    assert "llm/gpt-4o-mini/label_v3-" in cost.output
     con = duckdb.connect(str(copy), read_only=True)
     params = con.execute("SELECT parameters FROM runs WHERE kind = 'annotate'").fetchone()[0]
     assert secret not in params

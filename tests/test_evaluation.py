@@ -15,6 +15,8 @@ from annotators.evaluation import (
     evaluate,
     gold_repo_for,
     load_gold,
+    location_matches,
+    parse_fix_location,
     wilson,
 )
 from annotators.schema import BugType
@@ -71,3 +73,53 @@ def test_bad_gold_line_is_named(tmp_path: Path) -> None:
                     '"bug_type": "race_condition"}\n{"repo": "o/r", "sha": "b"}\n')
     with pytest.raises(EvalFileError, match="line 2"):
         load_gold(path)
+
+
+def test_gold_fix_location_parses_files_and_the_functions_it_names() -> None:
+    """name/arity, an ExUnit test, a bare identifier or a call's name count; notes in
+    parentheses and prose name no function; a path alone names its file."""
+    places = parse_fix_location(
+        'lib/pool.ex: checkout/2 (calls f/1), handle_info({:DOWN, ...}), idle ping test; '
+        'src/a.erl: stop/1 and check_behaviours; test/b_test.exs: test "x (y), z"; '
+        "test/c_test.exs")
+    assert [(p.path, p.functions) for p in places] == [
+        ("lib/pool.ex", (("checkout", 2), ("handle_info", None))),
+        ("src/a.erl", (("stop", 1), ("check_behaviours", None))),
+        ("test/b_test.exs", (('test "x (y), z"', None),)),
+        ("test/c_test.exs", ())]
+
+
+@pytest.mark.parametrize(("file", "function", "expected"), [
+    ("lib/pool.ex", "checkout/2", (True, True)),
+    ("lib/pool.ex", "checkout/3", (True, False)),
+    ("lib/pool.ex", None, (True, False)),
+    ("src/a.erl", "check_behaviours/2", (True, True)),
+    ("test/b_test.exs", 'test "describe x"', (True, True)),
+    ("lib/other.ex", "checkout/2", (False, False)),
+    (None, None, (False, False)),
+])
+def test_location_matches(file: str | None, function: str | None,
+                          expected: tuple[bool, bool]) -> None:
+    places = parse_fix_location('lib/pool.ex: checkout/2; src/a.erl: check_behaviours; '
+                                'test/b_test.exs: test "x"')
+    assert location_matches(places, file, function) == expected
+
+
+def test_location_accuracy_counts_true_positives_with_a_gold_place() -> None:
+    gold = [GoldCommit(repo="o/r", sha=s, is_concurrency_fix=True,
+                       bug_type=BugType.RACE_CONDITION, fix_location=loc)
+            for s, loc in (("a", "lib/a.ex: f/1"), ("b", "lib/b.ex: g/2"), ("c", "lib/c.ex"),
+                           ("d", None))]
+    predictions = {("o/r", s): Prediction(("race",), True, "race_condition", "production",
+                                          f"lib/{f}.ex", fn, ok, "why", n)
+                   for s, f, fn, ok, n in (("a", "a", "f/1", True, 2),
+                                           ("b", "b", "h/2", False, 0),
+                                           ("c", "c", None, None, 0),
+                                           ("d", "d", "x/0", None, 0))}
+    report = evaluate(gold, predictions, ["o/r"])
+    assert (report.location_file_accuracy.hits, report.location_file_accuracy.total) == (3, 3)
+    assert (report.location_function_accuracy.hits,
+            report.location_function_accuracy.total) == (1, 2)
+    assert (report.with_steps.hits, report.with_steps.total) == (1, 4)
+    assert (report.steps_checked.hits, report.steps_checked.total) == (1, 1)
+    assert report.repeated_explanations == 4

@@ -11,7 +11,15 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from annotators.schema import Annotation, BugLabel, BugLocation, BugType, Scope
+from annotators.schema import (
+    Action,
+    Annotation,
+    BugLabel,
+    BugLocation,
+    BugType,
+    EventStep,
+    Scope,
+)
 from flows.jobs.export import run_export
 from miners.classify import load_pattern_set
 from tests.conftest import COUNTER_FIXED, COUNTER_RACY, RepoBuilder, mine_local
@@ -25,7 +33,7 @@ from warehouse.splits import SPLITS, SplitBy, SplitPlan, assign_groups, build_re
 
 APACHE = "                                 Apache License\n     Version 2.0, January 2004\n"
 GPL = "                    GNU GENERAL PUBLIC LICENSE\n       Version 3, 29 June 2007\n"
-LLM = "llm/test-model/label_v2-abc/schema-1"
+LLM = "llm/test-model/label_v3-abc/schema-1"
 # The core repository's counter fix, carried to a fork by hand: a comment on the changed
 # line, so git patch-id differs while the change's tokens are the same.
 FORK_FIXED = COUNTER_FIXED.replace("{key, 0})\n", "{key, 0})  # atomic\n")
@@ -83,11 +91,17 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     try:
         sha = con.execute("SELECT sha FROM commits WHERE repo = 'github.com/a/core' AND "
                           "subject LIKE 'Fix deadlock%'").fetchone()[0]
+        steps = [EventStep(actor="client", action=Action.CALL, target="pool",
+                           file="src/pool.erl", function="handle_call/3", line=7,
+                           note="checkout reaches the pool"),
+                 EventStep(actor="pool", action=Action.CALL, target="pool",
+                           file="src/pool.erl", function="handle_call/3", line=8,
+                           note="the pool calls itself and waits")]
         label = BugLabel(is_concurrency_bug=True, bug_type=BugType.DEADLOCK,
                          scope=Scope.PRODUCTION, bug_location=BugLocation(
                              file="src/pool.erl", function="handle_call/3", start_line=7,
                              end_line=11),
-                         event_sequence=["checkout calls the pool itself", "the call waits"],
+                         event_sequence=steps,
                          explanation="The server calls itself.", fix_summary="Compute inline.",
                          confidence=0.9)
         save_annotations(con, "github.com/a/core", "llm-run",
@@ -186,7 +200,8 @@ def test_license_allowlist(warehouse: Path, tmp_path: Path) -> None:
     (Selection(scope="test"), lambda r: r["scope"] == "test"),
     (Selection(min_confidence=0.6), lambda r: r["confidence"] >= 0.6),
     (Selection(annotator="llm"), lambda r: r["annotator"] == LLM),
-    (Selection(verified_only=True), lambda r: r["is_plausible"] is True),
+    (Selection(verified_only=True),
+     lambda r: r["verified"] and r["checks_passed"] and r["is_plausible"] is not False),
     (Selection(since=__import__("datetime").date(2025, 1, 1)),
      lambda r: r["author_date"] >= "2025-01-01"),
     (Selection(until=__import__("datetime").date(2024, 12, 31)),

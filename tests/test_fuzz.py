@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from annotators.diffs import parse_hunks
 from annotators.heuristic import annotate_heuristic
 from annotators.replies import ReplyError, parse_label, parse_verdict
-from annotators.schema import CommitInput, FileInput
+from annotators.schema import CommitInput, FileInput, FunctionSpan
 from miners.classify import classify_message, load_pattern_set
 from miners.extract import count_changed_lines, split_patch
 from miners.functions import build_function_pairs, parse_functions
@@ -102,12 +102,15 @@ LABELISH = st.fixed_dictionaries({}, optional={
                                           optional={"function": st.text(max_size=20),
                                                     "start_line": st.integers(-5, 50),
                                                     "end_line": st.integers(-5, 50)}) | JSON,
-    "event_sequence": st.lists(st.text(max_size=30), max_size=4) | JSON,
+    "event_sequence": st.lists(st.fixed_dictionaries(
+        {"actor": st.text(max_size=10), "action": st.sampled_from(["send", "call", "x"])},
+        optional={"file": st.sampled_from(["lib/a.ex", "x"]), "line": st.integers(-1, 9),
+                  "function": st.text(max_size=8)}) | st.text(max_size=30), max_size=4) | JSON,
     "explanation": st.text(max_size=50) | JSON, "fix_summary": st.text(max_size=50) | JSON,
     "confidence": st.floats(-1, 2) | JSON, "is_plausible": st.booleans() | JSON})
 COMMIT = CommitInput("github.com/a/b", "0" * 40, "Fix race", (
     FileInput("lib/a.ex", "elixir", False, "defmodule A do\n  def f, do: 1\nend\n",
-              "@@ -1,3 +1,3 @@\n-a\n+b\n", (("f/0", 2, 2),)),))
+              "@@ -1,3 +1,3 @@\n-a\n+b\n", (FunctionSpan("f/0", "modified", (2, 2), (2, 2)),)),))
 
 
 def _reply_texts() -> st.SearchStrategy[str]:

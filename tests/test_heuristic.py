@@ -7,7 +7,7 @@ from pydantic import ValidationError
 
 from annotators.heuristic import ANNOTATOR_ID, annotate_heuristic, find_signals
 from annotators.rules import _code
-from annotators.schema import BugLabel, BugType, CommitInput, FileInput, Scope
+from annotators.schema import BugLabel, BugType, CommitInput, Scope
 from tests.conftest import (
     COUNTER_FIXED,
     COUNTER_RACY,
@@ -15,6 +15,7 @@ from tests.conftest import (
     COUNTER_TEST_FLAKY,
     POOL_DEADLOCK,
     POOL_FIXED,
+    file_input,
 )
 
 
@@ -27,8 +28,7 @@ def _diff(before: str, after: str, path: str) -> str:
 
 def _commit(message: str, path: str, before: str, after: str, language: str = "elixir",
             is_test: bool = False) -> CommitInput:
-    file = FileInput(path, language, is_test, before, _diff(before, after, path))
-    return CommitInput("r", "s", message, (file,))
+    return CommitInput("r", "s", message, (file_input(path, before, after, language, is_test),))
 
 
 _PLAIN = "defmodule A do\n  def a, do: 1\nend\n"
@@ -51,7 +51,14 @@ def test_ets_check_then_act() -> None:
     assert label.bug_location.function == "bump/1"
     assert (label.bug_location.start_line, label.bug_location.end_line) == (12, 15)
     assert "diff:ets_check_then_act@lib/counter.ex" in ann.evidence
-    assert "ETS" in label.explanation and len(label.event_sequence) == 3
+    steps = label.event_sequence
+    assert [(s.actor, s.action.value, s.line) for s in steps] == [
+        ("caller A of bump/1", "ets_read", 12), ("caller B of bump/1", "ets_read", 12),
+        ("caller A of bump/1", "ets_write", 13), ("caller B of bump/1", "ets_write", 13)]
+    assert all(s.target == "ETS table :counters" and s.function == "bump/1" for s in steps)
+    assert label.explanation is not None and ":counters at line 12" in label.explanation
+    assert ann.explanation_source == "rule:check_then_act"
+    assert ann.checks is not None and ann.checks.passed, ann.checks
     assert ann.annotator == ANNOTATOR_ID
 
 
@@ -254,3 +261,81 @@ def test_diff_rule_patterns_keep_their_escapes() -> None:
     assert not _code(r"Process\.Sleep\S").search("process.sleep (")
     assert _code(r"Sleep\B").search("sleepy")
     assert not _code(r"Sleep\B").search("sleep(")
+
+
+_SERVER = """defmodule Server do
+  use GenServer
+
+  @timeout 5_000
+
+  def start_link(opts), do: GenServer.start_link(__MODULE__, opts)
+
+  def fetch(pid, key) do
+    GenServer.call(pid, {:fetch, key})
+  end
+
+  def handle_call({:fetch, key}, _from, state) do
+    {:reply, Map.get(state, key), state}
+  end
+end
+"""
+
+
+def test_an_insertion_is_attributed_to_the_function_it_lands_in() -> None:
+    """Lines added at the top of handle_call/3, after a blank line, belong to handle_call/3,
+    not to fetch/2 above it; the export-like attribute change is never the location."""
+    after = _SERVER.replace("  @timeout 5_000", "  @timeout 10_000").replace(
+        "\n  def handle_call({:fetch, key}, _from, state) do\n",
+        "\n  def handle_call({:fetch, key}, _from, state) do\n"
+        "    Process.monitor(state.owner)\n    send(state.owner, {:fetched, key})\n")
+    label = annotate_heuristic(_commit("Fix race between fetch and the owner", "lib/server.ex",
+                                       _SERVER, after)).label
+    assert label is not None and label.bug_location is not None
+    assert label.bug_location.function == "handle_call/3"
+    start = _SERVER.split("\n").index("  def handle_call({:fetch, key}, _from, state) do") + 1
+    assert label.bug_location.start_line is not None
+    assert start <= label.bug_location.start_line <= start + 2
+
+
+def test_the_message_names_the_function() -> None:
+    """Of two changed functions, the one the message names in code form is the location."""
+    after = _SERVER.replace("{:fetch, key}})", "{:fetch, key}}, 10_000)").replace(
+        "{:reply, Map.get(state, key), state}", "{:reply, Map.fetch(state, key), state}")
+    label = annotate_heuristic(_commit("Fix race in handle_call/3 of the server",
+                                       "lib/server.ex", _SERVER, after)).label
+    assert label is not None and label.bug_location is not None
+    assert label.bug_location.function == "handle_call/3"
+
+
+def test_order_wins_over_race() -> None:
+    """A message about order makes a "race" a message-ordering bug."""
+    label = _label_of_message("Fix race: replies arrive out of order after a reconnect")
+    assert label is not None and label.bug_type == BugType.MESSAGE_ORDERING
+
+
+def test_no_rule_no_explanation_and_it_says_why() -> None:
+    """With only the message to go on, no steps and no explanation are made up; the source
+    says the label rests on the message."""
+    ann = annotate_heuristic(_commit("Fix race condition in the pool", "lib/a.ex", _PLAIN,
+                                     _PLAIN.replace("1", "2")))
+    assert ann.label is not None and ann.label.is_concurrency_bug
+    assert ann.label.event_sequence == [] and ann.label.explanation is None
+    assert ann.explanation_source is not None
+    assert ann.explanation_source.startswith("none: the message says 'race condition'")
+    assert ann.checks is not None and not ann.checks.passed
+
+
+def test_a_rule_explanation_names_this_diff() -> None:
+    """Two commits with the same rule get explanations with their own function names."""
+    texts = set()
+    for name in ("call_pool", "ask_pool"):
+        before = POOL_DEADLOCK.replace("handle_call", name).replace(
+            "-export([init/1, handle_call/3", f"-export([init/1, {name}/3")
+        after = POOL_FIXED.replace("handle_call", name).replace(
+            "-export([init/1, handle_call/3", f"-export([init/1, {name}/3")
+        label = annotate_heuristic(_commit("Fix hang", "src/pool.erl", before, after,
+                                           "erlang")).label
+        assert label is not None and label.explanation is not None
+        assert f"{name}/3" in label.explanation
+        texts.add(label.explanation)
+    assert len(texts) == 2

@@ -94,7 +94,7 @@ def _payload_too_large(request: dict[str, Any], call: int) -> Reply:
 
 
 def _unprocessable(request: dict[str, Any], call: int) -> Reply:
-    if len(_user(request)) > 1_150:  # the largest commit only
+    if "the pool calls itself" in _user(request):  # one commit only
         return Reply(status=422, content="Input should be a valid string")
     return default_script(request, call)
 

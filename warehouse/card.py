@@ -107,6 +107,34 @@ def render_card(con: duckdb.DuckDBPyConnection, files: Sequence[Path], facts: Ca
         _table(con, """SELECT annotator, count(*) FROM card_rows GROUP BY ALL ORDER BY 1""",
                ["annotator id (kind/model, prompt or rules version, schema)", "rows"]), "",
         _quality(facts.quality), "",
+        "## The interleaving as steps", "",
+        "`event_sequence` is a list of steps, one per thing one process does: `step` (1, 2, "
+        "…), `actor` (a process role such as `caller A of bump/1`, `Pool server` or `test "
+        "process`), `action` (one of call, cast, send, receive, reply, spawn, link, monitor, "
+        "exit, down, ets_read, ets_write, register, lookup, db_read, db_write, timer, timeout, "
+        "other), `target` (the process, table or name acted on), and where it happens in the "
+        "before version: `file`, `function` (name/arity) and `line`, with a short `note`. "
+        "`event_sequence_text` renders them one line each for reading. In the JSONL, Parquet "
+        "and Hugging Face files each step also says whether it passed the trace checks "
+        "(`check_ok`, `check_failure`) and what a reviewer said (`reviewer_ok`, "
+        "`reviewer_note`).", "",
+        "The trace checks are decided by code: the location is a changed function with its "
+        "real arity and lines inside its before-version span, and the scope agrees with the "
+        "file; a concurrency fix has at least two steps (two actors for races, deadlocks and "
+        "ordering bugs); each step names a changed file, a line of the before version inside "
+        "the function it names, and its action is written within four lines of it (a send "
+        "near a send step, an ETS call near an ETS step). `checks_passed` and "
+        "`check_failures` give the outcome; `verified` is true when the checks passed and, "
+        "where a reviewer looked, it found the label plausible. The offline (heuristic) "
+        "annotator writes steps and an explanation only where a rule derived them from the "
+        "diff, with the diff's names; elsewhere they are empty and `explanation_source` says "
+        "why.", "",
+        _table(con, """SELECT count(*) FILTER (WHERE is_concurrency_bug),
+                              count(*) FILTER (WHERE is_concurrency_bug
+                                               AND len(coalesce(event_sequence, [])) > 0),
+                              count(*) FILTER (WHERE is_concurrency_bug AND verified)
+                       FROM card_rows""",
+               ["fix rows", "with steps", "verified"]), "",
         "## Files", "",
         "- `data/` — Parquet, the Hugging Face hub layout: "
         "`datasets.load_dataset(\"parquet\", data_dir=...)` or `load_dataset(<this folder>)`.",

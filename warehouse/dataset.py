@@ -77,8 +77,11 @@ _FILE_META = """
            strftime(c.author_date AT TIME ZONE 'UTC', '%Y-%m-%dT%H:%M:%SZ') AS author_date,
            CAST(c.author_date AS DATE) AS author_day, d.is_canonical, r.license,
            a.annotator, a.is_concurrency_bug, a.bug_type, a.scope, a.location_file,
-           a.location_function, a.location_start, a.location_end, a.event_sequence,
-           a.explanation, a.fix_summary, a.confidence, a.is_plausible,
+           a.location_function, a.location_start, a.location_end,
+           a.steps AS event_sequence, a.event_sequence AS event_sequence_text, a.analysis,
+           a.explanation, a.explanation_source, a.fix_summary, a.confidence,
+           a.checks_passed, a.check_failures, a.is_plausible,
+           coalesce(a.checks_passed AND coalesce(a.is_plausible, true), false) AS verified,
            a.run_id AS label_run_id
     FROM file_changes f
     JOIN chosen a USING (repo, sha, path)
@@ -90,7 +93,9 @@ _FILE_META = """
 
 _LABEL_COLUMNS = ("annotator", "is_concurrency_bug", "bug_type", "scope", "location_file",
                   "location_function", "location_start", "location_end", "event_sequence",
-                  "explanation", "fix_summary", "confidence", "is_plausible")
+                  "event_sequence_text", "analysis", "explanation", "explanation_source",
+                  "fix_summary", "confidence", "checks_passed", "check_failures",
+                  "is_plausible", "verified")
 _TAIL = ("near_dup_key", "mine_run_id", "label_run_id")
 
 _META = {
@@ -172,8 +177,8 @@ def save_selection(con: duckdb.DuckDBPyConnection, sel: Selection) -> None:
     if sel.annotator:
         label_filter += " AND (annotator = $annotator OR starts_with(annotator, $annotator_dir))"
         params |= {"annotator": sel.annotator, "annotator_dir": sel.annotator.rstrip("/") + "/"}
-    if sel.verified_only:
-        label_filter += " AND is_plausible"
+    if sel.verified_only:  # passed the trace checks and, when reviewed, found plausible
+        label_filter += " AND checks_passed AND coalesce(is_plausible, true)"
     where = ["coalesce(confidence, 0) >= $min_confidence"]
     params["min_confidence"] = sel.min_confidence
     if not sel.duplicates:

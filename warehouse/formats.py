@@ -121,7 +121,10 @@ def write_dspy(con: duckdb.DuckDBPyConnection, files: list[Path], out: Path) -> 
                       'mishandling). Describe the interleaving that triggers the bug, where it '
                       'is, why it happens, and rewrite the code without it.', {subject}, repo)
                    AS task_description,
-               coalesce(event_sequence, []) AS event_sequence, bug_type,
+               list_transform(coalesce(event_sequence, []), lambda s: struct_pack(
+                   step := s.step, actor := s.actor, action := s.action, target := s.target,
+                   file := s.file, "function" := s."function", line := s.line,
+                   note := s.note)) AS event_sequence, bug_type,
                CASE WHEN location_file IS NULL THEN NULL
                     ELSE concat(location_file,
                                 CASE WHEN location_start IS NULL THEN ''

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import duckdb
 
-from annotators.schema import CommitInput, FileInput
+from annotators.schema import CommitInput, FileInput, FunctionSpan
 from warehouse.errors import QueryError
 
 
@@ -54,21 +54,27 @@ def read_commit_inputs(con: duckdb.DuckDBPyConnection, repo: str, shas: list[str
     messages = dict(con.execute(
         "SELECT c.sha, c.message FROM commits c JOIN wanted USING (sha) WHERE c.repo = ?",
         [repo]).fetchall())
-    spans: dict[tuple[str, str], list[tuple[str, int, int]]] = {}
-    for sha, path, function, start, end in con.execute(
-            """SELECT g.sha, g.path, g.function, g.before_start, g.before_end
+    spans: dict[tuple[str, str], list[FunctionSpan]] = {}
+    # In the order build_commit_input gives them: by first line, then name.
+    for sha, path, function, change, b_start, b_end, a_start, a_end in con.execute(
+            """SELECT g.sha, g.path, g.function, g.change, g.before_start, g.before_end,
+                      g.after_start, g.after_end
                FROM function_changes g JOIN wanted USING (sha)
-               WHERE g.repo = ? AND g.before_start IS NOT NULL""", [repo]).fetchall():
-        spans.setdefault((sha, path), []).append((function, start, end))
+               WHERE g.repo = ?
+               ORDER BY g.sha, g.path, coalesce(g.before_start, g.after_start), g.function""",
+            [repo]).fetchall():
+        spans.setdefault((sha, path), []).append(FunctionSpan(
+            function, change, (b_start, b_end) if b_start is not None else None,
+            (a_start, a_end) if a_start is not None else None))
     files: dict[str, list[FileInput]] = {}
-    for sha, path, language, is_test, before, diff in con.execute(
-            """SELECT f.sha, f.path, f.language, f.is_test, f.before, f.diff
+    for sha, path, language, is_test, before, diff, after in con.execute(
+            """SELECT f.sha, f.path, f.language, f.is_test, f.before, f.diff, f.after
                FROM file_changes f JOIN wanted USING (sha)
                WHERE f.repo = ? AND f.skipped_reason IS NULL ORDER BY f.sha, f.path""",
             [repo]).fetchall():
         files.setdefault(sha, []).append(FileInput(
             path=path, language=language, is_test=is_test, before=before, diff=diff,
-            functions=tuple(spans.get((sha, path), ()))))
+            functions=tuple(spans.get((sha, path), ())), after=after))
     con.execute("DROP TABLE wanted")
     return [CommitInput(repo=repo, sha=sha, message=messages[sha],
                         files=tuple(files.get(sha, ())))
@@ -118,9 +124,9 @@ def run_sql(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[list[str], list[t
     return [d[0] for d in cur.description], cur.fetchall()
 
 
-def eval_rows(con: duckdb.DuckDBPyConnection, annotator: str | None
-              ) -> list[tuple[str, str, list[str], bool | None, str | None, str | None]]:
-    """(repo, sha, matched_terms, is_concurrency_bug, bug_type, scope) per stored commit,
+def eval_rows(con: duckdb.DuckDBPyConnection, annotator: str | None) -> list[tuple]:
+    """(repo, sha, matched_terms, is_concurrency_bug, bug_type, scope, location_file,
+    location_function, checks_passed, explanation, n_steps) per stored commit,
     with the newest label of the given annotator (an id, or a prefix such as "llm/gpt-4o"),
     or the newest label of any when annotator is None."""
     admitted = ("WHERE annotator = $annotator OR starts_with(annotator, $annotator_dir)"
@@ -130,7 +136,9 @@ def eval_rows(con: duckdb.DuckDBPyConnection, annotator: str | None
     params = ({"annotator": annotator, "annotator_dir": annotator.rstrip("/") + "/"}
               if annotator else {})
     return con.execute(
-        f"""SELECT c.repo, c.sha, c.matched_terms, l.is_concurrency_bug, l.bug_type, l.scope
+        f"""SELECT c.repo, c.sha, c.matched_terms, l.is_concurrency_bug, l.bug_type, l.scope,
+                   l.location_file, l.location_function, l.checks_passed, l.explanation,
+                   l.n_steps
             FROM commits c LEFT JOIN {label_source} l USING (repo, sha)""", params).fetchall()
 
 

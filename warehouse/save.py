@@ -187,7 +187,12 @@ def save_annotations(con: duckdb.DuckDBPyConnection, repo: str, run_id: str,
             "location_function": loc.function if loc else None,
             "location_start": loc.start_line if loc else None,
             "location_end": loc.end_line if loc else None,
-            "event_sequence": list(label.event_sequence) if label else None,
+            "event_sequence": label.event_text if label else None,
+            "steps": _steps(ann) if label else None,
+            "analysis": (label.analysis or None) if label else None,
+            "explanation_source": ann.explanation_source if label else None,
+            "checks_passed": ann.checks.passed if label and ann.checks else None,
+            "check_failures": list(ann.checks.failures) if label and ann.checks else None,
             "explanation": label.explanation if label else None,
             "fix_summary": label.fix_summary if label else None,
             "confidence": label.confidence if label else None,
@@ -200,6 +205,25 @@ def save_annotations(con: duckdb.DuckDBPyConnection, repo: str, run_id: str,
             "extra_fields": json.dumps(ann.extra) if ann.extra else None,
         })
     return upsert_rows(con, "annotations", rows, new=new)
+
+
+def _steps(ann: Annotation) -> list[dict[str, Any]]:
+    """A label's steps as the annotations.steps structs, with each step's check and review."""
+    assert ann.label is not None
+    checks = ann.checks.steps if ann.checks else ()
+    reviews = ann.step_reviews
+    rows = []
+    for i, step in enumerate(ann.label.event_sequence):
+        check = checks[i] if i < len(checks) else None
+        review = reviews[i] if i < len(reviews) else None
+        rows.append({"step": i + 1, "actor": step.actor, "action": step.action.value,
+                     "target": step.target, "file": step.file, "function": step.function,
+                     "line": step.line, "note": step.note,
+                     "check_ok": check.ok if check else None,
+                     "check_failure": check.failure if check else None,
+                     "reviewer_ok": review.plausible if review else None,
+                     "reviewer_note": review.note if review else None})
+    return rows
 
 
 def save_llm_calls(con: duckdb.DuckDBPyConnection, run_id: str, annotator: str,

@@ -1,4 +1,4 @@
--- racemine warehouse, schema version 6.
+-- racemine warehouse, schema version 8.
 -- Applied by warehouse.db.ensure_schema; every statement is idempotent.
 -- Natural keys are the primary keys, so every save is an upsert and re-running
 -- anything never duplicates a row.
@@ -140,6 +140,17 @@ ALTER TABLE annotations ADD COLUMN IF NOT EXISTS reasks INTEGER;       -- re-ask
 ALTER TABLE annotations ADD COLUMN IF NOT EXISTS extra_fields JSON;    -- reply keys the schema does not name
 ALTER TABLE annotations ADD COLUMN IF NOT EXISTS critique VARCHAR;
 ALTER TABLE annotations ADD COLUMN IF NOT EXISTS verifier VARCHAR;
+-- The interleaving as data, one struct per step (the event_steps view has a row each): who
+-- acts, how (a closed set of actions), on whom, where in the before version, and what the
+-- trace checks and the reviewer said of that step. event_sequence is its text rendering.
+ALTER TABLE annotations ADD COLUMN IF NOT EXISTS steps STRUCT(
+    step INTEGER, actor VARCHAR, action VARCHAR, target VARCHAR, file VARCHAR,
+    "function" VARCHAR, line INTEGER, note VARCHAR, check_ok BOOLEAN, check_failure VARCHAR,
+    reviewer_ok BOOLEAN, reviewer_note VARCHAR)[];
+ALTER TABLE annotations ADD COLUMN IF NOT EXISTS analysis VARCHAR;            -- the reasoning before the verdict
+ALTER TABLE annotations ADD COLUMN IF NOT EXISTS explanation_source VARCHAR;  -- model | rule:<name> | none: <why>
+ALTER TABLE annotations ADD COLUMN IF NOT EXISTS checks_passed BOOLEAN;       -- the trace checks (annotators/checks.py)
+ALTER TABLE annotations ADD COLUMN IF NOT EXISTS check_failures VARCHAR[];    -- why each failed check failed
 
 -- The ledger: one row per LLM request (retries folded in), what it cost and how it went.
 CREATE TABLE IF NOT EXISTS llm_calls (
@@ -201,10 +212,22 @@ FROM commits
 WINDOW w AS (PARTITION BY patch_id ORDER BY committer_date, repo, sha
              ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING);
 
+-- One row per step of a label's event sequence, with the checks' and reviewer's outcome.
+CREATE OR REPLACE VIEW event_steps AS
+SELECT repo, sha, target AS label_target, annotator, s.step, s.actor, s.action,
+       s.target, s.file, s."function", s.line, s.note, s.check_ok, s.check_failure,
+       s.reviewer_ok, s.reviewer_note
+FROM (SELECT repo, sha, target, annotator, unnest(steps) AS s
+      FROM annotations WHERE status = 'ok');
+
 -- A commit's label per annotator: its most confident concurrency label when labeled per file.
+-- verified: the label passed the trace checks and, when a reviewer looked, it found the
+-- label plausible.
 CREATE OR REPLACE VIEW commit_labels AS
 SELECT repo, sha, annotator, is_concurrency_bug, bug_type, scope, confidence,
-       location_file, location_function, created_at
+       location_file, location_function, explanation, len(coalesce(steps, [])) AS n_steps,
+       checks_passed, is_plausible,
+       coalesce(checks_passed AND coalesce(is_plausible, true), false) AS verified, created_at
 FROM (
     SELECT a.*, row_number() OVER (
         PARTITION BY repo, sha, annotator
@@ -219,7 +242,7 @@ WHERE rank = 1;
 CREATE OR REPLACE VIEW fixes AS
 SELECT c.repo, c.sha, c.subject, c.author_date, c.matched_terms, c.match_score,
        l.annotator, l.is_concurrency_bug, l.bug_type, l.scope, l.confidence,
-       l.location_file, l.location_function
+       l.location_file, l.location_function, l.checks_passed, l.is_plausible, l.verified
 FROM commits c
 LEFT JOIN (
     SELECT *, row_number() OVER (PARTITION BY repo, sha ORDER BY created_at DESC, annotator)
@@ -234,7 +257,9 @@ SELECT f.repo, f.sha, f.path, f.old_path, f.change_type, f.language, f.is_test,
        c.subject, c.message, c.author_date, d.is_canonical, d.canonical_repo, d.canonical_sha,
        a.annotator, a.is_concurrency_bug, a.bug_type, a.scope, a.confidence,
        a.location_file, a.location_function, a.location_start, a.location_end,
-       a.event_sequence, a.explanation, a.fix_summary
+       a.event_sequence, a.steps AS event_steps, a.explanation, a.fix_summary,
+       a.checks_passed, a.is_plausible,
+       coalesce(a.checks_passed AND coalesce(a.is_plausible, true), false) AS verified
 FROM file_changes f
 JOIN commits c USING (repo, sha)
 JOIN commit_dedup d USING (repo, sha)
@@ -248,4 +273,4 @@ LEFT JOIN (
         WHERE x.repo = f.repo AND x.sha = f.sha AND x.target = f.path AND x.status = 'ok')))
 WHERE f.skipped_reason IS NULL;
 
-INSERT INTO schema_version (version) VALUES (7) ON CONFLICT DO NOTHING;
+INSERT INTO schema_version (version) VALUES (8) ON CONFLICT DO NOTHING;

@@ -60,7 +60,8 @@ def config_warnings(config: LLMConfig) -> tuple[str, ...]:
 
 
 def annotate(settings: Settings, *, repos: list[str] | None = None, model: str | None = None,
-             verify: bool = False, concurrency: int | None = None,
+             verify: bool = False, verify_negatives: float = 0.0,
+             concurrency: int | None = None,
              max_usd: float | None = None, max_tokens: int | None = None,
              limit: int | None = None, retry_failed: bool = False, batch: bool = False,
              warn: Callable[[str], None] = lambda message: None) -> AnnotateResult:
@@ -68,9 +69,11 @@ def annotate(settings: Settings, *, repos: list[str] | None = None, model: str |
     runs row that says failed when every commit failed (and partially failed when some did)."""
     config = llm_config(settings, model=model, verify=verify, concurrency=concurrency,
                         max_usd=max_usd, max_tokens=max_tokens)
+    config = dataclasses.replace(config, verify_negatives=verify_negatives if verify else 0.0)
     for warning in config_warnings(config):
         warn(warning)
-    parameters = {"repos": repos, "model": config.model, "verify": verify, "batch": batch,
+    parameters = {"repos": repos, "model": config.model, "verify": verify,
+                  "verify_negatives": config.verify_negatives, "batch": batch,
                   "base_url": settings.llm_base_url, "max_usd": max_usd,
                   "max_tokens": max_tokens, "limit": limit}
     with recorded_run(settings.warehouse, "annotate", parameters) as run:
@@ -247,7 +250,8 @@ def _save_outcomes(con: duckdb.DuckDBPyConnection, run_id: str, annotator: str,
             input_note=outcome.input_note,
             is_plausible=verdict.is_plausible if verdict else None,
             critique=verdict.critique if verdict else None,
-            verifier=verdict.verifier if verdict else None)
+            verifier=verdict.verifier if verdict else None,
+            step_reviews=verdict.steps if verdict else ())
         by_repo.setdefault(commit.repo, []).append((commit.sha, "", annotation))
     for repo, items in by_repo.items():
         save_annotations(con, repo, run_id, items)

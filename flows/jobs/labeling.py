@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import duckdb
 
 from annotators.heuristic import ANNOTATOR_ID, annotate_heuristic
-from annotators.schema import Annotation, CommitInput, FileInput
+from annotators.schema import Annotation, CommitInput, FileInput, FunctionSpan
 from flows.jobs.progress import Progress, no_progress
-from miners.records import CommitFiles
+from miners.records import CommitFiles, FunctionPair
 from warehouse.queries import read_commit_inputs, unlabeled_commits
 from warehouse.save import save_annotations
 
@@ -41,11 +41,19 @@ def build_commit_input(repo: str, cf: CommitFiles) -> CommitInput | None:
         return None
     files = tuple(
         FileInput(path=f.path, language=f.language, is_test=f.is_test, before=f.before,
-                  diff=f.diff,
-                  functions=tuple((fn.name, fn.before.start_line, fn.before.end_line)
-                                  for fn in f.functions if fn.before))
+                  diff=f.diff, after=f.after,
+                  functions=tuple(FunctionSpan(
+                      fn.name, fn.change,
+                      (fn.before.start_line, fn.before.end_line) if fn.before else None,
+                      (fn.after.start_line, fn.after.end_line) if fn.after else None)
+                      for fn in sorted(f.functions, key=_first_line)))
         for f in sorted(cf.files, key=lambda f: f.path) if not f.skipped_reason)
     return CommitInput(repo=repo, sha=cf.commit.sha, message=cf.commit.message, files=files)
+
+
+def _first_line(fn: FunctionPair) -> tuple[int, str]:
+    side = fn.before or fn.after
+    return (side.start_line if side else 0), fn.name
 
 
 def label_commits(inputs: Iterable[CommitInput | None]) -> tuple[list[Labeled], LabelCounts]:
