@@ -5,8 +5,10 @@ a changed function with its real arity and lines inside its before-version span,
 agrees with the file; a concurrency fix has at least two steps (two actors for the types that
 need two parties); each step's place exists (a changed file, a line of the before version,
 inside the function it names) and shows its action near that line (a send near a send step,
-an ETS call near an ETS step). What a check cannot see (a step in a file the change does not
-touch) fails it: a label is verified by what was checked, not by what was assumed.
+an ETS call near an ETS step). A step that happens outside the changed code (in another
+library's process, in the runtime) may leave its file and line empty: it is not checked, and
+a label needs at least two steps that are. A step that names a place the change does not
+have fails: a label is verified by what was checked, not by what was assumed.
 """
 
 from __future__ import annotations
@@ -190,6 +192,10 @@ def check_label(label: BugLabel, commit: CommitInput) -> tuple[BugLabel, LabelCh
                             f"{len(actors)})")
         if not (label.explanation or "").strip():
             failures.append("a concurrency fix needs an explanation")
+        placed = [s for s in steps if s.file or s.line is not None]
+        if len(steps) >= 2 and len(placed) < 2:
+            failures.append(f"a concurrency fix needs at least 2 steps placed in the changed "
+                            f"code (has {len(placed)})")
     files = {f.path: f for f in commit.files}
     outcomes = []
     for number, step in enumerate(steps, 1):
@@ -203,7 +209,9 @@ def check_label(label: BugLabel, commit: CommitInput) -> tuple[BugLabel, LabelCh
 def check_step(step: EventStep, files: dict[str, FileInput]) -> StepCheck:
     """Whether a step's place exists in the before version and shows its action."""
     if not step.file:
-        return StepCheck(False, "names no file; each step needs its place in the code")
+        if step.line is not None or step.function:
+            return StepCheck(False, "names a line or function but no file")
+        return StepCheck(None, "happens outside the changed code: not checked")
     file = files.get(step.file)
     if file is None:
         return StepCheck(False, f"{step.file} is not a changed file")

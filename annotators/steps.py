@@ -169,14 +169,106 @@ def stale_timer(unit: Unit, all_lines: list[tuple[int, str]]) -> Derived | None:
     return Derived(steps, why, "rule:stale_timer")
 
 
+_HANDOFF = re.compile(r"\bspawn\w*|\bstart_link\b|\bstart_child\b|\btask\.(?:async|start)\w*|"
+                      r"(?:gen_server|genserver|gen_statem)[.:](?:call|cast)\b|\bsend\(|"
+                      r"[\w)}\]]\s+!\s+\S")
+_WAIT = re.compile(r"\breceive\b|\bassert_receive\b|\btask\.await\b|\bawait\b")
+_HANDOFF_TARGET = re.compile(r"(?:[.:](?:call|cast)|\bsend)\(\s*([\w.:@?]+)|([\w@]+)\s+!\s")
+
+
+def unwatched_handoff(unit: Unit) -> Derived | None:
+    """A process that hands work to another (spawns it, calls or messages it) and then
+    waits for its answer, with no monitor: if the other process dies first, nothing arrives
+    and nothing notices."""
+    if unit.span.before is None or unit.file.before is None:
+        return None
+    lines = _lines(unit)
+    if any("monitor" in t.lower() for _, t in lines):
+        return None
+    handoff = next(((n, t) for n, t in lines if _HANDOFF.search(t.lower())), None)
+    if handoff is None:
+        return None
+    wait = next(((n, t) for n, t in lines if n > handoff[0] and _WAIT.search(t.lower())), None)
+    if wait is None:
+        return None
+    m = _HANDOFF_TARGET.search(handoff[1])
+    peer = (m.group(1) or m.group(2)) if m else "the other process"
+    owner = "test process" if unit.file.is_test else f"process running {unit.span.name}"
+    where = dict(file=unit.file.path, function=unit.span.name)
+    action = Action.SPAWN if re.search(r"spawn|start|task\.", handoff[1].lower()) else (
+        Action.CALL if re.search(r"\.call|:call", handoff[1].lower()) else Action.SEND)
+    steps = [EventStep(actor=owner, action=action, target=peer, line=handoff[0], **where,
+                       note=f"hands work to {peer}"),
+             EventStep(actor=owner, action=Action.RECEIVE, target=peer, line=wait[0], **where,
+                       note=f"waits for {peer}'s answer; if {peer} died, none comes")]
+    why = (f"In {unit.span.name} ({unit.file.path}), the process hands work to {peer} at line "
+           f"{handoff[0]} and waits at line {wait[0]} without a monitor, so it cannot notice "
+           f"{peer} exiting before it answers.")
+    return Derived(steps, why, "rule:unwatched_handoff")
+
+
+_SYNC = re.compile(r"assert_receive|assert_received|refute_receive|:sys\.get_state|"
+                   r"sys:get_state|:sys\.get_status|sys:get_status|process\.monitor|"
+                   r"erlang:monitor|assert_down|wait_until|wait_for|eventually|\breceive\b|"
+                   r"\?block_until|snabbkaffe")
+_TRIGGER = re.compile(r"\bsend\(|[\w)}\]]\s+!\s+\S|\bcast\(|\.cast\b|:cast\b|\bspawn\w*|"
+                      r"\bstart_supervised\w*|\bstart_link\b|\btask\.(?:async|start)\w*|"
+                      r"\bnotify\b|\bpublish\w*|\bbroadcast\w*")
+_ASSERT = re.compile(r"^\s*(?:assert\b(?!_receive)|refute\b(?!_receive)|\?assert\w*\(|"
+                     r"\?_assert\w*\()")
+_SLEEP = re.compile(r"\bsleep\b")
+
+
+def test_asserts_too_early(unit: Unit) -> Derived | None:
+    """A test that starts asynchronous work and asserts on its effect before the work is
+    done, where the fix makes the test wait for it (an assert_receive, a :sys.get_state, a
+    wait_until in the added lines)."""
+    if not unit.file.is_test or unit.span.before is None or unit.file.before is None:
+        return None
+    if not _SYNC.search("\n".join(t for _, t in unit.added).lower()):
+        return None
+    lines = _lines(unit)
+    trigger = next(((n, t) for n, t in lines if _TRIGGER.search(t.lower())), None)
+    if trigger is None:
+        return None
+    check = next(((n, t) for n, t in lines if n > trigger[0] and _ASSERT.match(t.lower())),
+                 None)
+    if check is None:
+        return None
+    low = trigger[1].lower()
+    action = Action.SPAWN if re.search(r"spawn|start|task\.", low) else (
+        Action.CAST if "cast" in low else Action.SEND)
+    m = _HANDOFF_TARGET.search(trigger[1]) if action != Action.SPAWN else None
+    peer = (m.group(1) or m.group(2)) if m else "the process it started"
+    where = dict(file=unit.file.path, function=unit.span.name)
+    steps = [EventStep(actor="test process", action=action, target=peer, line=trigger[0],
+                       **where, note=f"starts asynchronous work in {peer}")]
+    sleep = next(((n, t) for n, t in lines if trigger[0] < n < check[0]
+                  and _SLEEP.search(t.lower())), None)
+    if sleep is not None:
+        steps.append(EventStep(actor="test process", action=Action.TIMER, line=sleep[0],
+                               **where, note="sleeps a fixed time instead of waiting for it"))
+    steps += [EventStep(actor="test process", action=Action.OTHER, target=peer,
+                        line=check[0], **where, note="asserts on the work's effect"),
+              EventStep(actor=peer, action=Action.RECEIVE,
+                        note="gets to the work only after the assertion ran (not in the "
+                             "changed code)")]
+    why = (f"In {unit.span.name} ({unit.file.path}), the work started at line {trigger[0]} "
+           f"runs in {peer}, and nothing orders the assertion at line {check[0]} after it; "
+           f"on a busy machine the assertion runs first.")
+    return Derived(steps, why, "rule:test_asserts_too_early")
+
+
 def derive_steps(unit: Unit | None, bug_type: BugType) -> Derived | None:
     """The steps this change shows for a bug of this type in this unit, if any."""
     if unit is None or unit.span.before is None or unit.file.before is None:
         return None
     if bug_type == BugType.RACE_CONDITION:
-        return check_then_act(unit)
+        return check_then_act(unit) or test_asserts_too_early(unit)
     if bug_type == BugType.TIMEOUT:
         return call_timeout(unit)
+    if bug_type == BugType.RESOURCE_LEAK:
+        return unwatched_handoff(unit)
     if bug_type == BugType.MESSAGE_ORDERING:
         text = unit.file.before.split("\n")
         return stale_timer(unit, list(enumerate(text, 1)))

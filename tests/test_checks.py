@@ -151,3 +151,12 @@ def test_a_not_a_fix_label_needs_no_steps() -> None:
     label = BugLabel(fix_summary="docs", is_concurrency_bug=False,
                      bug_type=BugType.NOT_CONCURRENCY, scope=Scope.PRODUCTION, confidence=0.7)
     assert check_label(label, COUNTER)[1].passed
+
+
+def test_a_step_outside_the_changed_code_is_not_checked_but_two_must_be() -> None:
+    outside = EventStep(actor="runtime", action=Action.EXIT, note="the node goes down")
+    _, checks = check_label(_race([*GOOD[:2], outside]), COUNTER)
+    assert checks.passed, checks.failures
+    assert checks.steps[2].ok is None
+    _, checks = check_label(_race([GOOD[0], outside]), COUNTER)
+    assert any("at least 2 steps placed" in f for f in checks.failures)

@@ -158,7 +158,17 @@ def test_every_format_round_trips_through_its_library(warehouse: Path, tmp_path:
     counter = next(e for e in examples if e["path"] == "lib/counter.ex"
                    and e["repo"] == "github.com/a/core")
     assert ":ets.lookup" in counter["code"] and ":ets.update_counter" in counter["refactored_code"]
-    assert counter["bug_type"] == "race_condition" and counter["event_sequence"]
+    assert counter["bug_type"] == "race_condition"
+    steps = counter["event_sequence"]  # structured: the heuristic derived them from the diff
+    assert [(s["step"], s["action"]) for s in steps] == [
+        (1, "ets_read"), (2, "ets_read"), (3, "ets_write"), (4, "ets_write")]
+    assert set(steps[0]) == {"step", "actor", "action", "target", "file", "function", "line",
+                             "note"}
+    assert steps[0]["file"] == "lib/counter.ex" and steps[0]["function"] == "bump/1"
+    row = next(r for r in jsonl if r["id"] == counter["id"])
+    assert row["verified"] and row["checks_passed"] and row["event_sequence"][0]["check_ok"]
+    assert row["event_sequence_text"][0].startswith("1. [caller A of bump/1] ets_read")
+    assert "## The interleaving as steps" in (out / "README.md").read_text()
     assert counter["bug_location"].startswith("lib/counter.ex:")
     assert "lib/counter.ex" in counter["task_description"]
     assert "race" not in counter["task_description"].split("(")[0]  # the input hides the answer

@@ -79,6 +79,13 @@ def test_sleep_replaced_by_assert_receive_is_a_test_race() -> None:
     assert label.bug_type == BugType.RACE_CONDITION and label.scope == Scope.TEST
     assert label.bug_location is not None
     assert label.bug_location.function == 'test "bump notifies the listener"'
+    lines = COUNTER_TEST_FLAKY.split("\n")
+    spawn, sleep, check = (next(i for i, t in enumerate(lines, 1) if word in t)
+                           for word in ("spawn(", "Process.sleep", "assert ["))
+    assert [(s.actor, s.action.value, s.line) for s in label.event_sequence] == [
+        ("test process", "spawn", spawn), ("test process", "timer", sleep),
+        ("test process", "other", check), ("the process it started", "receive", None)]
+    assert label.explanation is not None and f"line {check}" in label.explanation
 
 
 @pytest.mark.parametrize("message", [

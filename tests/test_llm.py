@@ -246,3 +246,51 @@ def test_key_reaches_only_the_endpoint(mined: tuple[Path, dict[str, str]]) -> No
     con.execute("CHECKPOINT")
     con.close()
     assert SECRET.encode() not in warehouse.read_bytes()
+
+
+_SERVER = """defmodule Cache do
+  use GenServer
+  @ttl 1_000
+
+  def init(state), do: {:ok, state}
+
+  def handle_call({:get, key}, _from, state) do
+    {:reply, Map.get(state, key), state}
+  end
+
+  def handle_cast({:put, key, value}, state) do
+    Process.send_after(self(), {:expire, key}, @ttl)
+    {:noreply, Map.put(state, key, value)}
+  end
+
+  def handle_info({:expire, key}, state), do: {:noreply, Map.delete(state, key)}
+end
+"""
+
+
+def test_the_prompt_shows_before_after_the_other_callbacks_and_attribute_uses() -> None:
+    """A model sees the changed function in both versions, the GenServer's other callbacks
+    (where interleavings live) and the lines that use a changed module attribute."""
+    from annotators.prompting import build_label_messages, load_template
+    from annotators.schema import CommitInput
+    from tests.conftest import file_input
+
+    after = _SERVER.replace("@ttl 1_000", "@ttl 5_000").replace(
+        "Process.send_after(self(), {:expire, key}, @ttl)",
+        "ref = Process.send_after(self(), {:expire, key, make_ref()}, @ttl)")
+    commit = CommitInput("r", "s", "Fix stale expiry race",
+                         (file_input("lib/cache.ex", _SERVER, after),))
+    messages, note = build_label_messages(commit, load_template("label_v3"), "f00d")
+    user = messages[1]["content"]
+    assert note == ""
+    assert "lib/cache.ex: handle_cast/2 (before, lines 11-14)" in user
+    assert "lib/cache.ex: handle_cast/2 (after, lines 11-14)" in user
+    assert "ref = Process.send_after" in user.split("(after, lines")[1]
+    callbacks = user.split("the process's other callbacks")[1]
+    assert "handle_info({:expire, key}, state)" in callbacks
+    assert "handle_call({:get, key}" in callbacks and "handle_cast" not in callbacks
+    assert "lines that use ttl" in user and "@ttl)" in user.split("lines that use ttl")[1]
+    # the system message (the cacheable prefix) puts reasoning before the verdict
+    schema = messages[0]["content"]
+    assert schema.index('"analysis"') < schema.index('"event_sequence"') \
+        < schema.index('"is_concurrency_bug"') < schema.index('"bug_type"')
