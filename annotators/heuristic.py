@@ -148,6 +148,7 @@ def _scope(files: tuple[FileInput, ...], location: BugLocation | None) -> Scope:
 class Place:
     location: BugLocation | None
     unit: Unit | None
+    at_signal: bool = False  # the location is where the diff rule fired
 
 
 def _locate(signal: Signal | None, files: tuple[FileInput, ...], message: str) -> Place:
@@ -161,12 +162,13 @@ def _locate(signal: Signal | None, files: tuple[FileInput, ...], message: str) -
     if signal is not None:
         unit = _signal_unit(signal, units, hunks[signal.file.path])
         if unit is not None:
-            return Place(location_of(unit), unit)
+            return Place(location_of(unit), unit, at_signal=True)
         if not signal.file.functions and signal.start:  # no spans: a head scan
             function = enclosing_function(signal.file.before, signal.start,
                                           signal.file.language)
             return Place(BugLocation(file=signal.file.path, function=function,
-                                     start_line=signal.start, end_line=signal.end), None)
+                                     start_line=signal.start, end_line=signal.end), None,
+                         at_signal=True)
     unit = choose_unit(units, message)
     if unit is not None:
         return Place(location_of(unit), unit)
@@ -279,11 +281,15 @@ def _bug(commit: CommitInput, cue: MessageCue | None, phrase: str, top: Signal |
     function = location.function if location and location.function else None
     if derived is not None:
         events, why, source = derived.steps, derived.explanation, derived.source
-    elif top is not None:
+    elif top is not None and place.at_signal:
         events = []
         where = f"{function} ({top.file.path})" if function else top.file.path
         why = f"In {where}, {top.rule.why}."
         source = f"rule:{top.rule.name}"
+    elif top is not None:  # e.g. an added -spec or a test that waits now: not the bug's place
+        events, why = [], None
+        source = (f"none: the diff rule {top.rule.name} fired outside the changed function "
+                  "the location names")
     else:
         events, why = [], None
         said = f"the message says {phrase!r}" if phrase else "only the message points at it"
