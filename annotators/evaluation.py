@@ -47,6 +47,7 @@ class Prediction:
     checks_passed: bool | None = None
     explanation: str | None = None
     n_steps: int | None = None
+    canonical: tuple[str, str] | None = None  # (repo, sha) of the copy a cherry-pick repeats
 
 
 @dataclass(frozen=True)
@@ -179,6 +180,12 @@ class Report:
     repeated_explanations: int  # predicted fixes whose explanation another fix shares
     pattern_precision: dict[str, Rate]
     confusion: dict[str, dict[str, int]]  # gold type -> predicted type -> count
+    per_repo: dict[str, dict[str, Rate]] = field(default_factory=dict)  # precision, recall
+    macro_precision: float | None = None  # the mean over repositories where it is defined
+    macro_recall: float | None = None
+    # patterns whose true positives all come from one repository, and that repository
+    single_repo_patterns: dict[str, str] = field(default_factory=dict)
+    duplicates: int = 0  # gold commits counted once with an earlier copy of the same fix
     missing: list[Missing] = field(default_factory=list)
     false_positives: list[str] = field(default_factory=list)
     false_negatives: list[str] = field(default_factory=list)
@@ -205,8 +212,18 @@ def evaluate(gold: Sequence[GoldCommit], predictions: dict[tuple[str, str], Pred
     missing, fps, fns = [], [], []
     file_hits = function_hits = file_total = function_total = 0
     predicted_fixes: list[Prediction] = []
+    repo_counts: dict[str, Counter[str]] = {}
+    term_repos: dict[str, set[str]] = {}
+    seen: set[tuple[str, str]] = set()
+    duplicates = 0
     for g in gold:
         p = predictions.get((g.repo, g.sha))
+        if p is not None and p.canonical is not None:
+            if p.canonical in seen:  # a cherry-pick or fork of a fix counted already
+                duplicates += 1
+                continue
+            seen.add(p.canonical)
+        counts = repo_counts.setdefault(g.repo, Counter())
         if p is None:
             reason = "commit not matched" if g.repo in mined else "repository not mined"
             missing.append(Missing(g.repo, g.sha, g.subject, g.is_concurrency_fix, reason))
@@ -217,10 +234,14 @@ def evaluate(gold: Sequence[GoldCommit], predictions: dict[tuple[str, str], Pred
             if predicted:
                 predicted_fixes.append(p)
             for term in p.matched_terms:
-                counts = per_term.setdefault(term, [0, 0])
-                counts[0] += g.is_concurrency_fix
-                counts[1] += 1
+                hits = per_term.setdefault(term, [0, 0])
+                hits[0] += g.is_concurrency_fix
+                hits[1] += 1
+                if g.is_concurrency_fix and predicted:
+                    term_repos.setdefault(term, set()).add(g.repo)
         confusion.setdefault(g.bug_type.value, Counter())[predicted_type] += 1
+        counts["tp" if predicted and g.is_concurrency_fix else "fp" if predicted
+               else "fn" if g.is_concurrency_fix else "tn"] += 1
         if predicted and g.is_concurrency_fix:
             tp += 1
             type_ok += predicted_type == g.bug_type.value
@@ -240,8 +261,16 @@ def evaluate(gold: Sequence[GoldCommit], predictions: dict[tuple[str, str], Pred
         elif g.is_concurrency_fix:
             fn += 1
             fns.append(f"{g.repo} {g.sha[:10]} {g.subject}")
+    per_repo = {repo: {"precision": wilson(c["tp"], c["tp"] + c["fp"]),
+                       "recall": wilson(c["tp"], c["tp"] + c["fn"])}
+                for repo, c in sorted(repo_counts.items())}
     return Report(
         gold=len(gold), precision=wilson(tp, tp + fp), recall=wilson(tp, tp + fn),
+        per_repo=per_repo, macro_precision=_mean(r["precision"] for r in per_repo.values()),
+        macro_recall=_mean(r["recall"] for r in per_repo.values()),
+        single_repo_patterns={t: next(iter(r)) for t, r in sorted(term_repos.items())
+                              if len(r) == 1},
+        duplicates=duplicates,
         bug_type_accuracy=wilson(type_ok, tp), scope_accuracy=wilson(scope_ok, tp),
         location_file_accuracy=wilson(file_hits, file_total),
         location_function_accuracy=wilson(function_hits, function_total),
@@ -256,6 +285,11 @@ def evaluate(gold: Sequence[GoldCommit], predictions: dict[tuple[str, str], Pred
         pattern_precision={t: wilson(h, n) for t, (h, n) in sorted(per_term.items())},
         confusion={k: dict(sorted(v.items())) for k, v in sorted(confusion.items())},
         missing=missing, false_positives=fps, false_negatives=fns)
+
+
+def _mean(rates: Iterable[Rate]) -> float | None:
+    values = [r.value for r in rates if r.value is not None]
+    return round(sum(values) / len(values), 4) if values else None
 
 
 def _repeated(texts: Sequence[str | None]) -> int:
@@ -277,10 +311,11 @@ def gold_repo_for(warehouse_repo: str, gold_repos: set[str]) -> str | None:
 def build_predictions(rows: Iterable[Sequence[object]], gold_repos: set[str]
                       ) -> dict[tuple[str, str], Prediction]:
     """Predictions keyed by (gold repo name, sha) from warehouse rows: (repo, sha,
-    matched_terms, then Prediction's other fields in order)."""
+    matched_terms, Prediction's label fields in order, canonical repo, canonical sha)."""
     out = {}
-    for repo, sha, terms, *label in rows:
+    for repo, sha, terms, *label, canonical_repo, canonical_sha in rows:
         name = gold_repo_for(str(repo), gold_repos)
         if name is not None:
-            out[(name, str(sha))] = Prediction(tuple(terms), *label)  # type: ignore[arg-type]
+            out[(name, str(sha))] = Prediction(  # type: ignore[arg-type]
+                tuple(terms), *label, canonical=(str(canonical_repo), str(canonical_sha)))
     return out

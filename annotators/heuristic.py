@@ -7,13 +7,23 @@ from dataclasses import dataclass
 
 from annotators.checks import check_label
 from annotators.diffs import Hunk, enclosing_function, parse_hunks
-from annotators.locate import Unit, choose_unit, file_location, location_of, unit_at, units_of
+from annotators.locate import (
+    Unit,
+    choose_unit,
+    file_location,
+    location_of,
+    only_docs,
+    unit_at,
+    units_of,
+)
 from annotators.rules import (
+    CAUSE_FOLLOWS,
     CUE_STATED,
     DIFF_RULES,
     FIX_INTENT,
     MESSAGE_CUES,
     NEGATIVE_CUES,
+    TOOLING,
     DiffRule,
     MessageCue,
 )
@@ -38,8 +48,10 @@ RULES_VERSION = 15
 ANNOTATOR_ID = f"heuristic/rules-v{RULES_VERSION}/schema-{SCHEMA_VERSION}"
 
 
-# Negative cues that outweigh even a strong word such as "race" or "deadlock".
-_OVERRIDING = {"docs_only", "release", "reports_not_fixes", "filesystem_timing"}
+# Negative cues that outweigh even a strong word such as "race" or "deadlock", and a diff
+# rule's fingerprint (a release or a first import carries many changes).
+_OVERRIDING = {"docs_only", "release", "reports_not_fixes", "filesystem_timing",
+               "initial_import"}
 
 
 @dataclass(frozen=True)
@@ -96,15 +108,18 @@ def _hunk_range(h: Hunk) -> tuple[int | None, int | None]:
     return h.before_start, h.before_end
 
 
-def _best_cue(message: str) -> tuple[MessageCue | None, str, float]:
-    """The strongest cue, its phrase, and its weight as this message gives it.
+def cue_weights(message: str) -> list[tuple[MessageCue, str, float]]:
+    """Each cue the message holds, with its phrase and its weight as this message gives it.
 
     A cue only in the body of a commit whose subject neither names a concurrency problem
     nor says it fixes something (a rewrite that mentions races in passing) counts half,
-    unless its own sentence says the commit fixes or the old code caused it.
+    unless its own sentence says the commit fixes it, the old code caused it, or when it
+    happens ("There is a race…", "…a deadlock occurs when…"). Pasted output is not read
+    (see prose).
     """
+    message = prose(message)
     subject = message.split("\n", 1)[0]
-    best, phrase, weight = None, "", 0.0
+    found = []
     for cue in MESSAGE_CUES:
         m = cue.regex.search(message)
         if not m:
@@ -112,18 +127,42 @@ def _best_cue(message: str) -> tuple[MessageCue | None, str, float]:
         w = cue.weight
         if m.start() > len(subject) and not FIX_INTENT.search(subject) and not any(
                 c.regex.search(subject) for c in MESSAGE_CUES) and not CUE_STATED.search(
-                message, 0, m.start()):
+                message, 0, m.start()) and not CAUSE_FOLLOWS.search(message[m.end():]):
             w *= 0.5
+        found.append((cue, m.group(0), w))
+    return found
+
+
+def _best_cue(message: str) -> tuple[MessageCue | None, str, float]:
+    """The strongest cue, its phrase, and its weight (the first of equals, in rule order)."""
+    best, phrase, weight = None, "", 0.0
+    for cue, text, w in cue_weights(message):
         if w > weight:
-            best, phrase, weight = cue, m.group(0), w
+            best, phrase, weight = cue, text, w
     return best, phrase, weight
+
+
+_FENCED = re.compile(r"```.*?(?:```|\Z)", re.DOTALL)
+# Lines of a message that are pasted output or code, not prose: indented blocks, crash
+# reports, stack frames, quoted logs, Erlang terms.
+_NOT_PROSE = re.compile(r"^(?:    |\t|\*\*|=\w+ REPORT|\s*(?:\(\w+\) )?[\w.]+\.(?:ex|exs|erl):\d+|"
+                        r"\s*[{\[]|\s*>|\s*\$ |\s*iex|\s*\d+>)")
+_TERMS = re.compile(r"\{\s*(?:atomic|aborted)\s*,[^}]*\}")
+
+
+def prose(message: str) -> str:
+    """A commit message without what was pasted into it (fenced or indented code, crash
+    reports, stack frames, Erlang terms such as {atomic, ok}): the words its author wrote."""
+    text = _TERMS.sub(" ", _FENCED.sub(" ", message))
+    return "\n".join(line for line in text.split("\n") if not _NOT_PROSE.match(line))
 
 
 # A Conventional Commits type, "chore(deps): " or "refactor!: ", before what the subject says.
 _CONVENTIONAL = re.compile(r"^\s*[a-z]+(?:\([^)]*\))?!?:\s*", re.IGNORECASE)
 
 
-def _negatives(message: str) -> list[str]:
+def negatives_of(message: str) -> list[str]:
+    """The negative cues the subject holds (names from rules.NEGATIVE_CUES)."""
     subject = message.split("\n", 1)[0]
     bare = _CONVENTIONAL.sub("", subject, count=1)  # "chore: bump x" reads as "bump x"
     found = []
@@ -200,7 +239,7 @@ def annotate_heuristic(commit: CommitInput) -> Annotation:
     """Label one commit from its message and diff, offline and deterministically."""
     files = tuple(f for f in commit.files if f.diff)
     cue, phrase, msg_weight = _best_cue(commit.message)
-    negatives = _negatives(commit.message)
+    negatives = negatives_of(commit.message)
     signals = [s for f in files for s in find_signals(f)]
     signals.sort(key=lambda s: (-s.rule.weight, not _agrees(s, cue)))
     top = signals[0] if signals else None
@@ -210,10 +249,14 @@ def annotate_heuristic(commit: CommitInput) -> Annotation:
 
     diff_weight = top.rule.weight if top else 0.0
     strong_diff = diff_weight >= 0.9
-    if not files and (negatives or msg_weight < 0.7):
+    if not files and (negatives or msg_weight < 0.7 or TOOLING.search(
+            commit.message.split("\n", 1)[0])):
         label, source = _not_bug(commit, files, None, 0.6), (
             "none: not a concurrency fix; the commit changes no Elixir or Erlang code")
-    elif negatives and not strong_diff and (msg_weight < 0.9 or set(negatives) & _OVERRIDING):
+    elif files and only_docs(list(files), {f.path: parse_hunks(f.diff) for f in files}):
+        label, source = _not_bug(commit, files, _locate(top, files, commit.message), 0.7), (
+            "none: not a concurrency fix; the change touches only documentation and comments")
+    elif set(negatives) & _OVERRIDING or (negatives and not strong_diff and msg_weight < 0.9):
         label, source = _not_bug(commit, files, _locate(top, files, commit.message), 0.65), (
             f"none: not a concurrency fix; the subject reads as {', '.join(negatives)}")
     elif not _enough(msg_weight, top):

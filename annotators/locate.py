@@ -110,6 +110,50 @@ PRIMITIVES = re.compile(
     re.IGNORECASE)
 
 
+_DOC_OPEN = re.compile(r"^\s*(?:@(?:module|type)?doc|-(?:module)?doc)\b.*?(\"\"\"|\'\'\')\s*$")
+_DOC_LINE = re.compile(r"^\s*(?:@(?:module|type)?doc|-(?:module)?doc)\b|^\s*(?:#|%)|^\s*$")
+
+
+def doc_lines(text: str | None) -> set[int]:
+    """Line numbers of a file that are documentation or comments: doc attributes (Elixir's
+    @doc/@moduledoc/@typedoc, Erlang's -doc/-moduledoc) with their heredocs, comment lines
+    and blank lines."""
+    found: set[int] = set()
+    closing: str | None = None
+    for number, line in enumerate((text or "").split("\n"), 1):
+        if closing is not None:
+            found.add(number)
+            if line.strip().startswith(closing):
+                closing = None
+            continue
+        m = _DOC_OPEN.match(line)
+        if m:
+            found.add(number)
+            closing = m.group(1)
+        elif _DOC_LINE.match(line):
+            found.add(number)
+    return found
+
+
+_DOCTEST = re.compile(r"^\s*(?:iex(?:\(\d+\))?>|\.\.\.(?:\(\d+\))?>)")  # doctests are code
+
+
+def only_docs(files: list[FileInput], hunks: dict[str, list[Hunk]]) -> bool:
+    """Whether every changed line of every file is documentation, a comment or blank (a
+    doctest's `iex>` lines are code)."""
+    changed = False
+    for f in files:
+        before, after = doc_lines(f.before), doc_lines(f.after)
+        for h in hunks[f.path]:
+            if f.before is None or f.after is None:
+                return False
+            if any(n not in before or _DOCTEST.match(t) for n, t in h.removed) or any(
+                    n not in after or _DOCTEST.match(t) for n, t in h.added):
+                return False
+            changed = changed or bool(h.removed or h.added)
+    return changed
+
+
 def named_in(message: str, name: str) -> bool:
     """Whether a commit message names a function the way code does: name/arity, name(,
     Module.name or mod:name; or, for a name with an underscore, the name alone."""

@@ -89,6 +89,10 @@ MESSAGE_CUES: tuple[MessageCue, ...] = (
     MessageCue("exit_signal", B.EXIT_SIGNAL,
                _re(r"\b(?:trap_exit|trap(?:s|ped|ping)? exits?|exit signals?|EXIT messages?|:EXIT|"
                    r"'EXIT'|DOWN messages?|linked process\w* (?:crash|exit|die)\w*)\b"), 0.75),
+    # Making a call synchronous (or a blocking one not block) orders what was racing; alone
+    # the word also names designs, so it is weak and needs a production diff signal.
+    MessageCue("synchronous", B.RACE_CONDITION,
+               _re(r"\b(?:synchronous(?:ly)?|non-?blocking)\b"), 0.45),
     MessageCue("hang", B.DEADLOCK,
                _re(r"\b(?:hangs?|hanging|hung|stuck|blocks? forever|never returns?|"
                    r"wait\w* forever)\b"), 0.6),
@@ -137,6 +141,8 @@ NEGATIVE_CUES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("docs_only", _re(r"^\s*(?:\[?docs?\]?[:(]|docs?\b|documentation\b|(?:update|improve|clarify|"
                       r"fix|add)\s+(?:the\s+)?(?:docs?|documentation|typos?|readme|changelog|"
                       r"examples?|comments?)\b|typo\b)")),
+    # A first commit or import brings whole subsystems, races named in passing included.
+    ("initial_import", _re(r"^\s*(?:initial|first) (?:commit|import|version|implementation)\b")),
     ("release", _re(r"^\s*(?:release|bump|prepare|update changelog|changelog|v?\d+\.\d+\.\d+)\b")),
     ("reports_not_fixes", _re(r"\b(?:detect\w*|report\w*|diagnos\w*|better error|error message|"
                               r"warn\w*|measure\w*|raise\w*|hide|hiding|show\w*|log\w*|"
@@ -157,10 +163,21 @@ NEGATIVE_CUES: tuple[tuple[str, re.Pattern[str]], ...] = (
                     r"unused|revert)\b")),
 )
 
+# Subjects about the build, CI or scripts: with no Elixir/Erlang change, a race there is the
+# tooling's, not a BEAM concurrency bug.
+TOOLING = _re(r"\b(?:makefile|make(?: -j| ci| check| test)?\b.{0,20}\b(?:target|rule|job)s?|ci\b|"
+              r"github actions?|workflows?|dockerfile|docker|shell|bash|scripts?|build(?:ing)?\b|"
+              r"erlang\.mk|rebar\.config|rebar3? (?:plugin|hook)s?|npm|yarn|esbuild|webpack|"
+              r"cmake|nif build)")
+
 # Words before a cue, in its own sentence, that make a body's mention the commit's point:
-# "Solves a race condition where…", "this caused a deadlock because…".
-CUE_STATED = _re(r"\b(?:fix\w*|solv\w*|resolv\w*|prevent\w*|avoid\w*|caus\w*|led to|leads? to|"
-                 r"result\w* in|trigger\w*)\b[^.!?\n]{0,40}$")
+# "Solves a race condition where…", "this caused a deadlock because…", "There is a race…".
+CUE_STATED = _re(r"(?:\b(?:fix\w*|solv\w*|resolv\w*|prevent\w*|avoid\w*|caus\w*|led to|"
+                 r"leads? to|result\w* in|trigger\w*)\b[^.!?\n]{0,40}|\bthere(?: is|'s| was| are|"
+                 r" were| can be| could be| might be)\b[^.!?\n]{0,20})$")
+# ...or words after it, in its sentence, that say when the bug happens: "a race occurs when".
+CAUSE_FOLLOWS = _re(r"^[^.!?\n]{0,50}\b(?:occur\w*|happen\w*|when|whereby|if the|between|"
+                    r"caus\w*|leads? to|result\w* in)\b")
 
 # Message words that make a fix intent explicit; a "feature" subject with them is a fix.
 FIX_INTENT = _re(r"\b(?:fix\w*|bug\w*|avoid\w*|prevent\w*|solve\w*|address\w*|handle\w*|"

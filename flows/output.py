@@ -88,6 +88,10 @@ def _rate(rate: Any) -> str:
     return f"{rate.value:.3f}  [{rate.low:.3f}, {rate.high:.3f}]  ({rate.hits}/{rate.total})"
 
 
+def _value(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
 def print_eval(console: Console, report: Any) -> None:
     """The evaluation report as tables: headline rates, patterns, confusion, misses."""
     head = Table(title=f"racemine eval — {report.gold} gold commits (95% Wilson intervals)")
@@ -106,12 +110,25 @@ def print_eval(console: Console, report: Any) -> None:
     head.add_row("explained (kept fixes)", _rate(report.explained))
     head.add_row("explanations shared with another fix", str(report.repeated_explanations))
     console.print(head)
-    patterns = Table(title="pattern precision (gold fixes among stored commits it matched)")
+    repos = Table(title="per repository (macro mean: precision "
+                        f"{_value(report.macro_precision)}, recall {_value(report.macro_recall)})")
+    repos.add_column("repository")
+    repos.add_column("precision")
+    repos.add_column("recall")
+    for repo, rates in report.per_repo.items():
+        repos.add_row(repo, _rate(rates["precision"]), _rate(rates["recall"]))
+    console.print(repos)
+    patterns = Table(title="pattern precision (gold fixes among stored commits it matched; "
+                           "⚑ every kept fix from one repository)")
     patterns.add_column("pattern")
     patterns.add_column("precision  [95% CI]  (fixes/matched)")
     for name, rate in report.pattern_precision.items():
-        patterns.add_row(name, _rate(rate))
+        only = report.single_repo_patterns.get(name)
+        patterns.add_row(f"{name} ⚑ {only}" if only else name, _rate(rate))
     console.print(patterns)
+    if report.duplicates:
+        console.print(f"{report.duplicates} gold commits are copies (cherry-picks, forks) of "
+                      "another and were counted once", highlight=False)
     console.print("[bold]bug type: gold → predicted[/bold]")
     for gold_type, row in report.confusion.items():
         got = " · ".join(f"{p} {n}" for p, n in sorted(row.items(), key=lambda i: -i[1]))

@@ -34,6 +34,10 @@ CASES = [
     ("Add some sleep to get this test to pass", False, ()),
     ("Longer timeout to make the tests pass", True, ("timeout",)),
     ("Shutdown the node", False, ("shutdown",)),
+    ("Fix leakage of connection processes", True, ("leak",)),
+    ("Rewrite the client to run synchronously", False, ("synchronous",)),
+    ("Ensure stop is synchronous", True, ("synchronous",)),
+    ("Check for {atomic, ok} from the transaction", False, ()),
 ]
 
 

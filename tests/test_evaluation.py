@@ -62,8 +62,12 @@ def test_gold_names_match_warehouse_names() -> None:
     """owner/name in a gold file matches host/owner/name in the warehouse."""
     assert gold_repo_for("github.com/o/r", {"o/r"}) == "o/r"
     assert gold_repo_for("github.com/x/r", {"o/r"}) is None
-    rows = [("github.com/o/r", "a", ["race"], True, "race_condition", "test")]
-    assert build_predictions(rows, {"o/r"})[("o/r", "a")].scope == "test"
+    rows = [("github.com/o/r", "a", ["race"], True, "race_condition", "test", "lib/a.ex",
+             "f/1", True, "why", 2, "github.com/o/r", "a")]
+    prediction = build_predictions(rows, {"o/r"})[("o/r", "a")]
+    assert (prediction.scope, prediction.location_function, prediction.n_steps) == \
+        ("test", "f/1", 2)
+    assert prediction.canonical == ("github.com/o/r", "a")
 
 
 def test_bad_gold_line_is_named(tmp_path: Path) -> None:
@@ -123,3 +127,31 @@ def test_location_accuracy_counts_true_positives_with_a_gold_place() -> None:
     assert (report.with_steps.hits, report.with_steps.total) == (1, 4)
     assert (report.steps_checked.hits, report.steps_checked.total) == (1, 1)
     assert report.repeated_explanations == 4
+
+
+def test_per_repository_rates_macro_means_and_one_repository_patterns() -> None:
+    """Each repository gets its own precision and recall; a pattern whose kept fixes all
+    come from one repository is named with it; a copy of a fix counts once."""
+    gold = [_gold("a", True, "race_condition", repo="o/one"),
+            _gold("b", False, "not_concurrency", repo="o/one"),
+            _gold("c", True, "race_condition", repo="o/two"),
+            _gold("d", True, "deadlock", repo="o/two"),
+            _gold("e", True, "deadlock", repo="o/fork")]
+    canonical = ("github.com/o/two", "d")
+    predictions = {
+        ("o/one", "a"): Prediction(("race",), True, "race_condition", "production"),
+        ("o/one", "b"): Prediction(("race",), True, "race_condition", "production"),
+        ("o/two", "c"): Prediction(("race", "flaky"), True, "race_condition", "production"),
+        ("o/two", "d"): Prediction(("deadlock",), False, "not_concurrency", "production",
+                                   canonical=canonical),
+        ("o/fork", "e"): Prediction(("deadlock",), False, "not_concurrency", "production",
+                                    canonical=canonical),
+    }
+    report = evaluate(gold, predictions, ["o/one", "o/two", "o/fork"])
+    assert report.duplicates == 1 and set(report.per_repo) == {"o/one", "o/two"}
+    assert (report.recall.hits, report.recall.total) == (2, 3)
+    one, two = report.per_repo["o/one"], report.per_repo["o/two"]
+    assert (one["precision"].value, one["recall"].value) == (0.5, 1.0)
+    assert (two["precision"].value, two["recall"].value) == (1.0, 0.5)
+    assert (report.macro_precision, report.macro_recall) == (0.75, 0.75)
+    assert report.single_repo_patterns == {"flaky": "o/two"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from annotators.heuristic import ANNOTATOR_ID, annotate_heuristic, find_signals
+from annotators.heuristic import ANNOTATOR_ID, annotate_heuristic, find_signals, prose
 from annotators.rules import _code
 from annotators.schema import BugLabel, BugType, CommitInput, Scope
 from tests.conftest import (
@@ -32,6 +32,12 @@ def _commit(message: str, path: str, before: str, after: str, language: str = "e
 
 
 _PLAIN = "defmodule A do\n  def a, do: 1\nend\n"
+
+
+def _label(commit: CommitInput) -> BugLabel:
+    label = annotate_heuristic(commit).label
+    assert label is not None
+    return label
 
 
 def _label_of_message(message: str, path: str = "lib/a.ex") -> BugLabel | None:
@@ -346,3 +352,46 @@ def test_a_rule_explanation_names_this_diff() -> None:
         assert f"{name}/3" in label.explanation
         texts.add(label.explanation)
     assert len(texts) == 2
+
+
+def test_a_change_to_docs_and_comments_only_is_not_a_fix() -> None:
+    """Whatever the subject says, a diff that touches only @doc text and comments fixes no
+    concurrency bug; a doctest's iex> lines are code."""
+    before = ('defmodule Pool do\n  @doc """\n  Checks out a worker.\n  """\n'
+              '  def checkout(pool), do: GenServer.call(pool, :checkout)\nend\n')
+    docs = before.replace("Checks out a worker.", "Checks out a worker; races are avoided.")
+    label = _label(_commit("Fix race condition docs in checkout", "lib/pool.ex", before, docs))
+    assert not label.is_concurrency_bug
+    doctest = before.replace("Checks out a worker.", "    iex> Pool.checkout(:pool)")
+    label = _label(_commit("Fix race condition in checkout doctest", "lib/pool.ex", before,
+                           doctest))
+    assert label.is_concurrency_bug
+
+
+def test_pasted_output_is_not_prose() -> None:
+    """A crash report or an Erlang term pasted into the body names no cue."""
+    label = _label_of_message(
+        "Log the reason of stopped sessions\n\n    ** (EXIT) shutdown: {'EXIT', #PID<0.1.0>}\n"
+        "    {atomic, ok}\n")
+    assert label is not None and not label.is_concurrency_bug
+    assert prose("Fix\n\n```\n{'EXIT', x}\n```\nThere is a race") == "Fix\n\n \nThere is a race"
+
+
+def test_a_stated_cause_in_the_body_counts_whole() -> None:
+    """A neutral subject whose body states the bug keeps the cue's full weight."""
+    for body in ("There is a race between checkout and checkin.",
+                 "A race occurs when two callers check out at once."):
+        label = _label_of_message(f"Rework checkout\n\n{body}")
+        assert label is not None and label.is_concurrency_bug, body
+
+
+def test_initial_imports_and_tooling_are_not_fixes() -> None:
+    """A first commit is not a fix whatever its diff shows; with no Elixir/Erlang change, a
+    race in the build or CI is the tooling's."""
+    ann = annotate_heuristic(_commit("Initial commit with the pool\n\nAvoids a race.",
+                                     "src/pool.erl", POOL_DEADLOCK, POOL_FIXED, "erlang"))
+    assert ann.label is not None and not ann.label.is_concurrency_bug
+    ann = annotate_heuristic(CommitInput("r", "s", "Fix race condition in the Makefile", ()))
+    assert ann.label is not None and not ann.label.is_concurrency_bug
+    ann = annotate_heuristic(CommitInput("r", "s", "Fix race condition in view.js", ()))
+    assert ann.label is not None and ann.label.is_concurrency_bug

@@ -84,7 +84,8 @@ def read_commit_inputs(con: duckdb.DuckDBPyConnection, repo: str, shas: list[str
 STATS_QUERIES = {
     "repositories": """
         SELECT c.repo, count(*) AS matched_commits,
-               count(*) FILTER (WHERE l.is_concurrency_bug) AS concurrency_fixes,
+               count(*) FILTER (WHERE l.is_concurrency_bug AND l.is_canonical)
+                   AS concurrency_fixes,
                (SELECT count(*) FROM file_changes f WHERE f.repo = c.repo
                    AND f.skipped_reason IS NULL) AS file_pairs
         FROM commits c LEFT JOIN fixes l USING (repo, sha)
@@ -92,14 +93,14 @@ STATS_QUERIES = {
     "bug types": """
         SELECT coalesce(bug_type, '(unlabeled)') AS bug_type, count(*) AS commits,
                count(*) FILTER (WHERE scope = 'test') AS in_tests
-        FROM fixes GROUP BY ALL ORDER BY commits DESC, bug_type""",
+        FROM fixes WHERE is_canonical GROUP BY ALL ORDER BY commits DESC, bug_type""",
     "languages": """
         SELECT f.language, count(DISTINCT (f.repo, f.sha)) AS commits, count(*) AS file_pairs,
                count(*) FILTER (WHERE f.skipped_reason IS NOT NULL) AS skipped
         FROM file_changes f GROUP BY ALL ORDER BY commits DESC""",
     "years": """
         SELECT year(author_date) AS year, count(*) AS matched_commits,
-               count(*) FILTER (WHERE is_concurrency_bug) AS concurrency_fixes
+               count(*) FILTER (WHERE is_concurrency_bug AND is_canonical) AS concurrency_fixes
         FROM fixes GROUP BY ALL ORDER BY year""",
 }
 
@@ -126,7 +127,8 @@ def run_sql(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[list[str], list[t
 
 def eval_rows(con: duckdb.DuckDBPyConnection, annotator: str | None) -> list[tuple]:
     """(repo, sha, matched_terms, is_concurrency_bug, bug_type, scope, location_file,
-    location_function, checks_passed, explanation, n_steps) per stored commit,
+    location_function, checks_passed, explanation, n_steps, canonical (repo, sha)) per stored
+    commit,
     with the newest label of the given annotator (an id, or a prefix such as "llm/gpt-4o"),
     or the newest label of any when annotator is None."""
     admitted = ("WHERE annotator = $annotator OR starts_with(annotator, $annotator_dir)"
@@ -138,8 +140,9 @@ def eval_rows(con: duckdb.DuckDBPyConnection, annotator: str | None) -> list[tup
     return con.execute(
         f"""SELECT c.repo, c.sha, c.matched_terms, l.is_concurrency_bug, l.bug_type, l.scope,
                    l.location_file, l.location_function, l.checks_passed, l.explanation,
-                   l.n_steps
-            FROM commits c LEFT JOIN {label_source} l USING (repo, sha)""", params).fetchall()
+                   l.n_steps, d.canonical_repo, d.canonical_sha
+            FROM commits c LEFT JOIN {label_source} l USING (repo, sha)
+            JOIN commit_dedup d USING (repo, sha)""", params).fetchall()
 
 
 def repo_names(con: duckdb.DuckDBPyConnection) -> list[str]:

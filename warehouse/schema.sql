@@ -242,8 +242,10 @@ WHERE rank = 1;
 CREATE OR REPLACE VIEW fixes AS
 SELECT c.repo, c.sha, c.subject, c.author_date, c.matched_terms, c.match_score,
        l.annotator, l.is_concurrency_bug, l.bug_type, l.scope, l.confidence,
-       l.location_file, l.location_function, l.checks_passed, l.is_plausible, l.verified
+       l.location_file, l.location_function, l.checks_passed, l.is_plausible, l.verified,
+       d.is_canonical
 FROM commits c
+JOIN commit_dedup d USING (repo, sha)
 LEFT JOIN (
     SELECT *, row_number() OVER (PARTITION BY repo, sha ORDER BY created_at DESC, annotator)
               AS rank
