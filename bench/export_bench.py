@@ -11,6 +11,8 @@ a unified diff, a few functions each) over N/200 repositories, then in separate 
 
 Each process reports its own wall time and peak RSS. Sizes N/k … N (k = --sizes) show
 whether memory grows with the warehouse (it should not: everything streams or spills).
+With --big-every M, every M-th pair is a real-sized large file, about 900 KB before and
+after (just under the 1 MB extraction cap): memory must stay flat with those too.
 """
 
 from __future__ import annotations
@@ -38,9 +40,13 @@ FROM range($pairs) t(i);
 INSERT INTO file_changes
 SELECT 'github.com/bench/r' || (i % $repos), sha256('c' || i), 'lib/worker_' || i || '.ex',
        NULL, 'modified', CASE WHEN i % 3 = 0 THEN 'erlang' ELSE 'elixir' END, i % 4 = 0,
-       'defmodule Worker' || i || ' do' || chr(10) || repeat('  def f(x), do: x' || chr(10), 150)
+       'defmodule Worker' || i || ' do' || chr(10)
+         || repeat('  def f(x), do: x' || chr(10), CASE WHEN $big > 0 AND i % $big = 0
+                                                       THEN 50000 ELSE 150 END)
          || '  def bump(k), do: :ets.lookup(:t, k) # ' || i || chr(10) || 'end' || chr(10),
-       'defmodule Worker' || i || ' do' || chr(10) || repeat('  def f(x), do: x' || chr(10), 150)
+       'defmodule Worker' || i || ' do' || chr(10)
+         || repeat('  def f(x), do: x' || chr(10), CASE WHEN $big > 0 AND i % $big = 0
+                                                       THEN 50000 ELSE 150 END)
          || '  def bump(k), do: :ets.update_counter(:t, k, 1) # ' || i || chr(10) || 'end'
          || chr(10),
        '@@ -152 +152 @@' || chr(10) || '-  def bump(k), do: :ets.lookup(:t, k, ' || (i % 5000)
@@ -84,12 +90,12 @@ RUNNER = textwrap.dedent("""
 """)
 
 
-def build(path: Path, pairs: int) -> None:
+def build(path: Path, pairs: int, big: int = 0) -> None:
     from warehouse.db import connect
 
     con = connect(path)
     try:
-        params = {"pairs": pairs, "repos": max(1, pairs // 200)}
+        params = {"pairs": pairs, "repos": max(1, pairs // 200), "big": big}
         for statement in SYNTHETIC.split(";\n"):
             if statement.strip():
                 con.execute(statement, {k: v for k, v in params.items()
@@ -109,12 +115,14 @@ def measure(kind: str, warehouse: Path, out: Path, formats: str) -> dict:
 
 def main() -> None:
     if sys.argv[1:2] == ["--build"]:
-        build(Path(sys.argv[2]), int(sys.argv[3]))
+        build(Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pairs", type=int, default=100_000)
     parser.add_argument("--sizes", type=int, default=2, help="also run N/2 … (this many sizes)")
     parser.add_argument("--formats", default="jsonl,hf,dspy")
+    parser.add_argument("--big-every", type=int, default=0,
+                        help="make every M-th pair a ~900 KB file (0: none)")
     args = parser.parse_args()
     sizes = sorted({max(1, args.pairs * k // args.sizes) for k in range(1, args.sizes + 1)})
     print(f"{'pairs':>8} {'floor s':>8} {'floor MB':>9} {'export s':>9} {'export MB':>10} "
@@ -123,8 +131,8 @@ def main() -> None:
         for n in sizes:
             warehouse = Path(tmp) / f"w{n}.duckdb"
             # built in a child, so this process stays small while it times its children
-            subprocess.run([sys.executable, __file__, "--build", str(warehouse), str(n)],
-                           check=True)
+            subprocess.run([sys.executable, __file__, "--build", str(warehouse), str(n),
+                            str(args.big_every)], check=True)
             floor = measure("floor", warehouse, Path(tmp) / f"floor{n}", "")
             export = measure("export", warehouse, Path(tmp) / f"out{n}", args.formats)
             size = sum(p.stat().st_size for p in (Path(tmp) / f"out{n}").rglob("*")

@@ -358,3 +358,53 @@ def test_build_repo_groups_and_assignment() -> None:
         counts[s] += 1
     assert counts == {"train": 80, "validation": 10, "test": 10}
     assert assign_groups(many, (0.8, 0.1, 0.1), 7) != assign_groups(many, (0.8, 0.1, 0.1), 8)
+
+
+def test_batches_are_bounded_by_bytes_as_well_as_rows() -> None:
+    """A batch ends at its row count or its byte budget; a row larger than the budget is a
+    batch of its own; every row is in exactly one batch, in order."""
+    from warehouse.dataset import _batches
+
+    sizes = [(1, 10), (2, 10), (5, 90), (6, 200), (7, 5), (9, 5), (10, 5)]
+    assert list(_batches(sizes, rows=100, limit=100)) == [(1, 2), (5, 5), (6, 6), (7, 10)]
+    assert list(_batches(sizes, rows=2, limit=10_000)) == [(1, 2), (5, 6), (7, 9), (10, 10)]
+    assert list(_batches([], rows=2, limit=10)) == []
+
+
+def test_row_groups_hold_a_bounded_amount_of_text(warehouse: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a small byte budget, the Parquet files get one row group per batch, each within
+    the budget (or one row), and the same rows as with the default."""
+    import warehouse.dataset as dataset
+
+    _export(warehouse, tmp_path / "default")
+    monkeypatch.setattr(dataset, "BATCH_BYTES", 2_000)
+    monkeypatch.setattr(dataset.iter_split_rows, "__defaults__", (2_048, 2_000))
+    _export(warehouse, tmp_path / "small")
+    assert sorted(r["id"] for r in _rows(tmp_path / "small")) == \
+        sorted(r["id"] for r in _rows(tmp_path / "default"))
+    for path in (tmp_path / "small" / "data").glob("*.parquet"):
+        meta = pq.ParquetFile(path).metadata
+        groups = [meta.row_group(i) for i in range(meta.num_row_groups)]
+        assert len(groups) > 1 or groups[0].num_rows == 1
+        table = pq.read_table(path, columns=["before", "after", "diff"])
+        start = 0
+        for group in groups:
+            part = table.slice(start, group.num_rows).to_pylist()
+            start += group.num_rows
+            size = sum(len((r[c] or "").encode()) for r in part for c in r)
+            assert group.num_rows == 1 or size <= 2_000
+
+
+def test_an_export_out_of_memory_is_one_sentence(warehouse: Path, tmp_path: Path) -> None:
+    """DuckDB's out-of-memory error reaches the user as one sentence naming the setting."""
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    out = CliRunner().invoke(app, ["export", str(tmp_path / "ds"), "-w", str(warehouse),
+                                   "--format", "jsonl", "--include-unknown-license"],
+                             env={"RACEMINE_EXPORT_MEMORY": "1MB"})
+    assert out.exit_code == 1
+    assert "RACEMINE_EXPORT_MEMORY" in out.output and "Traceback" not in out.output
+    assert not (tmp_path / "ds").exists() and not (tmp_path / ".ds.partial").exists()

@@ -144,6 +144,10 @@ COLUMNS = {
                            "message", "before", "after", *_LABEL_COLUMNS, "is_bug_location",
                            *_TAIL),
 }
+# Text per batch of exported rows (and so per Parquet row group): whole files near the 1 MB
+# cap make 2,048 rows several gigabytes.
+BATCH_BYTES = 32 * 1024 * 1024
+
 _TEXTS = {ExportLevel.FILE: ("file_changes", ("before", "after", "diff")),
           ExportLevel.FUNCTION: ("function_changes", ("before", "after"))}
 
@@ -209,13 +213,16 @@ def save_selection(con: duckdb.DuckDBPyConnection, sel: Selection) -> None:
 
 
 def iter_split_rows(con: duckdb.DuckDBPyConnection, level: ExportLevel, split: str,
-                    batch: int = 2_048) -> Iterator[pa.Table]:
+                    batch: int = 2_048, batch_bytes: int = BATCH_BYTES
+                    ) -> Iterator[pa.Table]:
     """One split's dataset rows, in batches, in the texts' storage order.
 
     Sorting rows that hold whole files would hold them all in memory, so the (small) rows of
     export_rows are sorted by the rowid of their texts instead, and each batch reads the
-    texts of its rowid range with one range scan: memory depends on the batch, not the
-    warehouse, every run gives the same order, and all batches together read each text once.
+    texts of its rows with one range scan. A batch ends at `batch` rows or `batch_bytes` of
+    text, whichever comes first, so memory depends on the batch, not on the warehouse or on
+    how large its files are; every run gives the same order, and all batches together read
+    each text once. Each batch becomes one Parquet row group, which bounds readers too.
     """
     table, texts = _TEXTS[level]
     meta = [c for c in COLUMNS[level] if c not in texts]
@@ -223,17 +230,36 @@ def iter_split_rows(con: duckdb.DuckDBPyConnection, level: ExportLevel, split: s
                     SELECT {', '.join(f'm.{c}' for c in meta)}, s.split, m._rowid
                     FROM export_rows m JOIN split_rows s ON s.id = m.id
                     WHERE s.split = $split ORDER BY m._rowid""", {"split": split})
-    last = -1
-    while True:
-        rows = con.sql("SELECT * FROM split_meta WHERE _rowid > $last ORDER BY _rowid "
-                       "LIMIT $n", params={"last": last, "n": batch}).to_arrow_table()
-        if rows.num_rows == 0:
-            return
+    # The texts' sizes in a plain scan of their lengths (a join that carried the texts
+    # would hold them).
+    length = " + ".join(f"coalesce(strlen({t}), 0)" for t in texts)
+    sizes = con.execute(f"""SELECT m._rowid, t.size FROM split_meta m
+                            JOIN (SELECT rowid AS _rowid, {length} AS size FROM {table}) t
+                            USING (_rowid) ORDER BY m._rowid""").fetchall()
+    for lo, hi in _batches(sizes, batch, batch_bytes):
+        where = {"lo": lo, "hi": hi}
+        rows = con.sql("SELECT * FROM split_meta WHERE _rowid BETWEEN $lo AND $hi "
+                       "ORDER BY _rowid", params=where).to_arrow_table()
         rowids = rows.column("_rowid")
-        last = rowids[-1].as_py()
+        # Only this split's rows of the range: the others' texts are never materialised.
         code = con.sql(f"SELECT rowid AS _rowid, {', '.join(texts)} FROM {table} "
-                       "WHERE rowid BETWEEN $lo AND $hi",
-                       params={"lo": rowids[0].as_py(), "hi": last}).to_arrow_table()
+                       "WHERE rowid BETWEEN $lo AND $hi AND rowid IN (SELECT _rowid FROM "
+                       "split_meta WHERE _rowid BETWEEN $lo AND $hi)",
+                       params=where).to_arrow_table()
         code = code.take(pc.index_in(rowids, value_set=code.column("_rowid")))
         yield pa.table({c: code.column(c) if c in texts else rows.column(c)
                         for c in (*COLUMNS[level], "split")})
+
+
+def _batches(sizes: list[tuple[int, int]], rows: int, limit: int) -> Iterator[tuple[int, int]]:
+    """(first rowid, last rowid) of consecutive batches of at most `rows` rows and `limit`
+    bytes (a single larger row is a batch of its own)."""
+    start = count = total = 0
+    for i, (_, size) in enumerate(sizes):
+        if count and (count >= rows or total + size > limit):
+            yield sizes[start][0], sizes[i - 1][0]
+            start, count, total = i, 0, 0
+        count += 1
+        total += size
+    if count:
+        yield sizes[start][0], sizes[-1][0]

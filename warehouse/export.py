@@ -76,6 +76,19 @@ def export_dataset(con: duckdb.DuckDBPyConnection, out: Path, selection: Selecti
                     "files": files}
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         _swap_into_place(staging, out)
+    except duckdb.OutOfMemoryException as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise ExportError(f"export to {out}: DuckDB ran out of its {memory_limit} memory "
+                          "limit; set RACEMINE_EXPORT_MEMORY higher (e.g. 2GB)") from exc
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise ExportError(f"export to {out}: cannot write ({exc.strerror or exc}); free "
+                          "disk space or choose another folder") from exc
+    except duckdb.IOException as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise ExportError(f"export to {out}: DuckDB could not read or spill "
+                          f"({str(exc).splitlines()[0][:160]}); free disk space beside the "
+                          "warehouse and run again") from exc
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
