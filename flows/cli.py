@@ -499,6 +499,9 @@ def export(
     sizes = ", ".join(f"{split} {n:,}" for split, n in result.rows.items()) or "no rows"
     console.print(f"wrote {result.total:,} {selection.level.value} pairs to {out} ({sizes}); "
                   f"see {out / 'README.md'}", highlight=False)
+    for split, why in result.empty.items():
+        err_console.print(f"[yellow]note:[/yellow] the {split} split is empty: {why}",
+                          highlight=False)
 
 
 @app.command("eval")

@@ -13,6 +13,10 @@ class RepoNotFoundError(MinerError):
     """A local path or remote URL that is not a git repository."""
 
 
+class RemoteUnreachableError(MinerError):
+    """A remote whose host does not resolve or refuses connections: retrying will not help."""
+
+
 class GitCommandError(MinerError):
     """A git command failed; the message carries git's own last line."""
 

@@ -18,7 +18,7 @@ from contextlib import suppress
 from pathlib import Path
 from typing import IO
 
-from miners.errors import GitCommandError, RepoNotFoundError
+from miners.errors import GitCommandError, RemoteUnreachableError, RepoNotFoundError
 from miners.records import CommitMeta, RepoRef
 from miners.sources import (
     RemoteSpec,
@@ -32,6 +32,12 @@ _SAFE_CONFIG = ("-c", "protocol.allow=never", "-c", "protocol.https.allow=always
                 "-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null")
 _NOT_FOUND = re.compile(r"not found|does not exist|could not read Username|"
                         r"Authentication failed|does not appear to be a git repository", re.I)
+# What git (through curl or ssh) says when the host cannot be reached at all: no name
+# resolution, nothing listening, no route. Not transient the way a 5xx or a timeout is.
+_UNREACHABLE = ("could not resolve host", "could not resolve hostname",
+                "name or service not known", "temporary failure in name resolution",
+                "connection refused", "network is unreachable", "no route to host",
+                "couldn't connect to server", "failed to connect to")
 _FIELD, _RECORD = "\x1f", "\x1e"
 _LOG_FORMAT = "--format=%x1e%H%x1f%P%x1f%an%x1f%aI%x1f%cI%x1f%B"
 
@@ -96,24 +102,29 @@ def fetch_mirror(remote: RemoteSpec, cache_root: Path, token: str | None = None)
     target = cache_dir_for(remote, cache_root)
     env = _token_env(remote, token)
     refspecs = ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"]
-    if (target / "HEAD").exists():
-        run_git(str(target), ["fetch", "--quiet", "--prune", "--no-write-fetch-head", "--",
-                              remote.url, *refspecs], env=env, what=remote.name)
-    else:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(target.name + ".partial")
-        if partial.exists():
-            shutil.rmtree(partial, ignore_errors=True)
-        try:
+    try:
+        if (target / "HEAD").exists():
+            run_git(str(target), ["fetch", "--quiet", "--prune", "--no-write-fetch-head", "--",
+                                  remote.url, *refspecs], env=env, what=remote.name)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_name(target.name + ".partial")
+            if partial.exists():
+                shutil.rmtree(partial, ignore_errors=True)
             run_git(None, ["clone", "--bare", "--quiet", "--", remote.url, str(partial)],
                     env=env, what=f"repository {remote.name}")
-        except GitCommandError as exc:
-            if _NOT_FOUND.search(str(exc)):
-                raise RepoNotFoundError(
-                    f"repository {remote.name}: not found at {remote.url}; check the name, or "
-                    "set RACEMINE_GITHUB_TOKEN if it is private") from exc
-            raise
-        os.replace(partial, target)  # a killed clone never looks like a finished mirror
+            os.replace(partial, target)  # a killed clone never looks like a finished mirror
+    except GitCommandError as exc:
+        reason = next((r for r in _UNREACHABLE if r in str(exc).lower()), None)
+        if reason:
+            raise RemoteUnreachableError(
+                f"repository {remote.name}: cannot reach {remote.url}, git says {reason}; "
+                "check the network connection and the URL") from exc
+        if _NOT_FOUND.search(str(exc)):
+            raise RepoNotFoundError(
+                f"repository {remote.name}: not found at {remote.url}; check the name, or "
+                "set RACEMINE_GITHUB_TOKEN if it is private") from exc
+        raise
     return RepoRef(name=remote.name, url=remote.url, git_dir=str(target), is_local=False)
 
 

@@ -146,6 +146,9 @@ class GitHubClient:
             self.requests += 1
             try:
                 response = self._client.send(request)
+            except httpx.ConnectError as exc:  # no name resolution, nothing listening
+                raise GitHubError(f"GitHub API {key}: cannot connect ({exc}); check the "
+                                  "network connection and RACEMINE_GITHUB_API_URL") from exc
             except httpx.TransportError as exc:
                 if attempt + 1 == self._attempts:
                     raise GitHubUnavailable(f"GitHub API {key}: unreachable ({exc}); check "

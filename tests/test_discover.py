@@ -104,3 +104,25 @@ def test_api_errors_are_one_sentence(tmp_path: Path, warehouse_path: Path, statu
     with FakeGitHub([], lambda n, p: (status, {}, body)) as gh, \
             pytest.raises(GitHubError, match=match):
         discover(warehouse_path, gh.url, None, None, list_file=listing)
+
+
+def _closed_port() -> int:
+    """A port on 127.0.0.1 where nothing listens (bound, then released)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_an_unreachable_api_fails_at_once(tmp_path: Path, warehouse_path: Path) -> None:
+    """A refused connection is not retried for minutes: one sentence, at once."""
+    from flows.jobs.discover import discover_repos
+    from flows.settings import Settings
+
+    settings = Settings(warehouse=warehouse_path,
+                        github_api_url=f"http://127.0.0.1:{_closed_port()}")
+    started = time.perf_counter()
+    with pytest.raises(GitHubError, match=r"cannot connect.*RACEMINE_GITHUB_API_URL"):
+        discover_repos(settings, SearchQuery(), retry_delays=(60.0, 60.0))
+    assert time.perf_counter() - started < 5

@@ -347,17 +347,36 @@ def test_export_reads_a_read_only_warehouse(warehouse: Path, tmp_path: Path) -> 
 
 
 def test_build_repo_groups_and_assignment() -> None:
-    """Linked repositories form one group; groups fill the splits by their shares."""
+    """Linked repositories form one group; a group's split is a draw from its name and the
+    seed alone, near the fractions over many groups, and another seed draws anew."""
     groups = build_repo_groups(["a", "b", "c", "d"], [["a", "c"], ["c", "d"]])
     assert groups == {"a": "a", "b": "b", "c": "a", "d": "a"}
-    split = assign_groups({"g1": 80, "g2": 10, "g3": 10}, (0.8, 0.1, 0.1), seed=0)
-    assert split["g1"] == "train" and {split["g2"], split["g3"]} == {"validation", "test"}
-    many = {f"r{i}": 1 for i in range(100)}
+    many = [f"r{i}" for i in range(2_000)]
     counts = {s: 0 for s in SPLITS}
     for s in assign_groups(many, (0.8, 0.1, 0.1), seed=7).values():
         counts[s] += 1
-    assert counts == {"train": 80, "validation": 10, "test": 10}
+    assert 1_520 < counts["train"] < 1_680 and 140 < counts["test"] < 260
     assert assign_groups(many, (0.8, 0.1, 0.1), 7) != assign_groups(many, (0.8, 0.1, 0.1), 8)
+    alone, among_others = (assign_groups(g, (0.8, 0.1, 0.1), 3)["x"]
+                           for g in (["x"], ["x", *many]))
+    assert alone == among_others  # no other repository changes a repository's split
+
+
+def test_every_level_puts_a_repository_in_the_same_split(warehouse: Path,
+                                                         tmp_path: Path) -> None:
+    """File- and function-level exports of one warehouse agree on every repository's
+    split, for several seeds; a split left empty is said, with why."""
+    for seed in range(4):
+        plan = SplitPlan(seed=seed)
+        files = _export(warehouse, tmp_path / f"f{seed}", plan=plan)
+        functions = _export(warehouse, tmp_path / f"g{seed}",
+                            Selection(level=ExportLevel.FUNCTION), plan=plan)
+        of_file = {r["repo"]: r["split"] for r in _rows(tmp_path / f"f{seed}")}
+        of_function = {r["repo"]: r["split"] for r in _rows(tmp_path / f"g{seed}")}
+        assert all(of_file[r] == s for r, s in of_function.items())
+        for result in (files, functions):
+            assert set(result.empty) == {s for s in SPLITS if s not in result.rows}
+            assert all("repository groups" in why for why in result.empty.values())
 
 
 def test_batches_are_bounded_by_bytes_as_well_as_rows() -> None:

@@ -143,3 +143,23 @@ def test_blob_reader_closes_with_a_forked_child_alive(tmp_path: Path) -> None:
     finally:
         child.kill()
         child.join()
+
+
+def test_an_unreachable_remote_fails_at_once(tmp_path: Path) -> None:
+    """A host that refuses connections is not retried: one sentence naming the URL, at once,
+    and no half-made mirror is left."""
+    import socket
+
+    from flows.jobs.mine import RepoSpec, mirror
+    from miners.errors import RemoteUnreachableError
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"https://127.0.0.1:{port}/acme/project.git"
+    started = time.perf_counter()
+    with pytest.raises(RemoteUnreachableError) as caught:
+        mirror(RepoSpec(url), tmp_path / "cache", None, retry_delays=(60.0, 60.0))
+    assert time.perf_counter() - started < 5
+    one_sentence(str(caught.value), url, "connect", "check the network connection")
+    assert not list((tmp_path / "cache").rglob("*.git"))

@@ -29,6 +29,7 @@ class CardFacts:
     near_duplicates: Mapping[str, int]
     quality: Mapping[str, Any] | None = None  # `racemine eval` report, when asked for
     versions: Mapping[str, str] = field(default_factory=dict)
+    empty_splits: Mapping[str, str] = field(default_factory=dict)  # split -> why it is empty
 
 
 def _table(con: duckdb.DuckDBPyConnection, sql: str, headers: Sequence[str]) -> str:
@@ -83,6 +84,8 @@ def render_card(con: duckdb.DuckDBPyConnection, files: Sequence[Path], facts: Ca
                         GROUP BY split ORDER BY {split_order}""",
                ["split", "rows", "repositories", "commits"]), "",
         _split_rule(facts.options), "",
+        *[f"- The {split} split is empty: {why}." for split, why in facts.empty_splits.items()],
+        "",
         f"Near-duplicates (same change after dropping whitespace and comments): "
         f"{facts.near_duplicates.get('groups', 0)} groups of "
         f"{facts.near_duplicates.get('rows', 0)} rows, each group in one split; "

@@ -176,6 +176,14 @@ def save_selection(con: duckdb.DuckDBPyConnection, sel: Selection) -> None:
     con.execute(_MACROS)
     con.execute(f"CREATE OR REPLACE TEMP TABLE export_dup_keys AS {_DUP_KEYS[sel.level]}",
                 {"min_tokens": sel.min_dup_tokens})
+    file_keys = ("export_dup_keys" if sel.level == ExportLevel.FILE
+                 else f"({_DUP_KEYS[ExportLevel.FILE]})")
+    # Repositories that share a file-level near-duplicate: one split group at every level.
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE export_repo_links AS
+                    SELECT list(DISTINCT repo ORDER BY repo) AS repos FROM {file_keys}
+                    WHERE near_dup_key IS NOT NULL GROUP BY near_dup_key
+                    HAVING count(DISTINCT repo) > 1""",
+                {"min_tokens": sel.min_dup_tokens} if sel.level != ExportLevel.FILE else {})
     params: dict[str, Any] = {}
     label_filter = ""
     if sel.annotator:

@@ -30,7 +30,7 @@ from warehouse.formats import (
     write_jsonl,
     write_parquet,
 )
-from warehouse.splits import SPLITS, SplitPlan, save_split_table
+from warehouse.splits import SPLITS, SplitPlan, empty_splits, save_split_table
 
 MANIFEST = "export.json"
 MEMORY_LIMIT = "512MB"
@@ -42,6 +42,7 @@ class ExportResult:
     out: Path
     rows: dict[str, int]  # split -> rows (splits with no rows are absent)
     files: dict[str, str] = field(default_factory=dict)  # relative path -> sha256
+    empty: dict[str, str] = field(default_factory=dict)  # split meant to hold rows -> why not
 
     @property
     def total(self) -> int:
@@ -66,13 +67,14 @@ def export_dataset(con: duckdb.DuckDBPyConnection, out: Path, selection: Selecti
     # export's memory does not grow with the warehouse; the default would be 80% of RAM.
     con.execute(f"SET memory_limit = '{memory_limit}'")
     try:
-        rows = _write(con, staging, selection, plan, set(formats), partition_by, quality,
-                      versions or {})
+        rows, empty = _write(con, staging, selection, plan, set(formats), partition_by,
+                             quality, versions or {})
         files = _digests(staging)
         manifest = {"selection": selection.describe(), "split": plan.describe(),
                     "formats": sorted(f.value for f in formats),
                     "partition_by": partition_by and partition_by.value,
-                    "rows": rows, "versions": dict(sorted((versions or {}).items())),
+                    "rows": rows, "empty_splits": empty,
+                    "versions": dict(sorted((versions or {}).items())),
                     "files": files}
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         _swap_into_place(staging, out)
@@ -92,14 +94,15 @@ def export_dataset(con: duckdb.DuckDBPyConnection, out: Path, selection: Selecti
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return ExportResult(out, rows, files)
+    return ExportResult(out, rows, files, empty)
 
 
 def _write(con: duckdb.DuckDBPyConnection, root: Path, selection: Selection, plan: SplitPlan,
            formats: set[ExportFormat], partition_by: PartitionBy | None,
-           quality: Mapping[str, Any] | None, versions: Mapping[str, str]) -> dict[str, int]:
+           quality: Mapping[str, Any] | None, versions: Mapping[str, str]
+           ) -> tuple[dict[str, int], dict[str, str]]:
     save_selection(con, selection)
-    save_split_table(con, "export_rows", plan)
+    groups = save_split_table(con, "export_rows", plan)
     sizes = dict(con.execute("SELECT split, count(*) FROM split_rows GROUP BY split").fetchall())
     rows: dict[str, int] = {}
     data_files: dict[str, str] = {}
@@ -120,17 +123,19 @@ def _write(con: duckdb.DuckDBPyConnection, root: Path, selection: Selection, pla
             write_hf_split(files, root / "hf" / split, split, TITLE)
     if ExportFormat.HF in formats:
         write_hf_dict(root / "hf", list(rows))
+    empty = empty_splits(rows, groups, plan) if rows else {}
     near = _near_duplicates(con)
     facts = CardFacts(TITLE, selection.level.value,
                       {**selection.describe(), "split": plan.describe(),
                        "partition_by": partition_by and partition_by.value},
-                      data_files, sorted(f.value for f in formats), near, quality, versions)
+                      data_files, sorted(f.value for f in formats), near, quality, versions,
+                      empty)
     if written:
         (root / "README.md").write_text(render_card(con, written, facts))
     else:
         (root / "README.md").write_text(f"# {TITLE}\n\nNo pair matched the export's options:\n\n"
                                         f"```json\n{json.dumps(facts.options, indent=2)}\n```\n")
-    return rows
+    return rows, empty
 
 
 def _near_duplicates(con: duckdb.DuckDBPyConnection) -> dict[str, int]:

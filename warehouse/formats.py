@@ -99,9 +99,28 @@ def _source(files: list[Path]) -> str:
 
 
 def write_jsonl(con: duckdb.DuckDBPyConnection, files: list[Path], out: Path) -> None:
+    _write_json_lines(con, f"SELECT * FROM {_source(files)}", out)
+
+
+JSON_BATCH_ROWS = 64  # rows per fetched batch: whole files near the size cap are large
+
+
+def _write_json_lines(con: duckdb.DuckDBPyConnection, query: str, out: Path) -> int:
+    """Each row of the query as one JSON object per line; returns the rows written.
+
+    The rows stream from DuckDB in small batches and are written as they come: DuckDB's own
+    COPY … (FORMAT json) buffers whole-file texts past its memory limit."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    with _one_thread(con):
-        con.execute(f"COPY (SELECT * FROM {_source(files)}) TO {quote(out)} (FORMAT json)")
+    count = 0
+    with _one_thread(con), out.open("w", encoding="utf-8") as sink:
+        reader = con.sql(query).to_arrow_reader(JSON_BATCH_ROWS)
+        for batch in reader:
+            for row in batch.to_pylist():
+                sink.write(json.dumps(row, ensure_ascii=False, separators=(",", ":"),
+                                      default=str))
+                sink.write("\n")
+            count += batch.num_rows
+    return count
 
 
 def write_dspy(con: duckdb.DuckDBPyConnection, files: list[Path], out: Path) -> int:
@@ -135,9 +154,7 @@ def write_dspy(con: duckdb.DuckDBPyConnection, files: list[Path], out: Path) -> 
                explanation, after AS refactored_code,
                id, repo, sha, path, annotator, mine_run_id, label_run_id
         FROM {_source(files)} WHERE before IS NOT NULL {only_located}"""
-    with _one_thread(con):
-        row = con.execute(f"COPY ({query}) TO {quote(out)} (FORMAT json)").fetchone()
-    return int(row[0]) if row else 0
+    return _write_json_lines(con, query, out)
 
 
 def write_hf_split(files: list[Path], folder: Path, split: str, description: str) -> None:

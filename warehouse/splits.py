@@ -1,9 +1,11 @@
 """Train / validation / test splits that do not leak: by repository or by time.
 
 By repository, a repository never spans two splits, and repositories that share a
-near-duplicate pair (a fork, a vendored copy, a hand-made cherry-pick) are one group, so the
-duplicate cannot sit on both sides. Groups go to splits largest first (the seed orders groups
-of equal size), each to the split furthest below its share of rows. By time, a pair goes to
+near-duplicate file pair (a fork, a vendored copy, a hand-made cherry-pick) are one group, so
+the duplicate cannot sit on both sides. A group's split is drawn from a hash of its name and
+the seed against the fractions: a function of the repositories and the seed alone, so every
+level and format of every export puts a repository in the same split (shares of rows are
+then near the fractions when there are many repositories, not exact). By time, a pair goes to
 the split its date falls in, and every near-duplicate of it follows the earliest copy — a
 later copy can never reach a split that was meant to be unseen.
 """
@@ -63,28 +65,42 @@ def build_repo_groups(repos: Iterable[str], links: Iterable[Sequence[str]]) -> d
     return {r: find(r) for r in parent}
 
 
-def assign_groups(sizes: Mapping[str, int], fractions: Sequence[float], seed: int
+def split_of(group: str, fractions: Sequence[float], seed: int) -> str:
+    """The split a repository group falls in: a uniform draw from its name and the seed."""
+    draw = int(hashlib.sha256(f"{seed}\0{group}".encode()).hexdigest()[:15], 16) / 16 ** 15
+    total = sum(fractions) or 1.0
+    edge = 0.0
+    for name, fraction in zip(SPLITS, fractions, strict=True):
+        edge += fraction / total
+        if draw < edge:
+            return name
+    return SPLITS[-1]
+
+
+def assign_groups(groups: Iterable[str], fractions: Sequence[float], seed: int
                   ) -> dict[str, str]:
-    """Group -> split: largest groups first (seeded order among equals), each to the split
-    furthest below its share of rows."""
-    total = sum(sizes.values())
-    share = sum(fractions) or 1.0
-    targets = [total * f / share for f in fractions]
-    filled = [0] * len(fractions)
-    order = sorted(sizes, key=lambda g: (-sizes[g],
-                                         hashlib.sha256(f"{seed}\0{g}".encode()).hexdigest()))
-    out = {}
-    for group in order:
-        i = max(range(len(fractions)), key=lambda k: (targets[k] - filled[k], -k))
-        out[group] = SPLITS[i]
-        filled[i] += sizes[group]
-    return out
+    """Group -> split (see split_of)."""
+    return {g: split_of(g, fractions, seed) for g in groups}
 
 
-def save_split_table(con: duckdb.DuckDBPyConnection, keys: str, plan: SplitPlan) -> None:
+def empty_splits(rows: Mapping[str, int], groups: int, plan: SplitPlan) -> dict[str, str]:
+    """Why each split meant to hold rows holds none (by repository: too few groups)."""
+    if plan.by != SplitBy.REPO:
+        return {}
+    return {split: (f"none of the {groups} repository groups fell in its "
+                    f"{fraction / (sum(plan.fractions) or 1):.0%} share; with few "
+                    "repositories use another --seed, other --fractions, or --split-by time")
+            for split, fraction in zip(SPLITS, plan.fractions, strict=True)
+            if fraction > 0 and not rows.get(split)}
+
+
+def save_split_table(con: duckdb.DuckDBPyConnection, keys: str, plan: SplitPlan,
+                     links_table: str = "export_repo_links") -> int:
     """Create temp table split_rows (id, split) for the rows of temp table `keys`.
 
-    `keys` holds one row per dataset row: id, repo, author_day and near_dup_key.
+    `keys` holds one row per dataset row: id, repo, author_day and near_dup_key;
+    `links_table` one row per set of repositories that share a near-duplicate (`repos`).
+    Returns the number of repository groups drawn (0 unless split by repository).
     """
     if plan.by == SplitBy.NONE:
         con.execute(f"CREATE OR REPLACE TEMP TABLE split_rows AS "
@@ -99,18 +115,17 @@ def save_split_table(con: duckdb.DuckDBPyConnection, keys: str, plan: SplitPlan)
                              AS first_day FROM {keys})""",
                     {"test": plan.test_after, "valid": plan.validation_after})
     else:
-        sizes = dict(con.execute(f"SELECT repo, count(*) FROM {keys} GROUP BY repo").fetchall())
-        links = [r[0] for r in con.execute(
-            f"""SELECT list(DISTINCT repo) FROM {keys} WHERE near_dup_key IS NOT NULL
-                GROUP BY near_dup_key HAVING count(DISTINCT repo) > 1""").fetchall()]
-        groups = build_repo_groups(sizes, links)
-        group_sizes: dict[str, int] = {}
-        for repo, n in sizes.items():
-            group_sizes[groups[repo]] = group_sizes.get(groups[repo], 0) + n
-        split_of = assign_groups(group_sizes, plan.fractions, plan.seed)
+        repos = [r[0] for r in con.execute(f"SELECT DISTINCT repo FROM {keys}").fetchall()]
+        # Links from file-level near-duplicates of every stored pair, whatever the level
+        # and the filters: the groups, and so the splits, are the same for every export.
+        links = [r[0] for r in con.execute(f"SELECT repos FROM {links_table}").fetchall()]
+        groups = build_repo_groups(repos, links)
+        chosen = assign_groups(set(groups.values()), plan.fractions, plan.seed)
         con.execute("CREATE OR REPLACE TEMP TABLE repo_split (repo VARCHAR, split VARCHAR)")
-        if sizes:
+        if repos:
             con.executemany("INSERT INTO repo_split VALUES (?, ?)",
-                            [(r, split_of[groups[r]]) for r in sorted(sizes)])
+                            [(r, chosen[groups[r]]) for r in sorted(repos)])
         con.execute(f"""CREATE OR REPLACE TEMP TABLE split_rows AS
                         SELECT id, split FROM {keys} JOIN repo_split USING (repo)""")
+        return len(chosen)
+    return 0
