@@ -28,8 +28,9 @@ class MessageScan:
 
     def __init__(self, git_dir: str, include: Sequence[str], exclude: Sequence[str],
                  patterns: PatternSet) -> None:
-        grep: str | None = patterns.prefilter.pattern
-        if not supports_pcre_grep(git_dir, grep):
+        # git's PCRE backtracks; a user's patterns run on RE2 in Python only.
+        grep: str | None = None if patterns.linear else patterns.prefilter.pattern
+        if grep is not None and not supports_pcre_grep(git_dir, grep):
             grep = None  # this git has no PCRE: Python reads every message instead
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._stop = threading.Event()

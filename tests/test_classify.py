@@ -80,3 +80,38 @@ def test_prefilter_is_a_superset(patterns: PatternSet) -> None:
     for message, matched, _ in CASES:
         if matched:
             assert patterns.prefilter.search(message)
+
+
+def test_a_users_patterns_run_in_linear_time(tmp_path: Path) -> None:
+    """A nested quantifier in a user's pattern file meets an adversarial message and the
+    classifier still answers at once (RE2); Python's backtracking engine would spin."""
+    import time
+
+    path = tmp_path / "patterns.toml"
+    path.write_text('[[pattern]]\nname = "a"\nregex = \'(a+)+$\'\n')
+    patterns = load_pattern_set(path)
+    assert patterns.linear
+    started = time.perf_counter()
+    for n in (40, 4_000, 400_000):
+        assert not classify_message("a" * n + "b", patterns).matched
+    assert time.perf_counter() - started < 1.0
+    assert classify_message("aaaa", patterns).terms == ("a",)
+
+
+def test_a_pattern_the_linear_engine_cannot_run_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "patterns.toml"
+    path.write_text('[[pattern]]\nname = "fix_race"\nregex = \'fix(?= race)\'\n')
+    with pytest.raises(PatternFileError, match=r"fix_race.*linear-time engine \(RE2\)"):
+        load_pattern_set(path)
+
+
+def test_user_patterns_keep_their_meaning_on_re2(tmp_path: Path,
+                                                 patterns: PatternSet) -> None:
+    """racemine's own file, read as a user's file (RE2), classifies like the default (re)."""
+    from importlib import resources
+
+    path = tmp_path / "patterns.toml"
+    path.write_text(resources.files("miners").joinpath("patterns.toml").read_text("utf-8"))
+    linear = load_pattern_set(path)
+    for message, _, _ in CASES:
+        assert classify_message(message, linear) == classify_message(message, patterns), message
