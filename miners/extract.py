@@ -183,7 +183,11 @@ def iter_commit_files(git_dir: str, commits: Iterable[CommitMeta],
     wanted = {c.sha: c for c in commits if not c.is_merge}
     if not wanted:
         return
-    args = ["log", "--no-walk=unsorted", "--stdin", "-z", "--raw", "-p", "--no-abbrev",
+    # A file over the cap is treated as binary by git, so it is never diffed: it is
+    # recorded as too large from its size alone (a 72 MB file cost seconds and hundreds of
+    # MB to diff before it was skipped).
+    args = ["-c", f"core.bigFileThreshold={max_file_bytes}",
+            "log", "--no-walk=unsorted", "--stdin", "-z", "--raw", "-p", "--no-abbrev",
             "--full-index", "-M", "--no-color", "--no-ext-diff", "--no-textconv",
             "--format=%x01%H", "--", *SOURCE_PATHSPECS]
     seen: set[str] = set()

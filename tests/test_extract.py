@@ -64,12 +64,17 @@ def test_binary_and_undecodable_are_skipped(history: tuple[RepoBuilder, dict[str
 
 
 def test_too_large_is_skipped(history: tuple[RepoBuilder, dict[str, str]]) -> None:
-    """A file over the size cap is recorded as too large without being read."""
+    """A file over the size cap is recorded as too large without being read or diffed (git
+    treats it as binary: no changed lines are counted), beside a small file that is."""
     repo, _ = history
-    sha = repo.commit("Fix race in generated table", {"lib/big.ex": "# x\n" * 5000})
+    sha = repo.commit("Fix race in generated table", {"lib/big.ex": "# x\n" * 5000,
+                                                       "lib/small.ex": "# y\n"})
     commits = [c for c in iter_commits(str(repo.path), ["HEAD"]) if c.sha == sha]
     (cf,) = list(iter_commit_files(str(repo.path), commits, max_file_bytes=1000))
-    assert cf.files[0].skipped_reason == SkipReason.TOO_LARGE
+    big, small = sorted(cf.files, key=lambda f: f.path)
+    assert big.skipped_reason == SkipReason.TOO_LARGE and big.diff is None
+    assert (big.lines_added, big.lines_removed) == (0, 0)
+    assert small.skipped_reason is None and (small.lines_added, small.diff) != (0, None)
 
 
 def test_merge_and_non_source_commits(history: tuple[RepoBuilder, dict[str, str]]) -> None:

@@ -72,7 +72,7 @@ CREATE TABLE IF NOT EXISTS file_changes (
     before          VARCHAR,              -- full text before; NULL when added or skipped
     after           VARCHAR,              -- full text after; NULL when deleted or skipped
     diff            VARCHAR,              -- git's unified diff of this file
-    lines_added     INTEGER NOT NULL,
+    lines_added     INTEGER NOT NULL,     -- 0 for a file over the size cap: it is never diffed
     lines_removed   INTEGER NOT NULL,
     skipped_reason  VARCHAR,              -- binary | too_large | undecodable | lfs_pointer; NULL when kept
     run_id          VARCHAR NOT NULL,
