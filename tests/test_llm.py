@@ -294,3 +294,30 @@ def test_the_prompt_shows_before_after_the_other_callbacks_and_attribute_uses() 
     schema = messages[0]["content"]
     assert schema.index('"analysis"') < schema.index('"event_sequence"') \
         < schema.index('"is_concurrency_bug"') < schema.index('"bug_type"')
+
+
+def test_inputs_are_read_ahead_on_their_own_thread() -> None:
+    """The commits reach the workers in order from a reader thread; an error of the reader
+    reaches them too; the first chunk is as small as the concurrency."""
+    import threading
+
+    from flows.jobs.annotate import _chunks, _Prefetched
+
+    threads = []
+
+    def source(n: int, fail: bool = False):  # type: ignore[no-untyped-def]
+        for i in range(n):
+            threads.append(threading.current_thread().name)
+            yield i
+        if fail:
+            raise ValueError("the warehouse went away")
+
+    with _Prefetched(source(500)) as items:  # type: ignore[arg-type]
+        assert list(items) == list(range(500))
+    assert set(threads) == {"racemine-read-inputs"}
+    with _Prefetched(source(3, fail=True)) as items, \
+            pytest.raises(ValueError, match="went away"):  # type: ignore[arg-type]
+        list(items)
+    with _Prefetched(source(10_000)) as items:  # type: ignore[arg-type]
+        assert next(items) == 0  # leaving early stops the reader
+    assert list(_chunks(250, 8, 100)) == [(0, 8), (8, 108), (108, 208), (208, 250)]

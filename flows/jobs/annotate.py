@@ -137,14 +137,16 @@ def annotate_with_llm(warehouse: Path, config: LLMConfig, run_id: str, *,
         todo = todo[:limit] if limit is not None else todo
         hits = 0
 
-        def commits(keys: list[tuple[str, str]]) -> Iterator[CommitInput]:
-            # Read in batches as the workers ask, so memory does not grow with the backlog.
+        def commits(keys: list[tuple[str, str]], cursor: duckdb.DuckDBPyConnection
+                    ) -> Iterator[CommitInput]:
+            # Read in batches as the workers ask, so memory does not grow with the backlog;
+            # a small first batch, so the first requests leave at once.
             nonlocal hits
-            for start in range(0, len(keys), BATCH):
-                chunk = keys[start:start + BATCH]
-                inputs = _read_inputs(con, chunk)
+            for start, end in _chunks(len(keys), config.concurrency, BATCH):
+                chunk = keys[start:end]
+                inputs = _read_inputs(cursor, chunk)
                 hashes = {(c.repo, c.sha): input_hash(c) for c in inputs}
-                copied = copy_cached_labels(con, annotator, run_id,
+                copied = copy_cached_labels(cursor, annotator, run_id,
                                             [(r, s, h) for (r, s), h in hashes.items()])
                 hits += len(copied)
                 yield from (c for c in inputs if (c.repo, c.sha) not in copied)
@@ -153,13 +155,80 @@ def annotate_with_llm(warehouse: Path, config: LLMConfig, run_id: str, *,
         asked = todo
         if batch:
             asked = [k for k in todo if k in batches.unusable]
-            submitted = _submit_batch(con, config, run_id,
-                                      list(commits([k for k in todo if k not in batches.unusable])))
-        with _Writer(con.cursor(), run_id, annotator) as writer:
-            summary = asyncio.run(annotate_commits(commits(asked), config, writer.put))
+            submitted = _submit_batch(con, config, run_id, list(commits(
+                [k for k in todo if k not in batches.unusable], con)))
+        with _Writer(con.cursor(), run_id, annotator) as writer, \
+                _Prefetched(commits(asked, con.cursor())) as source:
+            summary = asyncio.run(annotate_commits(source, config, writer.put))
         summary.labeled += batches.labeled
         return AnnotateResult(annotator, len(todo) + batches.labeled, hits, summary,
                               batch_submitted=submitted, batch_pending=len(batches.pending))
+
+
+def _chunks(total: int, first: int, size: int) -> Iterator[tuple[int, int]]:
+    """(start, end) of consecutive chunks of total items: `first` items, then `size` each."""
+    start = 0
+    while start < total:
+        end = min(total, start + (first if start == 0 else size))
+        yield start, end
+        start = end
+
+
+class _Prefetched:
+    """An iterator read on its own thread, a batch ahead: the event loop that asks for the
+    next commit never waits on DuckDB while requests are in flight."""
+
+    _DONE = object()
+
+    def __init__(self, source: Iterator[CommitInput], depth: int = 2 * BATCH) -> None:
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(source,),
+                                        name="racemine-read-inputs", daemon=True)
+
+    def _run(self, source: Iterator[CommitInput]) -> None:
+        try:
+            for item in source:
+                self._put(item)
+                if self._stop.is_set():
+                    return
+        except BaseException as exc:  # handed to the consumer, raised there
+            self._put(_Failed(exc))
+            return
+        self._put(self._DONE)
+
+    def _put(self, item: object) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def __iter__(self) -> _Prefetched:
+        return self
+
+    def __next__(self) -> CommitInput:
+        item = self._queue.get()
+        if item is self._DONE:
+            self._queue.put(item)  # every later call ends too
+            raise StopIteration
+        if isinstance(item, _Failed):
+            raise item.error
+        return item  # type: ignore[return-value]
+
+    def __enter__(self) -> _Prefetched:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+@dataclass(frozen=True)
+class _Failed:
+    error: BaseException
 
 
 def _read_inputs(con: duckdb.DuckDBPyConnection, keys: list[tuple[str, str]]
