@@ -186,7 +186,7 @@ FIX_INTENT = _re(r"\b(?:fix\w*|bug\w*|avoid\w*|prevent\w*|solve\w*|address\w*|ha
 
 _ETS_READ = r"(?::ets\.|ets:)(?:lookup|member|insert)\b"
 _SLEEP = r"(?:Process\.sleep|:timer\.sleep|timer:sleep|\bsleep)\s*\("
-_SYNC = (r"(?:assert_receive|assert_received|refute_receive|:sys\.get_state|sys:get_state|"
+SYNC = (r"(?:assert_receive|assert_received|refute_receive|:sys\.get_state|sys:get_state|"
          r":sys\.get_status|sys:get_status|Process\.monitor|erlang:monitor|assert_down|"
          r"wait_until|wait_for|eventually|receive\b|:erlang\.trace|sync\()")
 
@@ -302,7 +302,7 @@ DIFF_RULES: tuple[DiffRule, ...] = (
          "3. the caller gives up (or waits forever) at the wrong moment"),
         "the timeout does not match how long the other process can take"),
     DiffRule(
-        "sleep_to_sync", B.RACE_CONDITION, _code(_SYNC), _code(_SLEEP), 0.9,
+        "sleep_to_sync", B.RACE_CONDITION, _code(SYNC), _code(_SLEEP), 0.9,
         "replaced a sleep with explicit synchronisation on the event the test waits for",
         ("1. the test starts asynchronous work in another process",
          "2. it sleeps a fixed time instead of waiting for that work",
@@ -318,7 +318,7 @@ DIFF_RULES: tuple[DiffRule, ...] = (
         "async test cases run in parallel and share global state",
         test_only=True),
     DiffRule(
-        "test_sync_added", B.RACE_CONDITION, _code(_SYNC), None, 0.5,
+        "test_sync_added", B.RACE_CONDITION, _code(SYNC), None, 0.5,
         "made the test wait for the other process before asserting",
         ("1. the test triggers work in another process",
          "2. it asserts before that process has handled the message",

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 
 from annotators.locate import Unit
+from annotators.rules import SYNC
 from annotators.schema import Action, BugType, EventStep
 
 
@@ -176,6 +177,18 @@ _WAIT = re.compile(r"\breceive\b|\bassert_receive\b|\btask\.await\b|\bawait\b")
 _HANDOFF_TARGET = re.compile(r"(?:[.:](?:call|cast)|\bsend)\(\s*([\w.:@?]+)|([\w@]+)\s+!\s")
 
 
+def _handoff(line: str, unnamed: str) -> tuple[Action, str]:
+    """How a line hands work to another process (spawn, call, cast or send) and to whom: the
+    first argument of the call, or `unnamed` for a process the line starts."""
+    low = line.lower()
+    if re.search(r"spawn|start|task\.", low):
+        return Action.SPAWN, unnamed
+    action = Action.CALL if re.search(r"\.call|:call", low) else (
+        Action.CAST if "cast" in low else Action.SEND)
+    m = _HANDOFF_TARGET.search(line)
+    return action, (m.group(1) or m.group(2)) if m else unnamed
+
+
 def unwatched_handoff(unit: Unit) -> Derived | None:
     """A process that hands work to another (spawns it, calls or messages it) and then
     waits for its answer, with no monitor: if the other process dies first, nothing arrives
@@ -191,12 +204,9 @@ def unwatched_handoff(unit: Unit) -> Derived | None:
     wait = next(((n, t) for n, t in lines if n > handoff[0] and _WAIT.search(t.lower())), None)
     if wait is None:
         return None
-    m = _HANDOFF_TARGET.search(handoff[1])
-    peer = (m.group(1) or m.group(2)) if m else "the other process"
+    action, peer = _handoff(handoff[1], "the other process")
     owner = "test process" if unit.file.is_test else f"process running {unit.span.name}"
     where = dict(file=unit.file.path, function=unit.span.name)
-    action = Action.SPAWN if re.search(r"spawn|start|task\.", handoff[1].lower()) else (
-        Action.CALL if re.search(r"\.call|:call", handoff[1].lower()) else Action.SEND)
     steps = [EventStep(actor=owner, action=action, target=peer, line=handoff[0], **where,
                        note=f"hands work to {peer}"),
              EventStep(actor=owner, action=Action.RECEIVE, target=peer, line=wait[0], **where,
@@ -207,10 +217,7 @@ def unwatched_handoff(unit: Unit) -> Derived | None:
     return Derived(steps, why, "rule:unwatched_handoff")
 
 
-_SYNC = re.compile(r"assert_receive|assert_received|refute_receive|:sys\.get_state|"
-                   r"sys:get_state|:sys\.get_status|sys:get_status|process\.monitor|"
-                   r"erlang:monitor|assert_down|wait_until|wait_for|eventually|\breceive\b|"
-                   r"\?block_until|snabbkaffe")
+_SYNC = re.compile(SYNC, re.IGNORECASE)  # a test that waits for the effect it asserts on
 _TRIGGER = re.compile(r"\bsend\(|[\w)}\]]\s+!\s+\S|\bcast\(|\.cast\b|:cast\b|\bspawn\w*|"
                       r"\bstart_supervised\w*|\bstart_link\b|\btask\.(?:async|start)\w*|"
                       r"\bnotify\b|\bpublish\w*|\bbroadcast\w*")
@@ -235,11 +242,7 @@ def test_asserts_too_early(unit: Unit) -> Derived | None:
                  None)
     if check is None:
         return None
-    low = trigger[1].lower()
-    action = Action.SPAWN if re.search(r"spawn|start|task\.", low) else (
-        Action.CAST if "cast" in low else Action.SEND)
-    m = _HANDOFF_TARGET.search(trigger[1]) if action != Action.SPAWN else None
-    peer = (m.group(1) or m.group(2)) if m else "the process it started"
+    action, peer = _handoff(trigger[1], "the process it started")
     where = dict(file=unit.file.path, function=unit.span.name)
     steps = [EventStep(actor="test process", action=action, target=peer, line=trigger[0],
                        **where, note=f"starts asynchronous work in {peer}")]

@@ -189,6 +189,16 @@ def file_input(path: str, before: str | None, after: str | None, language: str =
     return FileInput(path, language, is_test, before, diff, spans, after)
 
 
+@pytest.fixture
+def mined(history: tuple[RepoBuilder, dict[str, str]], warehouse_path: Path,
+          patterns: PatternSet) -> Path:
+    """The fixture history mined: 8 commits for an LLM to label (test modules that need the
+    shas as well define their own)."""
+    repo, _ = history
+    mine_local(repo.path, warehouse_path, patterns, name="github.com/acme/project")
+    return warehouse_path
+
+
 def mine_local(path: Path, warehouse: Path, patterns: PatternSet, run: str = "run", *,
                name: str | None = None, max_file_bytes: int = 1_000_000,
                all_branches: bool = False) -> RepoResult:

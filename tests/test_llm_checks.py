@@ -11,30 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import pytest
-from typer.testing import CliRunner
 
-from flows.cli import app
-from miners.classify import PatternSet
-from tests.conftest import RepoBuilder, mine_local
 from tests.llm_server import FakeLLM, Reply, broken_label, naive_label, plausible_verdict
-
-runner = CliRunner()
-
-
-@pytest.fixture
-def mined(history: tuple[RepoBuilder, dict[str, str]], warehouse_path: Path,
-          patterns: PatternSet) -> Path:
-    repo, _ = history
-    mine_local(repo.path, warehouse_path, patterns, name="github.com/acme/project")
-    return warehouse_path
+from tests.test_llm_servers import annotate
 
 
 def _annotate(warehouse: Path, llm: FakeLLM, *args: str) -> Any:
-    out = runner.invoke(app, ["annotate", "-w", str(warehouse), *args],
-                        env={"RACEMINE_LLM_BASE_URL": llm.base_url,
-                             "RACEMINE_LLM_MODEL": "test-model",
-                             "RACEMINE_LLM_API_KEY": "sk-test"})
+    out = annotate(warehouse, llm, *args)
     assert out.exit_code == 0, out.output
     return out
 

@@ -25,15 +25,6 @@ runner = CliRunner()
 Script = Callable[[dict[str, Any], int], Reply]
 
 
-@pytest.fixture
-def mined(history: tuple[RepoBuilder, dict[str, str]], warehouse_path: Path,
-          patterns: PatternSet) -> Path:
-    """The fixture history mined; 8 commits for an LLM to label."""
-    repo, _ = history
-    mine_local(repo.path, warehouse_path, patterns, name="github.com/acme/project")
-    return warehouse_path
-
-
 def annotate(warehouse: Path, llm: FakeLLM, *args: str, model: str = "test-model",
              **env: str):  # type: ignore[no-untyped-def]
     return runner.invoke(app, ["annotate", "-w", str(warehouse), *args],
