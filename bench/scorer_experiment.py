@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from annotators.diffs import parse_hunks
 from annotators.evaluation import gold_repo_for, load_gold, wilson
 from annotators.heuristic import annotate_heuristic, cue_weights, find_signals, negatives_of
-from annotators.locate import PRIMITIVES, only_docs
+from annotators.locate import only_docs, process_words
 from annotators.rules import FIX_INTENT
 from annotators.schema import CommitInput
 from warehouse.db import open_warehouse
@@ -52,7 +52,7 @@ def features(commit: CommitInput, score: float) -> dict[str, float]:
         "docs_only": float(bool(files) and only_docs(files, hunks)),
         "fix_in_subject": float(bool(FIX_INTENT.search(commit.message.split("\n", 1)[0]))),
         "classifier_score": score,
-        "process_words": math.log1p(len(PRIMITIVES.findall(changed))),
+        "process_words": math.log1p(process_words(changed)),
         "files": math.log1p(len(files)),
         "rules": float(bool(label and label.is_concurrency_bug)),
     }
