@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from tests.conftest import snapshot
 from tests.llm_server import FakeLLM, Reply, default_script
@@ -67,19 +68,32 @@ def _wait_for(condition, timeout: float, proc: subprocess.Popen[bytes]) -> None:
         time.sleep(0.02)
 
 
-def test_kill_during_mining_then_resume(tmp_path: Path) -> None:
-    """A mine killed after it has stored some batches resumes to a clean run's warehouse."""
-    repo = tmp_path / "big"
+@pytest.fixture(scope="module")
+def big_mined(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A 1,600-commit repository and its warehouse from a clean run."""
+    root = tmp_path_factory.mktemp("big")
+    repo = root / "big"
     build_history(repo, 1_600)
-    clean = tmp_path / "clean.duckdb"
+    clean = root / "clean.duckdb"
     assert _mine(repo, clean).wait(timeout=600) == 0
+    return repo, clean
+
+
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT],
+                         ids=["kill -9", "SIGTERM", "SIGINT"])
+def test_kill_during_mining_then_resume(big_mined: tuple[Path, Path], tmp_path: Path,
+                                        stop: signal.Signals) -> None:
+    """A mine stopped after it has stored some batches (kill -9, or asked to stop as
+    `timeout`, systemd, Docker and Ctrl-C ask) ends within 5 s and resumes to a clean
+    run's warehouse."""
+    repo, clean = big_mined
     crashed = tmp_path / "crashed.duckdb"
     proc = _mine(repo, crashed)
     wal = crashed.with_name(crashed.name + ".wal")
-    # The first batches are committed to the write-ahead log; kill while more are coming.
+    # The first batches are committed to the write-ahead log; stop while more are coming.
     _wait_for(lambda: wal.exists() and wal.stat().st_size > 400_000, 300, proc)
-    proc.send_signal(signal.SIGKILL)
-    assert proc.wait() == -signal.SIGKILL
+    proc.send_signal(stop)
+    assert proc.wait(timeout=5) != 0
     # Its parse workers (forks that share its command line) do not outlive it.
     deadline = time.monotonic() + 30
     while left := _processes_mentioning(str(crashed)):
@@ -125,9 +139,12 @@ def _sha_of(request: dict) -> str:
     return found.group(0)
 
 
-def test_kill_during_annotation_then_resume(tmp_path: Path) -> None:
-    """An annotation killed mid-run resumes: every commit labeled once, and no commit whose
-    label was stored is ever sent to the model again."""
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM],
+                         ids=["kill -9", "SIGTERM"])
+def test_kill_during_annotation_then_resume(tmp_path: Path, stop: signal.Signals) -> None:
+    """An annotation killed (or asked to stop) mid-run ends within 5 s and resumes: every
+    commit labeled once, and no commit whose label was stored is ever sent to the model
+    again."""
     repo = tmp_path / "big"
     build_history(repo, 240)
     warehouse = tmp_path / "w.duckdb"
@@ -145,8 +162,8 @@ def test_kill_during_annotation_then_resume(tmp_path: Path) -> None:
         # the first commit (it can wait on a slow import) relative to the requests.
         _wait_for(lambda: len(llm.requests) >= 60 and wal.exists()
                   and wal.stat().st_size > 20_000, 300, proc)
-        proc.send_signal(signal.SIGKILL)
-        assert proc.wait() == -signal.SIGKILL
+        proc.send_signal(stop)
+        assert proc.wait(timeout=5) == -stop
         con = duckdb.connect(str(warehouse), read_only=True)
         stored = {r[0] for r in con.execute(
             "SELECT sha FROM annotations WHERE annotator LIKE 'llm/%'").fetchall()}
