@@ -51,8 +51,8 @@ ACTION_SPELLINGS: dict[Action, re.Pattern[str]] = {
                           r"\brpc\b|\bget_state\b|\bagent\.\w+\(|\bhandle_call\b"),
     Action.CAST: _spelled(r"\bcast\b|\w_cast\b|\bcast_|\.cast\(|:cast\(|\babcast\b"),
     Action.SEND: _spelled(r"\bsend\b|\bsend_\w+|\w_send\b|\.send\(|:send\(|"
-                          r"[\w)}\]]\s+!\s+[\w{(\[:'\"]|\bcast\b|\bbroadcast\w*|\bdispatch\w*|\bnotify\b|\bpublish\w*|"
-                          r"\breply\b"),
+                          r"[\w)}\]]\s+!\s+[\w{(\[:'\"]|\bcast\b|\bbroadcast\w*|\bdispatch\w*|"
+                          r"\bnotify\b|\bpublish\w*|\breply\b"),
     Action.RECEIVE: _spelled(r"\breceive\b|\bhandle_info\b|\bhandle_cast\b|\bhandle_call\b|"
                              r"\bhandle_event\b|\bhandle_continue\b|\bassert_receive\w*|"
                              r"\brefute_receive\w*|\brecv\b|\bflush\w*|\bselective\b"),

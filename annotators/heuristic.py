@@ -64,9 +64,10 @@ class Signal:
     end: int | None
 
 
-def find_signals(file: FileInput) -> list[Signal]:
-    """Every diff rule that fires on this file, with the before-version lines it rests on."""
-    hunks = parse_hunks(file.diff)
+def find_signals(file: FileInput, hunks: list[Hunk] | None = None) -> list[Signal]:
+    """Every diff rule that fires on this file (its hunks, when parsed already), with the
+    before-version lines it rests on."""
+    hunks = parse_hunks(file.diff) if hunks is None else hunks
     if not hunks:
         return []
     added = "\n".join(text for h in hunks for _, text in h.added).lower()
@@ -190,11 +191,11 @@ class Place:
     at_signal: bool = False  # the location is where the diff rule fired
 
 
-def _locate(signal: Signal | None, files: tuple[FileInput, ...], message: str) -> Place:
+def _locate(signal: Signal | None, files: tuple[FileInput, ...], message: str,
+            hunks: dict[str, list[Hunk]]) -> Place:
     """The changed function holding the signal, else the changed function most likely to
     hold the bug (see choose_unit); never an export list, spec, import, attribute or doc
     line. Files with no changed function give a line range at most."""
-    hunks = {f.path: parse_hunks(f.diff) for f in files}
     units = [u for f in files for u in units_of(f, hunks[f.path])]
     if signal is not None and signal.file.is_test and any(not u.file.is_test for u in units):
         signal = None  # a test that now waits for the fix's effect: the fix is elsewhere
@@ -238,9 +239,10 @@ def _signal_unit(signal: Signal, units: list[Unit], hunks: list[Hunk]) -> Unit |
 def annotate_heuristic(commit: CommitInput) -> Annotation:
     """Label one commit from its message and diff, offline and deterministically."""
     files = tuple(f for f in commit.files if f.diff)
+    hunks = {f.path: parse_hunks(f.diff) for f in files}  # read once, used by every step
     cue, phrase, msg_weight = _best_cue(commit.message)
     negatives = negatives_of(commit.message)
-    signals = [s for f in files for s in find_signals(f)]
+    signals = [s for f in files for s in find_signals(f, hunks[f.path])]
     signals.sort(key=lambda s: (-s.rule.weight, not _agrees(s, cue)))
     top = signals[0] if signals else None
     evidence = [f"message:{cue.name}"] if cue else []
@@ -253,18 +255,18 @@ def annotate_heuristic(commit: CommitInput) -> Annotation:
             commit.message.split("\n", 1)[0])):
         label, source = _not_bug(commit, files, None, 0.6), (
             "none: not a concurrency fix; the commit changes no Elixir or Erlang code")
-    elif files and only_docs(list(files), {f.path: parse_hunks(f.diff) for f in files}):
-        label, source = _not_bug(commit, files, _locate(top, files, commit.message), 0.7), (
+    elif files and only_docs(list(files), hunks):
+        label, source = _not_bug(commit, files, _locate(top, files, commit.message, hunks), 0.7), (
             "none: not a concurrency fix; the change touches only documentation and comments")
     elif set(negatives) & _OVERRIDING or (negatives and not strong_diff and msg_weight < 0.9):
-        label, source = _not_bug(commit, files, _locate(top, files, commit.message), 0.65), (
+        label, source = _not_bug(commit, files, _locate(top, files, commit.message, hunks), 0.65), (
             f"none: not a concurrency fix; the subject reads as {', '.join(negatives)}")
     elif not _enough(msg_weight, top):
-        label, source = _not_bug(commit, files, _locate(top, files, commit.message), 0.55), (
+        label, source = _not_bug(commit, files, _locate(top, files, commit.message, hunks), 0.55), (
             "none: not a concurrency fix; the matched words are not stated as a fix and no "
             "diff rule fired")
     else:
-        label, source = _bug(commit, cue, phrase, top, files, msg_weight, diff_weight)
+        label, source = _bug(commit, cue, phrase, top, files, hunks, msg_weight, diff_weight)
     label, checks = _checked(label, commit)
     return Annotation(annotator=ANNOTATOR_ID, label=label, evidence=tuple(evidence),
                       explanation_source=source, checks=checks)
@@ -302,8 +304,8 @@ def _agrees(signal: Signal, cue: MessageCue | None) -> bool:
 
 
 def _bug(commit: CommitInput, cue: MessageCue | None, phrase: str, top: Signal | None,
-         files: tuple[FileInput, ...], msg_weight: float, diff_weight: float
-         ) -> tuple[BugLabel, str]:
+         files: tuple[FileInput, ...], hunks: dict[str, list[Hunk]], msg_weight: float,
+         diff_weight: float) -> tuple[BugLabel, str]:
     if cue is not None and (msg_weight >= 0.7 or top is None):
         bug_type = cue.bug_type
     else:
@@ -317,7 +319,7 @@ def _bug(commit: CommitInput, cue: MessageCue | None, phrase: str, top: Signal |
     confidence = min(0.95, 0.35 + 0.4 * msg_weight + 0.2 * diff_weight + (0.1 if agree else 0))
     if not files:  # the fix is in code racemine does not extract (JavaScript, C, ...)
         confidence = min(confidence, 0.5)
-    place = _locate(top, files, commit.message)
+    place = _locate(top, files, commit.message, hunks)
     location = place.location
     derived = derive_steps(place.unit, bug_type)
     subject = commit.message.splitlines()[0].strip() if commit.message else ""

@@ -67,9 +67,9 @@ def annotate(settings: Settings, *, repos: list[str] | None = None, model: str |
              warn: Callable[[str], None] = lambda message: None) -> AnnotateResult:
     """The annotate use case: label what has no label from this model and prompt yet, with a
     runs row that says failed when every commit failed (and partially failed when some did)."""
-    config = llm_config(settings, model=model, verify=verify, concurrency=concurrency,
+    config = llm_config(settings, model=model, verify=verify,
+                        verify_negatives=verify_negatives, concurrency=concurrency,
                         max_usd=max_usd, max_tokens=max_tokens)
-    config = dataclasses.replace(config, verify_negatives=verify_negatives if verify else 0.0)
     for warning in config_warnings(config):
         warn(warning)
     parameters = {"repos": repos, "model": config.model, "verify": verify,
@@ -90,7 +90,8 @@ def annotate(settings: Settings, *, repos: list[str] | None = None, model: str |
 
 
 def llm_config(settings: Settings, *, model: str | None = None, verify: bool = False,
-               concurrency: int | None = None, max_usd: float | None = None,
+               verify_negatives: float = 0.0, concurrency: int | None = None,
+               max_usd: float | None = None,
                max_tokens: int | None = None) -> LLMConfig:
     """The LLM settings of a run: command-line values over RACEMINE_* settings.
 
@@ -115,6 +116,7 @@ def llm_config(settings: Settings, *, model: str | None = None, verify: bool = F
         max_usd=settings.llm_max_usd if max_usd is None else max_usd,
         max_tokens=settings.llm_max_tokens if max_tokens is None else max_tokens,
         timeout_s=settings.llm_timeout, verify=verify,
+        verify_negatives=verify_negatives if verify else 0.0,
         max_input_chars=settings.llm_max_input_chars,
         max_output_tokens=settings.llm_max_output_tokens, reasoning=settings.llm_reasoning)
 
