@@ -263,16 +263,27 @@ def copy_cached_labels(con: duckdb.DuckDBPyConnection, annotator: str, run_id: s
 
 def save_discovered(con: duckdb.DuckDBPyConnection, repos: Iterable[RepoInfo]) -> int:
     """Upsert discovery facts; what mining recorded (high-water mark) is kept."""
-    rows = [(r.name, r.url, r.language.lower() if r.language else None, r.stars, r.license,
-             "github" if r.license else None, r.default_branch, r.archived, r.fork,
-             r.pushed_at, list(r.topics), now())
-            for r in repos]
-    if rows:
-        con.executemany(
+    # One row per repository, however often the search pages repeated it; the rows travel
+    # as list parameters unnested side by side (executemany costs ~7 ms a row here).
+    unique = list({r.name: r for r in repos}.values())
+    if unique:
+        columns = {
+            "repo": [r.name for r in unique], "url": [r.url for r in unique],
+            "language": [r.language.lower() if r.language else None for r in unique],
+            "stars": [r.stars for r in unique], "license": [r.license for r in unique],
+            "default_branch": [r.default_branch for r in unique],
+            "archived": [r.archived for r in unique], "fork": [r.fork for r in unique],
+            "pushed_at": [r.pushed_at for r in unique],
+            "topics": [list(r.topics) for r in unique], "at": now()}
+        con.execute(
             """INSERT INTO repos (repo, url, language, stars, license, license_source,
                                   default_branch, archived, fork, pushed_at, topics,
                                   discovered_at)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+               SELECT unnest($repo), unnest($url), unnest($language), unnest($stars),
+                      unnest($license), CASE WHEN unnest($license) IS NULL THEN NULL
+                                             ELSE 'github' END,
+                      unnest($default_branch), unnest($archived), unnest($fork),
+                      unnest($pushed_at), unnest($topics), $at
                ON CONFLICT (repo) DO UPDATE SET url = excluded.url,
                    language = excluded.language, stars = excluded.stars,
                    license = coalesce(excluded.license, repos.license),
@@ -281,8 +292,8 @@ def save_discovered(con: duckdb.DuckDBPyConnection, repos: Iterable[RepoInfo]) -
                    default_branch = excluded.default_branch,
                    archived = excluded.archived, fork = excluded.fork,
                    pushed_at = excluded.pushed_at, topics = excluded.topics,
-                   discovered_at = excluded.discovered_at""", rows)
-    return len(rows)
+                   discovered_at = excluded.discovered_at""", columns)
+    return len(unique)
 
 
 class WarehousePageCache:
