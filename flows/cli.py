@@ -188,7 +188,8 @@ def discover(
 
 
 PipelineSteps = Annotated[list[str] | None, typer.Option(
-    "--skip", help="Steps to leave out: discover, mine, annotate, export (repeatable).")]
+    "--skip", help="Steps to leave out: discover, mine, annotate, szz, export "
+    "(repeatable).")]
 UnknownLicenseOpt = Annotated[bool, typer.Option(
     "--include-unknown-license", help="Export repositories whose license is unknown too.")]
 
@@ -202,7 +203,7 @@ def _pipeline_plan(skip: list[str] | None, repos: list[str] | None, repo_list: P
     unknown = skipped - set(STEPS)
     if unknown:
         raise _fail(f"--skip {', '.join(sorted(unknown))}: not a step; use discover, mine, "
-                    "annotate or export", code=2)
+                    "annotate, szz or export", code=2)
     parse_repo_args(repos or [])  # a bad spec stops before any work
     return PipelinePlan(*(step not in skipped for step in STEPS),
                         repos=tuple(repos) if repos else None, repo_list=repo_list,
@@ -223,7 +224,7 @@ def pipeline(
     prefect: PrefectOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Run discover → mine → annotate → export once (the scheduled flow, now)."""
+    """Run discover → mine → annotate → szz → export once (the scheduled flow, now)."""
     settings = _settings(warehouse)
     with _user_errors():
         plan = _pipeline_plan(skip, repo, repo_list, export_dir, include_unknown_license)
@@ -338,6 +339,42 @@ def annotate(
                       "working on; run `racemine annotate` again later", highlight=False)
     if result.status == "failed":  # commits that failed alone are retried by the next run
         raise typer.Exit(1)
+
+
+@app.command()
+def szz(
+    warehouse: WarehouseOpt = None,
+    repo: Annotated[list[str] | None, typer.Option(
+        help="Only this repository (canonical name); repeatable.")] = None,
+    every_commit: Annotated[bool, typer.Option(
+        "--all", help="Trace every stored commit, not only the concurrency fixes.")] = False,
+    redo: Annotated[bool, typer.Option(
+        help="Trace again what was traced before.")] = False,
+    prefect: PrefectOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Find the commits that introduced each fix's bug (SZZ: blame of the lines it changed)."""
+    settings = _settings(warehouse)
+    with _user_errors():
+        if _tracked(prefect, verbose):
+            from flows.tracked.states import value_of
+            from flows.tracked.szz import szz_flow
+
+            result = value_of(szz_flow(repos=repo, every_commit=every_commit, redo=redo,
+                                       warehouse=str(settings.warehouse), return_state=True))
+        else:
+            from flows.jobs.szz import trace_origins
+            from flows.progress import live
+
+            with live(err_console) as progress:
+                result = trace_origins(settings, repo, every_commit=every_commit, redo=redo,
+                                       progress=progress)
+    console.print(f"traced {result.traced:,} commits in {result.seconds:.1f} s\n"
+                  f"  {result.found:,} with candidates · {result.none:,} without (reason "
+                  f"stored) · {result.failed:,} failed", highlight=False)
+    for error in result.errors:
+        err_console.print(f"[red]error:[/red] {error}", highlight=False)
+    _exit_for(result.status)
 
 
 class OutputFormat(StrEnum):

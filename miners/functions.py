@@ -254,6 +254,26 @@ def parse_functions(source: str, language: str) -> tuple[ParseStatus, list[Funct
     return _units(_parse(data, language, None), language, data)
 
 
+def leaf_tokens(source: str, language: str) -> list[bytes]:
+    """The text of every leaf of the parse tree but comments, in order: the code's tokens
+    with whitespace and comments gone (string contents are leaves, so kept)."""
+    tree = _parse(source.encode("utf-8"), language, None)
+    tokens: list[bytes] = []
+    cursor = tree.walk()
+    while True:
+        node = cursor.node
+        if node is not None and node.type == "comment":
+            pass
+        elif node is not None and node.child_count == 0:
+            if node.text and (text := node.text.strip()):
+                tokens.append(text)  # a keyword leaf (`do: `) holds its trailing space
+        elif cursor.goto_first_child():
+            continue
+        while not cursor.goto_next_sibling():
+            if not cursor.goto_parent():
+                return tokens
+
+
 def _merge(raw: list[_Raw], data: bytes) -> list[Function]:
     """One Function per (module, name): the lines from its first to its last clause."""
     merged: dict[tuple[str, str], tuple[str, int, int, int, int]] = {}

@@ -208,6 +208,13 @@ def mine_local(path: Path, warehouse: Path, patterns: PatternSet, run: str = "ru
                           all_branches=all_branches)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _own_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """In-process commands (CliRunner) clone into a cache of the test run's own, never the
+    user's (SZZ clones local repositories there)."""
+    os.environ["RACEMINE_CACHE_DIR"] = str(tmp_path_factory.mktemp("racemine-cache"))
+
+
 @pytest.fixture(scope="session")
 def patterns() -> PatternSet:
     return load_pattern_set()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -18,19 +19,25 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_pipeline_once_from_the_cli(history: tuple[RepoBuilder, dict[str, str]],
                                     tmp_path: Path) -> None:
-    """Skipping discovery, the pipeline mines, labels and exports; a runs row per step."""
+    """Skipping discovery, the pipeline mines, labels, traces and exports; a runs row per
+    step, and the export carries where each fix's bug came from."""
     repo, _ = history
     warehouse, out = tmp_path / "w.duckdb", tmp_path / "exports"
     result = CliRunner().invoke(app, ["pipeline", "--skip", "discover", "--repo",
                                       str(repo.path), "--export-dir", str(out),
                                       "--warehouse", str(warehouse)])
     assert result.exit_code == 0, result.output
-    assert run_rows(warehouse) == [("mine", "completed"), ("export", "completed")]
+    assert run_rows(warehouse) == [("mine", "completed"), ("szz", "completed"),
+                                   ("export", "completed")]
     assert {p.name for p in out.iterdir()} == {"file", "function"}
     for level in ("file", "function"):
         assert {p.name for p in (out / level).iterdir()} >= {
             "README.md", "export.json", "data", "jsonl", "hf", "dspy"}
     assert (out / "file" / "jsonl" / "train.jsonl").read_text().count("\n") > 0
+    rows = [json.loads(line) for line in
+            (out / "file" / "jsonl" / "train.jsonl").read_text().splitlines()]
+    assert {"introduced_by", "introduced_at", "bug_age_days"} <= set(rows[0])
+    assert any(r["introduced_by"] for r in rows if r["is_concurrency_bug"])
 
 
 def test_pipeline_says_when_a_step_failed(tmp_path: Path) -> None:
@@ -38,7 +45,8 @@ def test_pipeline_says_when_a_step_failed(tmp_path: Path) -> None:
     not_a_repo = tmp_path / "folder"
     not_a_repo.mkdir()
     warehouse = tmp_path / "w.duckdb"
-    result = CliRunner().invoke(app, ["pipeline", "--skip", "discover", "--skip", "export",
+    result = CliRunner().invoke(app, ["pipeline", "--skip", "discover", "--skip", "szz",
+                                      "--skip", "export",
                                       "--repo", str(not_a_repo), "--warehouse", str(warehouse)])
     assert result.exit_code == 1, result.output
     assert "'status': 'failed'" in result.output

@@ -82,12 +82,15 @@ _FILE_META = """
            a.explanation, a.explanation_source, a.fix_summary, a.confidence,
            a.checks_passed, a.check_failures, a.is_plausible,
            coalesce(a.checks_passed AND coalesce(a.is_plausible, true), false) AS verified,
-           a.run_id AS label_run_id
+           a.run_id AS label_run_id, o.introduced_by,
+           strftime(o.introduced_at AT TIME ZONE 'UTC', '%Y-%m-%dT%H:%M:%SZ') AS introduced_at,
+           o.bug_age_days, o.introduced_confidence
     FROM file_changes f
     JOIN chosen a USING (repo, sha, path)
     JOIN commits c USING (repo, sha)
     JOIN commit_dedup d USING (repo, sha)
     LEFT JOIN repos r USING (repo)
+    LEFT JOIN bug_origins o USING (repo, sha)
     WHERE f.skipped_reason IS NULL
 """
 
@@ -96,6 +99,8 @@ _LABEL_COLUMNS = ("annotator", "is_concurrency_bug", "bug_type", "scope", "locat
                   "event_sequence_text", "analysis", "explanation", "explanation_source",
                   "fix_summary", "confidence", "checks_passed", "check_failures",
                   "is_plausible", "verified")
+# Where the bug came from (racemine szz): the top candidate, when the fix was traced.
+_ORIGIN_COLUMNS = ("introduced_by", "introduced_at", "bug_age_days", "introduced_confidence")
 _TAIL = ("near_dup_key", "mine_run_id", "label_run_id")
 
 _META = {
@@ -137,12 +142,12 @@ COLUMNS = {
     ExportLevel.FILE: ("id", "repo", "sha", "path", "old_path", "change_type", "language",
                        "is_test", "license", "author_date", "subject", "message", "before",
                        "after", "diff", "lines_added", "lines_removed", *_LABEL_COLUMNS,
-                       *_TAIL),
+                       *_ORIGIN_COLUMNS, *_TAIL),
     ExportLevel.FUNCTION: ("id", "repo", "sha", "path", "module", "function", "kind",
                            "change", "before_start", "before_end", "after_start", "after_end",
                            "language", "is_test", "license", "author_date", "subject",
                            "message", "before", "after", *_LABEL_COLUMNS, "is_bug_location",
-                           *_TAIL),
+                           *_ORIGIN_COLUMNS, *_TAIL),
 }
 # Text per batch of exported rows (and so per Parquet row group): whole files near the 1 MB
 # cap make 2,048 rows several gigabytes.

@@ -152,7 +152,8 @@ def write_dspy(con: duckdb.DuckDBPyConnection, files: list[Path], out: Path) -> 
                                      ELSE format(' ({{}})', location_function) END) END
                    AS bug_location,
                explanation, after AS refactored_code,
-               id, repo, sha, path, annotator, mine_run_id, label_run_id
+               id, repo, sha, path, annotator, mine_run_id, label_run_id, introduced_by,
+               introduced_at, bug_age_days
         FROM {_source(files)} WHERE before IS NOT NULL {only_located}"""
     return _write_json_lines(con, query, out)
 

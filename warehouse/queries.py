@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import duckdb
 
 from annotators.schema import CommitInput, FileInput, FunctionSpan
+from miners.szz import SZZ_VERSION, FixFile, FixInput, Span
 from warehouse.errors import QueryError
 
 
@@ -81,6 +82,64 @@ def read_commit_inputs(con: duckdb.DuckDBPyConnection, repo: str, shas: list[str
             for sha in shas if sha in messages]
 
 
+def szz_todo(con: duckdb.DuckDBPyConnection, repos: list[str] | None = None, *,
+             every_commit: bool = False, redo: bool = False) -> list[tuple[str, str]]:
+    """(repo, sha) of the commits to trace, oldest first per repository: the concurrency
+    fixes (every stored non-merge commit with every_commit) that this SZZ version has not
+    traced yet, or whose tracing failed."""
+    rows = con.execute(
+        """SELECT c.repo, c.sha FROM commits c JOIN fixes f USING (repo, sha)
+           WHERE NOT c.is_merge AND ($every OR f.is_concurrency_bug)
+             AND ($repos IS NULL OR c.repo IN (SELECT unnest($repos)))
+             AND ($redo OR NOT EXISTS (
+                 SELECT 1 FROM szz_traces t WHERE t.repo = c.repo AND t.sha = c.sha
+                   AND t.szz_version = $version AND t.status <> 'failed'))
+           ORDER BY c.repo, c.committer_date, c.sha""",
+        {"every": every_commit, "repos": repos, "redo": redo, "version": SZZ_VERSION},
+    ).fetchall()
+    return [(r[0], r[1]) for r in rows]
+
+
+def repo_sources(con: duckdb.DuckDBPyConnection, repos: list[str]
+                 ) -> dict[str, tuple[str | None, str | None]]:
+    """Each repository's clone URL and, for a local one, the folder it was mined from."""
+    rows = con.execute("SELECT repo, url, local_path FROM repos WHERE repo IN "
+                       "(SELECT unnest($repos))", {"repos": repos}).fetchall()
+    return {r[0]: (r[1], r[2]) for r in rows}
+
+
+def read_szz_inputs(con: duckdb.DuckDBPyConnection, repo: str, shas: list[str]
+                    ) -> list[FixInput]:
+    """What tracing each commit of shas needs, in their order: its first parent, its
+    stored files with the before text, diff and changed functions, and where its newest
+    label located the bug."""
+    if not shas:
+        return []
+    params = {"repo": repo, "shas": shas}
+    head = {r[0]: r[1:] for r in con.execute(
+        """SELECT c.sha, c.parents[1], l.location_file, l.location_function
+           FROM commits c LEFT JOIN fixes l USING (repo, sha)
+           WHERE c.repo = $repo AND c.sha IN (SELECT unnest($shas))""", params).fetchall()}
+    spans: dict[tuple[str, str], list[Span]] = {}
+    for sha, path, function, start, end in con.execute(
+            """SELECT sha, path, function, before_start, before_end FROM function_changes
+               WHERE repo = $repo AND sha IN (SELECT unnest($shas))
+                 AND change <> 'added' AND before_start IS NOT NULL
+               ORDER BY sha, path, before_start""", params).fetchall():
+        spans.setdefault((sha, path), []).append(Span(function, start, end))
+    files: dict[str, list[FixFile]] = {}
+    for sha, path, old_path, language, is_test, before, diff in con.execute(
+            """SELECT sha, path, old_path, language, is_test, before, diff FROM file_changes
+               WHERE repo = $repo AND sha IN (SELECT unnest($shas))
+               ORDER BY sha, path""", params).fetchall():
+        files.setdefault(sha, []).append(FixFile(
+            path=path, old_path=old_path, language=language, is_test=is_test,
+            before=before, diff=diff, functions=tuple(spans.get((sha, path), ()))))
+    return [FixInput(repo=repo, sha=sha, parent=head[sha][0], files=tuple(files.get(sha, ())),
+                     located_file=head[sha][1], located_function=head[sha][2])
+            for sha in shas if sha in head]
+
+
 STATS_QUERIES = {
     "repositories": """
         SELECT c.repo, count(*) AS matched_commits,
@@ -102,6 +161,15 @@ STATS_QUERIES = {
         SELECT year(author_date) AS year, count(*) AS matched_commits,
                count(*) FILTER (WHERE is_concurrency_bug AND is_canonical) AS concurrency_fixes
         FROM fixes GROUP BY ALL ORDER BY year""",
+    "bug age (szz)": """
+        SELECT coalesce(f.bug_type, '(unlabeled)') AS bug_type, l.language,
+               count(*) AS traced, median(f.bug_age_days) AS median_days
+        FROM fixes f
+        JOIN (SELECT repo, sha, CASE WHEN count(DISTINCT language) > 1 THEN 'mixed'
+                                     ELSE any_value(language) END AS language
+              FROM file_changes GROUP BY ALL) l USING (repo, sha)
+        WHERE f.is_concurrency_bug AND f.is_canonical AND f.introduced_by IS NOT NULL
+        GROUP BY ALL ORDER BY traced DESC, bug_type, language""",
 }
 
 

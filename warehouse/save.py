@@ -13,6 +13,7 @@ import duckdb
 from annotators.schema import Annotation
 from miners.classify import Match
 from miners.records import CommitFiles, RepoRef
+from miners.szz import SZZ_VERSION, Trace
 from warehouse.db import transaction
 
 if TYPE_CHECKING:  # httpx, which miners.github needs, is not imported by a mine
@@ -24,6 +25,8 @@ _KEYS = {
     "function_changes": ("repo", "sha", "path", "module", "function"),
     "annotations": ("repo", "sha", "target", "annotator"),
     "llm_calls": ("run_id", "repo", "sha", "annotator", "seq"),
+    "szz_traces": ("repo", "sha"),
+    "szz_candidates": ("repo", "sha", "candidate"),
 }
 
 
@@ -75,9 +78,10 @@ def finish_run(con: duckdb.DuckDBPyConnection, run_id: str, *, status: str,
 def save_repo(con: duckdb.DuckDBPyConnection, ref: RepoRef) -> None:
     """Make sure the repository has a row; discovery facts already stored are kept."""
     con.execute(
-        """INSERT INTO repos (repo, url) VALUES (?, ?)
-           ON CONFLICT (repo) DO UPDATE SET url = coalesce(excluded.url, repos.url)""",
-        [ref.name, ref.url],
+        """INSERT INTO repos (repo, url, local_path) VALUES (?, ?, ?)
+           ON CONFLICT (repo) DO UPDATE SET url = coalesce(excluded.url, repos.url),
+               local_path = coalesce(excluded.local_path, repos.local_path)""",
+        [ref.name, ref.url, ref.git_dir if ref.is_local else None],
     )
 
 
@@ -328,3 +332,39 @@ def save_batch_state(con: duckdb.DuckDBPyConnection, key: str, batch_id: str, st
     finished = now() if status in ("collected", "failed") else None
     con.execute("UPDATE llm_batches SET batch_id = ?, status = ?, finished_at = ? "
                 "WHERE batch_key = ?", [batch_id, status, finished, key])
+
+
+def save_traces(con: duckdb.DuckDBPyConnection, repo: str, run_id: str,
+                traces: Mapping[str, Trace | str]) -> None:
+    """Store each traced commit's candidates (a str: why tracing failed), replacing what
+    an earlier trace of it stored, in one transaction."""
+    if not traces:
+        return
+    at = now()
+    trace_rows, candidate_rows = [], []
+    for sha, trace in traces.items():
+        failed = isinstance(trace, str)
+        found = not failed and bool(trace.candidates)
+        trace_rows.append({
+            "repo": repo, "sha": sha, "szz_version": SZZ_VERSION,
+            "status": "failed" if failed else "found" if found else "none",
+            "reason": trace if failed else trace.reason,
+            "candidates": 0 if failed else len(trace.candidates),
+            "lines_blamed": 0 if failed else trace.lines_blamed,
+            "ignored_revs": [] if failed else list(trace.ignored), "run_id": run_id,
+            "traced_at": at})
+        for c in [] if failed else trace.candidates:
+            candidate_rows.append({
+                "repo": repo, "sha": sha, "candidate": c.sha, "rank": c.rank,
+                "confidence": c.confidence, "method": c.method,
+                "lines_blamed": len(c.lines), "lines_in_located": c.in_located,
+                "author_date": datetime.fromtimestamp(c.author_time, UTC),
+                "subject": c.summary,
+                "blamed": [{"path": b.path, "line": b.line, "evidence": b.evidence.value,
+                            "function": b.function, "orig_path": b.orig_path,
+                            "orig_line": b.orig_line} for b in c.lines]})
+    with transaction(con):
+        con.execute("DELETE FROM szz_candidates WHERE repo = ? AND sha IN (SELECT unnest(?))",
+                    [repo, list(traces)])
+        upsert_rows(con, "szz_traces", trace_rows)
+        upsert_rows(con, "szz_candidates", candidate_rows)

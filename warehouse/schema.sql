@@ -1,4 +1,4 @@
--- racemine warehouse, schema version 8.
+-- racemine warehouse, schema version 9.
 -- Applied by warehouse.db.ensure_schema; every statement is idempotent.
 -- Natural keys are the primary keys, so every save is an upsert and re-running
 -- anything never duplicates a row.
@@ -32,6 +32,8 @@ ALTER TABLE repos ADD COLUMN IF NOT EXISTS pushed_at TIMESTAMPTZ;
 ALTER TABLE repos ADD COLUMN IF NOT EXISTS topics VARCHAR[];
 ALTER TABLE repos ADD COLUMN IF NOT EXISTS discovered_at TIMESTAMPTZ;
 ALTER TABLE repos ADD COLUMN IF NOT EXISTS license_source VARCHAR;
+-- Where a local repository was mined from: `racemine szz` blames a clone of it.
+ALTER TABLE repos ADD COLUMN IF NOT EXISTS local_path VARCHAR;
 
 -- Conditional-request cache for API pages: an unchanged page (HTTP 304) costs no quota.
 CREATE TABLE IF NOT EXISTS http_cache (
@@ -188,6 +190,48 @@ CREATE TABLE IF NOT EXISTS llm_batches (
     finished_at   TIMESTAMPTZ
 );
 
+-- SZZ (racemine szz): one row per commit traced back to the commit that introduced its bug.
+CREATE TABLE IF NOT EXISTS szz_traces (
+    repo          VARCHAR NOT NULL,
+    sha           VARCHAR NOT NULL,
+    szz_version   INTEGER NOT NULL,      -- miners/szz.py SZZ_VERSION: older ones are traced again
+    status        VARCHAR NOT NULL,      -- found | none | failed
+    reason        VARCHAR,               -- why none was found, or why tracing failed
+    candidates    INTEGER NOT NULL,
+    lines_blamed  INTEGER NOT NULL,
+    ignored_revs  VARCHAR[] NOT NULL,    -- reformatting commits blame looked through
+    run_id        VARCHAR NOT NULL,
+    traced_at     TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (repo, sha)
+);
+
+-- The commits that may have introduced a fix's bug, ranked; rank 1 is its introduced_by.
+CREATE TABLE IF NOT EXISTS szz_candidates (
+    repo              VARCHAR NOT NULL,
+    sha               VARCHAR NOT NULL,  -- the fix
+    candidate         VARCHAR NOT NULL,  -- a commit that last wrote lines the fix changed
+    rank              INTEGER NOT NULL,
+    confidence        DOUBLE NOT NULL,   -- share of the evidence, scaled by how direct it is
+    method            VARCHAR NOT NULL,  -- blame (changed lines) | blame_adjacent (add-only fix)
+    lines_blamed      INTEGER NOT NULL,
+    lines_in_located  INTEGER NOT NULL,  -- of those, in the function the label located
+    author_date       TIMESTAMPTZ,       -- the candidate's
+    subject           VARCHAR,
+    blamed            STRUCT(path VARCHAR, line INTEGER, evidence VARCHAR, "function" VARCHAR,
+                             orig_path VARCHAR, orig_line INTEGER)[] NOT NULL,
+    PRIMARY KEY (repo, sha, candidate)
+);
+
+-- A traced commit's answer: its top candidate and the bug's age, or why there is none.
+CREATE OR REPLACE VIEW bug_origins AS
+SELECT t.repo, t.sha, t.status AS szz_status, t.reason AS szz_reason,
+       t.candidates AS szz_candidates, k.candidate AS introduced_by,
+       k.author_date AS introduced_at, k.confidence AS introduced_confidence,
+       round(epoch(c.author_date - k.author_date) / 86400, 1) AS bug_age_days
+FROM szz_traces t
+JOIN commits c USING (repo, sha)
+LEFT JOIN szz_candidates k ON k.repo = t.repo AND k.sha = t.sha AND k.rank = 1;
+
 -- One row per flow run: what was asked, what happened.
 CREATE TABLE IF NOT EXISTS runs (
     run_id       VARCHAR PRIMARY KEY,
@@ -243,9 +287,11 @@ CREATE OR REPLACE VIEW fixes AS
 SELECT c.repo, c.sha, c.subject, c.author_date, c.matched_terms, c.match_score,
        l.annotator, l.is_concurrency_bug, l.bug_type, l.scope, l.confidence,
        l.location_file, l.location_function, l.checks_passed, l.is_plausible, l.verified,
-       d.is_canonical
+       d.is_canonical, o.introduced_by, o.introduced_at, o.bug_age_days,
+       o.introduced_confidence, o.szz_status, o.szz_reason
 FROM commits c
 JOIN commit_dedup d USING (repo, sha)
+LEFT JOIN bug_origins o USING (repo, sha)
 LEFT JOIN (
     SELECT *, row_number() OVER (PARTITION BY repo, sha ORDER BY created_at DESC, annotator)
               AS rank
@@ -275,4 +321,4 @@ LEFT JOIN (
         WHERE x.repo = f.repo AND x.sha = f.sha AND x.target = f.path AND x.status = 'ok')))
 WHERE f.skipped_reason IS NULL;
 
-INSERT INTO schema_version (version) VALUES (8) ON CONFLICT DO NOTHING;
+INSERT INTO schema_version (version) VALUES (9) ON CONFLICT DO NOTHING;

@@ -1,4 +1,5 @@
-"""The pipeline use case: discover → mine → annotate → export, each step with its runs row.
+"""The pipeline use case: discover → mine → annotate → szz → export, each step with its runs
+row.
 
 Every step is incremental, so a nightly run only does what is new. `run_pipeline` is the one
 sequence of steps; a direct run gives it the jobs, the tracked pipeline flow gives it the
@@ -24,8 +25,9 @@ if TYPE_CHECKING:  # the mining code is imported by the steps that run it
     from flows.jobs.discover import DiscoverResult
     from flows.jobs.mine import RepoSpec
     from flows.jobs.mining import RepoResult
+    from flows.jobs.szz import SzzResult
 
-STEPS = ("discover", "mine", "annotate", "export")
+STEPS = ("discover", "mine", "annotate", "szz", "export")
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,7 @@ class PipelinePlan:
     discover: bool = True
     mine: bool = True
     annotate: bool = True
+    szz: bool = True
     export: bool = True
     repos: tuple[str, ...] | None = None  # mine these (default: every stored remote one)
     repo_list: Path | None = None  # discover from this curated list instead of searching
@@ -49,7 +52,8 @@ class PipelinePlan:
     def parameters(self, warehouse: Path) -> dict[str, Any]:
         """The plan as the tracked pipeline flow's parameters (JSON, for a deployment)."""
         return {"discover": self.discover, "mine": self.mine, "annotate": self.annotate,
-                "export": self.export, "repos": list(self.repos) if self.repos else None,
+                "szz": self.szz, "export": self.export,
+                "repos": list(self.repos) if self.repos else None,
                 "repo_list": str(self.repo_list) if self.repo_list else None,
                 "min_stars": self.min_stars, "export_dir": str(self.export_dir),
                 "warehouse": str(warehouse),
@@ -63,6 +67,7 @@ class PipelineSteps:
     discover: Callable[[Settings, SearchQuery | None, Path | None], DiscoverResult]
     mine: Callable[[Settings, list[RepoSpec], Progress], Sequence[RepoResult]]
     annotate: Callable[[Settings], AnnotateResult]
+    szz: Callable[[Settings, Progress], SzzResult]
     export: Callable[[Settings, PipelinePlan], dict[str, int]]
 
 
@@ -86,6 +91,12 @@ def _annotate(settings: Settings) -> AnnotateResult:
     return annotate(settings)
 
 
+def _szz(settings: Settings, progress: Progress) -> SzzResult:
+    from flows.jobs.szz import trace_origins
+
+    return trace_origins(settings, progress=progress)
+
+
 def _export(settings: Settings, plan: PipelinePlan) -> dict[str, int]:
     from flows.jobs.export import export_levels
 
@@ -93,7 +104,7 @@ def _export(settings: Settings, plan: PipelinePlan) -> dict[str, int]:
                          include_unknown_license=plan.include_unknown_license)
 
 
-DIRECT = PipelineSteps(_discover, _mine, _annotate, _export)
+DIRECT = PipelineSteps(_discover, _mine, _annotate, _szz, _export)
 
 
 def repos_for_mine(settings: Settings, plan: PipelinePlan) -> list[str]:
@@ -123,6 +134,10 @@ def run_pipeline(settings: Settings, plan: PipelinePlan, progress: Progress = no
         result = steps.annotate(settings)
         done["annotate"] = {"labeled": result.summary.labeled,
                             "failed": result.summary.failed, "status": result.status}
+    if plan.szz:
+        traced = steps.szz(settings, progress)
+        done["szz"] = {"traced": traced.traced, "found": traced.found, "none": traced.none,
+                       "failed": traced.failed, "status": traced.status}
     if plan.export:
         done["export"] = steps.export(settings, plan)
     return done
