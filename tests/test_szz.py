@@ -241,3 +241,19 @@ def test_plan_reasons() -> None:
     assert "no enclosing function" in plan_blame(FixInput("r", "s", "p", (outside,))).reason
     comment = FixFile("lib/a.ex", None, "elixir", False, "# old\nx\n", "@@ -1 +0,0 @@\n-# old\n")
     assert "only comments" in plan_blame(FixInput("r", "s", "p", (comment,))).reason
+
+
+def test_a_fix_git_cannot_blame_fails_alone(traced) -> None:
+    """A path missing from the fix's parent fails that fix, with git's reason; the others
+    are traced, and the next run tries the failed one again."""
+    warehouse, settings, shas, _ = traced
+    con = duckdb.connect(str(warehouse))
+    con.execute("UPDATE file_changes SET path = 'lib/nowhere.ex', old_path = NULL "
+                "WHERE sha = ?", [shas["fix"]])
+    con.close()
+    result = trace_origins(settings, every_commit=True)
+    assert result.failed == 1 and result.found > 0 and result.status == "partially_failed"
+    status, reason, _ = _trace(warehouse, shas["fix"])
+    assert status == "failed" and "lib/nowhere.ex" in reason
+    assert _trace(warehouse, shas["pool_fix"])[0] == "found"
+    assert trace_origins(settings, every_commit=True).traced == 1
