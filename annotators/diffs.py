@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
+HUNK_HEADER = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ def parse_hunks(diff: str | None) -> list[Hunk]:
     start = length = old_no = new_no = after = 0
     in_hunk = False
     for line in diff.split("\n"):
-        head = _HUNK.match(line)
+        head = HUNK_HEADER.match(line)
         if head:
             if in_hunk:
                 hunks.append(Hunk(start, length, tuple(removed), tuple(added), after))

@@ -377,6 +377,38 @@ def szz(
     _exit_for(result.status)
 
 
+@app.command()
+def review(
+    warehouse: WarehouseOpt = None,
+    port: Annotated[int, typer.Option(help="Port to serve on.")] = 8765,
+    host: Annotated[str, typer.Option(
+        help="Address to serve on; anything but 127.0.0.1 shows the warehouse to others.")
+    ] = "127.0.0.1",
+    export_gold: Annotated[Path | None, typer.Option(
+        "--export-gold", help="Write the decisions as a gold file for `racemine eval`, "
+        "and stop.")] = None,
+) -> None:
+    """Read each fix beside its label in the browser; accept, reject or correct it."""
+    settings = _settings(warehouse)
+    with _user_errors():
+        from warehouse.db import open_warehouse
+
+        with open_warehouse(settings.warehouse):  # made or upgraded once, here
+            pass
+        if export_gold is not None:
+            from flows.jobs.review import export_gold as write_gold
+
+            count = write_gold(settings, export_gold)
+            console.print(f"{count:,} decisions written to {export_gold}", highlight=False)
+            return
+    import uvicorn
+
+    from flows.web.app import create_app
+
+    console.print(f"racemine review: http://{host}:{port}/  (Ctrl-C stops)", highlight=False)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+
+
 class OutputFormat(StrEnum):
     TABLE = "table"
     CSV = "csv"
@@ -473,6 +505,9 @@ def export(
         "--verified", help="Only labels that passed the trace checks and, when a reviewer "
         "(annotate --verify) looked, were found plausible.")
     ] = False,
+    reviewed: Annotated[bool, typer.Option(
+        "--reviewed", help="Only commits a person accepted or corrected in `racemine review`, "
+        "with the corrections applied.")] = False,
     since: Annotated[datetime | None, _date_option("Commits authored on or after.")] = None,
     until: Annotated[datetime | None, _date_option("Commits authored on or before.")] = None,
     licenses: Annotated[list[str] | None, typer.Option(
@@ -517,7 +552,8 @@ def export(
         level=_choice(ExportLevel, level, "--level"), fixes_only=not all_labels,
         duplicates=duplicates, languages=tuple(language or ()),
         bug_types=tuple(bug_type or ()), scope=scope, min_confidence=min_confidence,
-        annotator=annotator, verified_only=verified, since=since and since.date(),
+        annotator=annotator, verified_only=verified, reviewed_only=reviewed,
+        since=since and since.date(),
         until=until and until.date(), licenses=tuple(licenses or PERMISSIVE_LICENSES),
         include_unknown_license=include_unknown_license)
     chosen = [_choice(ExportFormat, f, "--format") for f in formats or ()]

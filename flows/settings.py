@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     llm_max_input_chars: int = Field(default=48_000, ge=2_000)
     llm_max_output_tokens: int | None = Field(default=None, ge=64)  # None: 2048, 16384 reasoning
     llm_reasoning: bool | None = None  # None: o1/o3/o4/gpt-5 families are detected by name
+    reviewer: str | None = None  # who `racemine review` records as deciding (default: login)
     concurrency: int = Field(default=2, ge=1, le=64)
     max_file_bytes: int = Field(default=1_000_000, ge=1)
     # DuckDB's memory for an export; beyond it, sorting spills to disk (e.g. "2GB")

@@ -44,6 +44,7 @@ class Selection:
     min_confidence: float = 0.0
     annotator: str | None = None  # an annotator id, or a prefix of one ("llm/gpt-4o")
     verified_only: bool = False
+    reviewed_only: bool = False  # accepted or corrected by a person, corrections applied
     since: date | None = None
     until: date | None = None
     licenses: tuple[str, ...] = PERMISSIVE_LICENSES
@@ -64,10 +65,11 @@ _FILE_META = """
         WHERE status = 'ok' {label_filter}
         QUALIFY row_number() OVER (PARTITION BY repo, sha, target
                                    ORDER BY created_at DESC, annotator) = 1
+    ), reviewed AS ({reviewed}
     ), chosen AS (
         SELECT k.path, a.*
         FROM (SELECT repo, sha, path FROM file_changes WHERE skipped_reason IS NULL) k
-        JOIN label a ON a.repo = k.repo AND a.sha = k.sha AND a.target IN ('', k.path)
+        JOIN reviewed a ON a.repo = k.repo AND a.sha = k.sha AND a.target IN ('', k.path)
         QUALIFY row_number() OVER (PARTITION BY k.repo, k.sha, k.path
                                    ORDER BY a.target DESC) = 1
     )
@@ -82,7 +84,7 @@ _FILE_META = """
            a.explanation, a.explanation_source, a.fix_summary, a.confidence,
            a.checks_passed, a.check_failures, a.is_plausible,
            coalesce(a.checks_passed AND coalesce(a.is_plausible, true), false) AS verified,
-           a.run_id AS label_run_id, o.introduced_by,
+           a.run_id AS label_run_id, a.review_decision, o.introduced_by,
            strftime(o.introduced_at AT TIME ZONE 'UTC', '%Y-%m-%dT%H:%M:%SZ') AS introduced_at,
            o.bug_age_days, o.introduced_confidence
     FROM file_changes f
@@ -94,6 +96,34 @@ _FILE_META = """
     WHERE f.skipped_reason IS NULL
 """
 
+# The label as a person's review left it (racemine review): with --reviewed, only accepted
+# and corrected commits, the corrected fields in place of the annotator's.
+_REVIEWED = {
+    False: """
+        SELECT l.*, v.decision AS review_decision FROM label l LEFT JOIN reviews v
+        ON v.repo = l.repo AND v.sha = l.sha""",
+    True: """
+        SELECT l.* REPLACE (
+            v.is_concurrency_bug AS is_concurrency_bug,
+            coalesce(v.bug_type, l.bug_type) AS bug_type, coalesce(v.scope, l.scope) AS scope,
+            coalesce(v.location_file, l.location_file) AS location_file,
+            coalesce(v.location_function, l.location_function) AS location_function,
+            CASE WHEN v.location_file IS NULL AND v.location_function IS NULL
+                 THEN l.location_start END AS location_start,
+            CASE WHEN v.location_file IS NULL AND v.location_function IS NULL
+                 THEN l.location_end END AS location_end,
+            CASE WHEN v.steps IS NULL THEN l.steps ELSE list_transform(v.steps, lambda s:
+                struct_pack(step := s.step, actor := s.actor, action := s.action,
+                            target := s.target, file := s.file, "function" := s."function",
+                            line := s.line, note := s.note, check_ok := NULL::BOOLEAN,
+                            check_failure := NULL::VARCHAR, reviewer_ok := NULL::BOOLEAN,
+                            reviewer_note := NULL::VARCHAR)) END AS steps,
+            coalesce(v.event_sequence, l.event_sequence) AS event_sequence),
+            v.decision AS review_decision
+        FROM label l JOIN reviews v ON v.repo = l.repo AND v.sha = l.sha
+        WHERE v.decision IN ('accept', 'correct')""",
+}
+
 _LABEL_COLUMNS = ("annotator", "is_concurrency_bug", "bug_type", "scope", "location_file",
                   "location_function", "location_start", "location_end", "event_sequence",
                   "event_sequence_text", "analysis", "explanation", "explanation_source",
@@ -101,6 +131,7 @@ _LABEL_COLUMNS = ("annotator", "is_concurrency_bug", "bug_type", "scope", "locat
                   "is_plausible", "verified")
 # Where the bug came from (racemine szz): the top candidate, when the fix was traced.
 _ORIGIN_COLUMNS = ("introduced_by", "introduced_at", "bug_age_days", "introduced_confidence")
+_REVIEW_COLUMNS = ("review_decision",)  # accept | correct | reject, when a person reviewed
 _TAIL = ("near_dup_key", "mine_run_id", "label_run_id")
 
 _META = {
@@ -142,12 +173,12 @@ COLUMNS = {
     ExportLevel.FILE: ("id", "repo", "sha", "path", "old_path", "change_type", "language",
                        "is_test", "license", "author_date", "subject", "message", "before",
                        "after", "diff", "lines_added", "lines_removed", *_LABEL_COLUMNS,
-                       *_ORIGIN_COLUMNS, *_TAIL),
+                       *_ORIGIN_COLUMNS, *_REVIEW_COLUMNS, *_TAIL),
     ExportLevel.FUNCTION: ("id", "repo", "sha", "path", "module", "function", "kind",
                            "change", "before_start", "before_end", "after_start", "after_end",
                            "language", "is_test", "license", "author_date", "subject",
                            "message", "before", "after", *_LABEL_COLUMNS, "is_bug_location",
-                           *_ORIGIN_COLUMNS, *_TAIL),
+                           *_ORIGIN_COLUMNS, *_REVIEW_COLUMNS, *_TAIL),
 }
 # Text per batch of exported rows (and so per Parquet row group): whole files near the 1 MB
 # cap make 2,048 rows several gigabytes.
@@ -220,7 +251,8 @@ def save_selection(con: duckdb.DuckDBPyConnection, sel: Selection) -> None:
         license_ok = f"(license IS NULL OR {license_ok})"
     where.append(license_ok)
     params["licenses"] = list(sel.licenses)
-    meta = _META[sel.level].replace("{label_filter}", label_filter)
+    meta = _META[sel.level].replace("{label_filter}", label_filter).replace(
+        "{reviewed}", _REVIEWED[sel.reviewed_only])
     con.execute(f"CREATE OR REPLACE TEMP TABLE export_rows AS "
                 f"SELECT * FROM ({meta}) WHERE {' AND '.join(where)}", params)
 

@@ -15,11 +15,11 @@ from warehouse.errors import (
     WarehouseWriteError,
 )
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 
 # Steps that schema.sql's idempotent statements cannot express, keyed by the version
 # they lead to. Version 1 had an always-empty function_changes with a narrower key.
-_MIGRATIONS = {2: "DROP TABLE IF EXISTS function_changes"}  # 3 to 9 only add
+_MIGRATIONS = {2: "DROP TABLE IF EXISTS function_changes"}  # 3 to 10 only add
 # DuckDB moves its write-ahead log into the file once the log reaches this size (16 MB by
 # default). Each move recompresses the last row group whole, file text stored earlier
 # included: on elixir-lang/elixir's 22 MB of file text, 16 MB meant a move mid-mine as

@@ -1,4 +1,4 @@
--- racemine warehouse, schema version 9.
+-- racemine warehouse, schema version 10.
 -- Applied by warehouse.db.ensure_schema; every statement is idempotent.
 -- Natural keys are the primary keys, so every save is an upsert and re-running
 -- anything never duplicates a row.
@@ -232,6 +232,27 @@ FROM szz_traces t
 JOIN commits c USING (repo, sha)
 LEFT JOIN szz_candidates k ON k.repo = t.repo AND k.sha = t.sha AND k.rank = 1;
 
+-- A person's decision on a commit's label (racemine review): accept it, reject it (not a
+-- concurrency fix), or correct it. The corrected fields are NULL where the label stands.
+CREATE TABLE IF NOT EXISTS reviews (
+    repo               VARCHAR NOT NULL,
+    sha                VARCHAR NOT NULL,
+    decision           VARCHAR NOT NULL,  -- accept | reject | correct
+    annotator          VARCHAR,           -- the label the decision was made on
+    is_concurrency_bug BOOLEAN,           -- the reviewed answer: true for accept and correct
+    bug_type           VARCHAR,
+    scope              VARCHAR,
+    location_file      VARCHAR,
+    location_function  VARCHAR,
+    steps              STRUCT(step INTEGER, actor VARCHAR, action VARCHAR, target VARCHAR,
+                              file VARCHAR, "function" VARCHAR, line INTEGER, note VARCHAR)[],
+    event_sequence     VARCHAR[],         -- the corrected steps, one line each
+    note               VARCHAR,
+    reviewer           VARCHAR NOT NULL,  -- RACEMINE_REVIEWER, else the login name
+    reviewed_at        TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (repo, sha)
+);
+
 -- One row per flow run: what was asked, what happened.
 CREATE TABLE IF NOT EXISTS runs (
     run_id       VARCHAR PRIMARY KEY,
@@ -321,4 +342,4 @@ LEFT JOIN (
         WHERE x.repo = f.repo AND x.sha = f.sha AND x.target = f.path AND x.status = 'ok')))
 WHERE f.skipped_reason IS NULL;
 
-INSERT INTO schema_version (version) VALUES (9) ON CONFLICT DO NOTHING;
+INSERT INTO schema_version (version) VALUES (10) ON CONFLICT DO NOTHING;
