@@ -1,6 +1,10 @@
 """How fast the review pages answer, as a browser waits for them.
 
     uv run python bench/review_bench.py WAREHOUSE [--rounds 20] [--screenshots DIR]
+    uv run python bench/review_bench.py --synthetic 100000
+
+With --synthetic N it first builds a warehouse of N labeled commits the way
+bench/export_bench.py does (one file each, 500 repositories for 100,000) and times that.
 
 Starts `racemine review` on a copy of the warehouse (its own process, as a user starts it)
 and times, over HTTP, the list's first page, a page deep in the list sorted by confidence,
@@ -73,7 +77,8 @@ def _screenshots(base: str, fix: str, folder: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("warehouse", type=Path)
+    parser.add_argument("warehouse", type=Path, nargs="?")
+    parser.add_argument("--synthetic", type=int, help="build a warehouse of N commits")
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--screenshots", type=Path)
     parser.add_argument("--fix", help="the fix page to screenshot (a path such as "
@@ -81,7 +86,14 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         copy = Path(tmp) / "w.duckdb"
-        shutil.copy(args.warehouse, copy)
+        if args.synthetic:
+            sys.path.insert(0, str(Path(__file__).parent))
+            from export_bench import build
+
+            build(copy, args.synthetic)
+            args.warehouse = copy
+        else:
+            shutil.copy(args.warehouse, copy)
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]

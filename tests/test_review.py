@@ -103,6 +103,17 @@ def browser() -> Iterator[object]:
         driver.quit()
 
 
+def _then_wait(d, act) -> None:
+    """Do act (a click, a key) and wait until the browser has left the page it was on."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    page = d.find_element(By.TAG_NAME, "html")
+    act()
+    WebDriverWait(d, 20).until(expected_conditions.staleness_of(page))
+
+
 def test_review_in_a_browser(server: tuple[str, Path], browser, reviewed, tmp_path: Path
                              ) -> None:
     from selenium.webdriver.common.by import By
@@ -118,15 +129,15 @@ def test_review_in_a_browser(server: tuple[str, Path], browser, reviewed, tmp_pa
 
     # Filter: the non-fixes only, then back to the fixes of one repository.
     Select(d.find_element(By.NAME, "kind")).select_by_value("non_fixes")
-    d.find_element(By.ID, "apply").click()
+    _then_wait(d, d.find_element(By.ID, "apply").click)
     assert [a.text for a in d.find_elements(By.CSS_SELECTOR, "#fixes a.open")] == [
         "Add deadlock detection to the pool"]
     Select(d.find_element(By.NAME, "kind")).select_by_value("fixes")
     Select(d.find_element(By.NAME, "repo")).select_by_visible_text("github.com/acme/project")
-    d.find_element(By.ID, "apply").click()
+    _then_wait(d, d.find_element(By.ID, "apply").click)
 
     # Open the counter fix: its function before and after, the changed lines marked.
-    d.find_element(By.LINK_TEXT, "Fix race condition in Counter.bump").click()
+    _then_wait(d, d.find_element(By.LINK_TEXT, "Fix race condition in Counter.bump").click)
     assert d.find_element(By.ID, "subject").text == "Fix race condition in Counter.bump"
     assert d.find_element(By.ID, "shown-function").text == "bump/1"
     before = d.find_element(By.ID, "before").text
@@ -138,7 +149,7 @@ def test_review_in_a_browser(server: tuple[str, Path], browser, reviewed, tmp_pa
     # The steps, each linked to the line it names.
     links = d.find_elements(By.CSS_SELECTOR, "#steps a.step-line")
     assert len(links) >= 2
-    links[0].click()
+    _then_wait(d, links[0].click)
     line = d.current_url.rsplit("#b", 1)[1]
     assert d.find_element(By.ID, f"b{line}").is_displayed()
     # Another changed file or function is a click away.
@@ -149,7 +160,7 @@ def test_review_in_a_browser(server: tuple[str, Path], browser, reviewed, tmp_pa
     d.find_element(By.TAG_NAME, "body").send_keys("c")
     Select(d.find_element(By.ID, "bug_type")).select_by_value("message_ordering")
     d.find_element(By.ID, "note").send_keys("the second bump reads before the first writes")
-    d.find_element(By.ID, "correct").click()
+    _then_wait(d, d.find_element(By.ID, "correct").click)
     d.get(fix_url)
     d.refresh()
     assert "correct by ada" in d.find_element(By.ID, "current-decision").text
@@ -157,9 +168,9 @@ def test_review_in_a_browser(server: tuple[str, Path], browser, reviewed, tmp_pa
 
     # Reject the pool fix with `r` from its page.
     d.get(url + "/?review=unreviewed")
-    d.find_element(By.LINK_TEXT, "Fix race condition when two callers start a worker").click()
-    d.find_element(By.TAG_NAME, "body").send_keys("r")
-    time.sleep(0.5)
+    _then_wait(d, d.find_element(By.LINK_TEXT,
+                                 "Fix race condition when two callers start a worker").click)
+    _then_wait(d, lambda: d.find_element(By.TAG_NAME, "body").send_keys("r"))
     con = duckdb.connect(str(warehouse), read_only=True)
     rows = dict(con.execute("SELECT sha, decision FROM reviews").fetchall())
     stored = con.execute("SELECT bug_type, note, reviewer FROM reviews WHERE sha = ?",
