@@ -229,3 +229,17 @@ def test_a_bad_correction_is_one_sentence(reviewed, tmp_path: Path) -> None:
     steps = parse_steps("caller A | call | Pool server | lib/pool.ex:40 | checkout/2 | asks")
     assert (steps[0].file, steps[0].line, steps[0].function) == ("lib/pool.ex", 40,
                                                                  "checkout/2")
+
+
+def test_a_diff_without_lengths_is_shown_with_its_context() -> None:
+    """`@@ -152 +152 @@` (one line each side) and a hunk with lengths, side by side."""
+    from flows.web.views import panes
+
+    diff = ("@@ -152 +152 @@\n-  old()\n+  new()\n"
+            "@@ -200,2 +200,3 @@\n   keep()\n+  added()\n   last()\n")
+    before, after = panes({"diff": diff}, None)
+    assert [(x.number, x.text, x.changed) for x in before.lines] == [
+        (152, "  old()", True), (0, "…", False), (200, "  keep()", False),
+        (201, "  last()", False)]
+    assert [(x.number, x.changed) for x in after.lines] == [
+        (152, True), (0, False), (200, False), (201, True), (202, False)]

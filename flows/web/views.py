@@ -71,7 +71,7 @@ def _diff_lines(diff: str | None) -> tuple[tuple[Line, ...], tuple[Line, ...]]:
             if before or after:
                 before.append(Line(0, "…", False))
                 after.append(Line(0, "…", False))
-            old, new = int(head[1]), int(head[2])
+            old, new = int(head[1]), int(head[3])
         elif not old and not new:
             continue
         elif row.startswith("-"):
