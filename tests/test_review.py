@@ -243,3 +243,20 @@ def test_a_diff_without_lengths_is_shown_with_its_context() -> None:
         (201, "  last()", False)]
     assert [(x.number, x.changed) for x in after.lines] == [
         (152, True), (0, False), (200, False), (201, True), (202, False)]
+
+
+def test_the_list_follows_the_warehouse(reviewed, tmp_path: Path) -> None:
+    """The list's snapshot is made again when another process writes to the warehouse."""
+    from starlette.testclient import TestClient
+
+    from flows.web.app import create_app
+
+    warehouse = tmp_path / "w.duckdb"
+    shutil.copy(reviewed[0], warehouse)
+    settings = Settings(warehouse=warehouse)
+    with TestClient(create_app(settings)) as client:
+        assert "Fix race condition in Counter.bump" not in client.get("/?review=reject").text
+        # Another writer (here the decision job in this process, as a second racemine would).
+        record_decision(settings, Decision(repo="github.com/acme/project",
+                                           sha=reviewed[1]["counter_fix"], decision="reject"))
+        assert "Fix race condition in Counter.bump" in client.get("/?review=reject").text

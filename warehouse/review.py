@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -68,30 +70,73 @@ _LISTED = """
     SELECT f.repo, f.sha, f.subject, f.author_date, f.is_concurrency_bug, f.bug_type, f.scope,
            f.annotator, f.confidence, f.checks_passed, f.verified, f.introduced_by,
            v.decision, v.reviewer
-    FROM fixes f LEFT JOIN reviews v USING (repo, sha)
+    FROM {db}fixes f LEFT JOIN {db}reviews v USING (repo, sha)
     WHERE f.is_canonical"""
+
+
+class ListSnapshot:
+    """The list's rows (one per canonical commit, with its newest label and decision) in an
+    in-memory DuckDB, so that filtering, sorting and paging cost milliseconds however large
+    the warehouse: the views behind them cost a third of a second at 100,000 commits. The
+    snapshot is made again whenever the warehouse file has changed (a mine, an annotate);
+    a decision made here updates its row in place."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = Path(path)
+        self._memory = duckdb.connect()
+        self._stamp: tuple[Any, ...] | None = None
+        self._lock = threading.Lock()
+
+    def _files_stamp(self) -> tuple[Any, ...]:
+        stamp = []
+        for path in (self._path, self._path.with_name(self._path.name + ".wal")):
+            try:
+                info = path.stat()
+                stamp.append((info.st_mtime_ns, info.st_size))
+            except OSError:
+                stamp.append(None)
+        return tuple(stamp)
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A cursor over an up-to-date `review_list` table."""
+        with self._lock:
+            stamp = self._files_stamp()
+            if stamp != self._stamp:
+                quoted = str(self._path).replace("'", "''")
+                self._memory.execute(f"ATTACH '{quoted}' AS w (READ_ONLY)")
+                try:
+                    self._memory.execute("CREATE OR REPLACE TABLE review_list AS "
+                                         + _LISTED.format(db="w."))
+                finally:
+                    self._memory.execute("DETACH w")
+                self._stamp = stamp
+            return self._memory.cursor()
+
+    def decided(self, repo: str, sha: str, decision: str, reviewer: str) -> None:
+        """Show a decision just stored without copying the list again."""
+        with self._lock:
+            self._memory.execute("UPDATE review_list SET decision = ?, reviewer = ? "
+                                 "WHERE repo = ? AND sha = ?", [decision, reviewer, repo, sha])
+            self._stamp = self._files_stamp()
 
 
 def list_page(con: duckdb.DuckDBPyConnection, query: ListQuery
               ) -> tuple[list[dict[str, Any]], int]:
-    """One page of the list and how many rows the filters leave (one pass over the view)."""
+    """One page of a `review_list` table and how many rows the filters leave."""
     where, params = query.where()
+    total = con.execute(f"SELECT count(*) FROM review_list WHERE {where}", params).fetchone()[0]
     rows = _dicts(con.execute(
-        f"SELECT *, count(*) OVER () AS _total FROM ({_LISTED}) WHERE {where} "
-        f"ORDER BY {query.order()} LIMIT {int(query.size)} "
-        f"OFFSET {int((query.page - 1) * query.size)}", params))
-    if rows or query.page == 1:
-        return rows, rows[0]["_total"] if rows else 0
-    total = con.execute(f"SELECT count(*) FROM ({_LISTED}) WHERE {where}", params).fetchone()[0]
+        f"SELECT * FROM review_list WHERE {where} ORDER BY {query.order()} "
+        f"LIMIT {int(query.size)} OFFSET {int((query.page - 1) * query.size)}", params))
     return rows, total
 
 
 def neighbours(con: duckdb.DuckDBPyConnection, query: ListQuery, index: int
                ) -> tuple[tuple[str, str] | None, tuple[str, str] | None]:
-    """(repo, sha) of the rows before and after the 0-based index in the list."""
+    """(repo, sha) of the rows before and after the 0-based index in a `review_list`."""
     where, params = query.where()
     start = max(0, index - 1)
-    rows = con.execute(f"SELECT repo, sha FROM ({_LISTED}) WHERE {where} "
+    rows = con.execute(f"SELECT repo, sha FROM review_list WHERE {where} "
                        f"ORDER BY {query.order()} LIMIT {index + 2 - start} OFFSET {start}",
                        params).fetchall()
     keyed = {start + n: (r[0], r[1]) for n, r in enumerate(rows)}
@@ -99,13 +144,11 @@ def neighbours(con: duckdb.DuckDBPyConnection, query: ListQuery, index: int
 
 
 def facets(con: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:
-    """The values the list's filters offer (from the tables, without the views' work)."""
-    sources = {"repo": "commits", "bug_type": "annotations", "scope": "annotations",
-               "annotator": "annotations"}
+    """The values the list's filters offer, from a `review_list` table."""
     return {column: [r[0] for r in con.execute(
-                f"SELECT DISTINCT {column} FROM {table} WHERE {column} IS NOT NULL ORDER BY 1"
-            ).fetchall()]
-            for column, table in sources.items()}
+                f"SELECT DISTINCT {column} FROM review_list WHERE {column} IS NOT NULL "
+                "ORDER BY 1").fetchall()]
+            for column in ("repo", "bug_type", "scope", "annotator")}
 
 
 def fix_record(con: duckdb.DuckDBPyConnection, repo: str, sha: str) -> dict[str, Any] | None:

@@ -28,6 +28,7 @@ from warehouse.review import (
     KINDS,
     REVIEW_STATES,
     SORTS,
+    ListSnapshot,
     facets,
     fix_record,
     list_page,
@@ -43,6 +44,7 @@ BUG_TYPES = ("race_condition", "deadlock", "livelock", "message_ordering", "time
 def create_app(settings: Settings) -> Starlette:
     """The review app over settings.warehouse."""
     writing = threading.Lock()  # one decision at a time: DuckDB has one writer per file
+    listed = ListSnapshot(settings.warehouse)
 
     def read(work: Any) -> Any:
         with open_warehouse(settings.warehouse, read_only=True) as con:
@@ -50,8 +52,9 @@ def create_app(settings: Settings) -> Starlette:
 
     async def home(request: Request) -> Response:
         query = list_query(dict(request.query_params))
-        rows, total = read(lambda con: list_page(con, query))
-        options = read(facets)
+        cursor = listed.cursor()
+        rows, total = list_page(cursor, query)
+        options = facets(cursor)
         pages = max(1, -(-total // query.size))
         return TEMPLATES.TemplateResponse(request, "list.html", {
             "rows": rows, "total": total, "query": query, "pages": pages,
@@ -78,7 +81,7 @@ def create_app(settings: Settings) -> Starlette:
         back = params.get("q", "")
         index = int(params.get("i", "-1") or -1)
         query = list_query(dict(parse_qsl(back)))
-        moves = read(lambda con: neighbours(con, query, index)) if index >= 0 else (None, None)
+        moves = neighbours(listed.cursor(), query, index) if index >= 0 else (None, None)
         return TEMPLATES.TemplateResponse(request, "fix.html", {
             "c": record, "label": label, "others": [x for x in record["labels"] if x is not label],
             "file": file, "function": function,
@@ -102,6 +105,7 @@ def create_app(settings: Settings) -> Starlette:
         try:
             with writing:
                 record_decision(settings, decision)
+                listed.decided(repo, sha, decision.decision, reviewer_name(settings))
         except ReviewInputError as exc:
             record = read(lambda con: fix_record(con, repo, sha))
             return _fix_page(request, record, {"q": str(form.get("q", "")),
@@ -109,8 +113,8 @@ def create_app(settings: Settings) -> Starlette:
                              error=str(exc), status=400)
         back, index = str(form.get("q", "")), int(str(form.get("i", "-1")) or -1)
         if form.get("then") == "next" and index >= 0:
-            following = read(lambda con: neighbours(
-                con, list_query(dict(parse_qsl(back))), index)[1])
+            following = neighbours(listed.cursor(), list_query(dict(parse_qsl(back))),
+                                   index)[1]
             if following:
                 return RedirectResponse(_link(following, back, index + 1), status_code=303)
         return RedirectResponse(_link((repo, sha), back, index), status_code=303)
