@@ -9,8 +9,9 @@ bench/export_bench.py does (one file each, 500 repositories for 100,000) and tim
 Starts `racemine review` on a copy of the warehouse (its own process, as a user starts it)
 and times, over HTTP, the list's first page, a page deep in the list sorted by confidence,
 and the fix pages of the first fixes of the list, after a first request that copies the
-list into memory (timed apart; it is made again whenever the warehouse has changed). Prints medians and ranges. With --screenshots, headless Chromium
-(Debian's package, through Selenium) saves the list and a fix page as PNG files.
+list into memory (timed apart; it is made again whenever the warehouse has changed).
+Prints medians and ranges. With --screenshots, headless Chromium (Debian's package, through
+Selenium) saves the list and a fix page as PNG files.
 """
 
 from __future__ import annotations
