@@ -260,3 +260,29 @@ def test_the_list_follows_the_warehouse(reviewed, tmp_path: Path) -> None:
         record_decision(settings, Decision(repo="github.com/acme/project",
                                            sha=reviewed[1]["counter_fix"], decision="reject"))
         assert "Fix race condition in Counter.bump" in client.get("/?review=reject").text
+
+
+def test_accepting_a_non_fix_keeps_it_a_non_fix(reviewed, tmp_path: Path) -> None:
+    """Accept means the label is right: accepting "not a fix" records a non-fix; a
+    correction to a bug type makes it a fix."""
+    warehouse = tmp_path / "w.duckdb"
+    shutil.copy(reviewed[0], warehouse)
+    settings = Settings(warehouse=warehouse)
+    repo, shas = "github.com/acme/project", reviewed[1]
+    def stored() -> dict[str, bool]:
+        con = duckdb.connect(str(warehouse), read_only=True)
+        try:
+            return dict(con.execute("SELECT sha, is_concurrency_bug FROM reviews").fetchall())
+        finally:
+            con.close()
+
+    record_decision(settings, Decision(repo=repo, sha=shas["feature"], decision="accept"))
+    record_decision(settings, Decision(repo=repo, sha=shas["counter_fix"], decision="accept"))
+    assert stored() == {shas["feature"]: False, shas["counter_fix"]: True}
+    record_decision(settings, Decision(repo=repo, sha=shas["feature"], decision="correct",
+                                       bug_type="race_condition"))
+    record_decision(settings, Decision(repo=repo, sha=shas["counter_fix"], decision="correct",
+                                       bug_type="not_concurrency"))
+    assert stored() == {shas["feature"]: True, shas["counter_fix"]: False}
+    with pytest.raises(ReviewInputError, match="not in the warehouse"):
+        record_decision(settings, Decision(repo=repo, sha="0" * 40, decision="accept"))

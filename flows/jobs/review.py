@@ -78,11 +78,21 @@ def record_decision(settings: Settings, decision: Decision) -> None:
     if scope and scope not in {s.value for s in Scope}:
         raise ReviewInputError(f"scope {scope!r}: use production or test")
     steps = parse_steps(decision.steps) if correct and decision.steps.strip() else None
+    with open_warehouse(settings.warehouse, read_only=True) as con:
+        found = con.execute("SELECT coalesce(is_concurrency_bug, false) FROM fixes "
+                            "WHERE repo = ? AND sha = ?", [decision.repo, decision.sha]
+                            ).fetchone()
+    if found is None:
+        raise ReviewInputError(f"commit {decision.sha[:12]} of {decision.repo}: not in the "
+                               "warehouse; reload the list")
+    # Accept: the label is right, fix or not. Reject: not a concurrency fix. Correct: a
+    # bug type says which, else the label's answer stands.
+    is_fix = {"accept": found[0], "reject": False}.get(
+        decision.decision, bug_type != "not_concurrency" if bug_type else found[0])
     row = {
         "repo": decision.repo, "sha": decision.sha, "decision": decision.decision,
-        "annotator": decision.annotator,
-        "is_concurrency_bug": decision.decision != "reject" and bug_type != "not_concurrency",
-        "bug_type": bug_type or ("not_concurrency" if decision.decision == "reject" else None),
+        "annotator": decision.annotator, "is_concurrency_bug": is_fix,
+        "bug_type": bug_type or (None if is_fix else "not_concurrency"),
         "scope": scope or None,
         "location_file": (decision.location_file.strip() or None) if correct else None,
         "location_function": (decision.location_function.strip() or None) if correct else None,
