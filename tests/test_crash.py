@@ -13,7 +13,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from tests.conftest import snapshot
+from tests.conftest import clean_env, snapshot
 from tests.llm_server import FakeLLM, Reply, default_script
 
 WORKER = """defmodule Worker{n} do
@@ -210,24 +210,65 @@ def _origins(warehouse: Path) -> list[tuple]:
         con.close()
 
 
-def test_kill_during_szz_then_resume(big_mined: tuple[Path, Path], tmp_path: Path) -> None:
-    """kill -9 after some batches of traces were saved: the next run traces only the rest,
-    and the candidates equal an uninterrupted run's."""
+@pytest.fixture(scope="module")
+def szz_whole(big_mined: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
+              ) -> list[tuple]:
+    """The candidates of an uninterrupted szz run over the big warehouse."""
+    root = tmp_path_factory.mktemp("szz")
+    whole = root / "whole.duckdb"
+    whole.write_bytes(big_mined[1].read_bytes())
+    assert _szz(whole, root / "cache").wait(timeout=600) == 0
+    return _origins(whole)
+
+
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM], ids=["kill -9", "SIGTERM"])
+def test_kill_during_szz_then_resume(big_mined: tuple[Path, Path], szz_whole: list[tuple],
+                                     tmp_path: Path, stop: signal.Signals) -> None:
+    """Stopped after some batches of traces were saved (kill -9, or SIGTERM as `timeout`
+    and systemd ask): it ends within 5 s, the next run traces only the rest, and the
+    candidates equal an uninterrupted run's."""
     _, clean = big_mined
-    whole, crashed = tmp_path / "whole.duckdb", tmp_path / "crashed.duckdb"
-    for copy in (whole, crashed):
-        copy.write_bytes(clean.read_bytes())
-    assert _szz(whole, tmp_path / "cache").wait(timeout=600) == 0
+    crashed = tmp_path / "crashed.duckdb"
+    crashed.write_bytes(clean.read_bytes())
     proc = _szz(crashed, tmp_path / "cache")
     assert proc.stdout is not None
     while int(proc.stdout.readline() or -1) < 200:  # two batches saved
         assert proc.poll() is None, "szz finished before it could be killed"
-    proc.kill()
-    proc.wait(timeout=5)
+    proc.send_signal(stop)
+    assert proc.wait(timeout=5) != 0
     partial = len(_origins(crashed))
-    assert 0 < partial < len(_origins(whole))
+    assert 0 < partial < len(szz_whole)
     rerun = _szz(crashed, tmp_path / "cache")
     out, _ = rerun.communicate(timeout=600)
     assert rerun.returncode == 0
     assert int(out.split()[0]) == 0 and int(out.split()[-1]) < 800  # only the rest
-    assert _origins(crashed) == _origins(whole)
+    assert _origins(crashed) == szz_whole
+
+
+def _export(warehouse: Path, out: Path, home: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "flows.cli", "export", str(out), "--format",
+                             "jsonl", "--format", "hf", "--format", "dspy", "--level",
+                             "function", "--include-unknown-license", "-w", str(warehouse)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env=clean_env(home), cwd=home)
+
+
+def test_stopped_export_keeps_the_previous_one(big_mined: tuple[Path, Path],
+                                               tmp_path: Path) -> None:
+    """SIGTERM while an export writes: it ends within 5 s, the folder still holds the
+    previous export whole, and the next export equals an uninterrupted one."""
+    _, clean = big_mined
+    out, again = tmp_path / "out", tmp_path / "again"
+    assert _export(clean, out, tmp_path).wait(timeout=600) == 0
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    proc = _export(clean, out, tmp_path)
+    staging = out.with_name(".out.partial")
+    _wait_for(lambda: staging.exists() and any(staging.rglob("*.parquet")), 300, proc)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=5) != 0
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert _export(clean, out, tmp_path).wait(timeout=600) == 0
+    assert _export(clean, again, tmp_path).wait(timeout=600) == 0
+    assert not staging.exists()
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == {
+        p.relative_to(again): p.read_bytes() for p in again.rglob("*") if p.is_file()}
