@@ -257,3 +257,21 @@ def test_a_fix_git_cannot_blame_fails_alone(traced) -> None:
     assert status == "failed" and "lib/nowhere.ex" in reason
     assert _trace(warehouse, shas["pool_fix"])[0] == "found"
     assert trace_origins(settings, every_commit=True).traced == 1
+
+
+def test_a_remote_is_traced_in_its_cache_mirror(traced, tmp_path: Path) -> None:
+    """A remote repository is blamed in racemine's cache mirror; without one, the error
+    says to mine it first."""
+    import subprocess
+
+    from flows.jobs.szz import source_clone
+    from miners.errors import MinerError
+
+    _, _, _, repo = traced
+    url = "https://example.org/acme/project.git"
+    cache = tmp_path / "remote-cache"
+    with pytest.raises(MinerError, match="run `racemine mine https://example.org/acme/project"):
+        source_clone("example.org/acme/project", url, None, cache)
+    mirror = cache / "example.org" / "acme" / "project.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(repo.path), str(mirror)], check=True)
+    assert source_clone("example.org/acme/project", url, None, cache) == str(mirror)
