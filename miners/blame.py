@@ -11,6 +11,7 @@ passed to `--ignore-rev` and the lines blamed again, so blame looks through it.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import shutil
 import threading
@@ -42,11 +43,16 @@ def owned_clone(source: str, cache_root: Path, name: str) -> str:
     if (target / "HEAD").exists():
         return str(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(".partial")
+    partial = target.with_suffix(f".partial-{os.getpid()}")
     shutil.rmtree(partial, ignore_errors=True)
     run_git(None, ["clone", "--bare", "--shared", "--quiet", "--", str(Path(source).resolve()),
                    str(partial)], what=name)
-    partial.rename(target)  # a clone killed halfway is never used
+    try:
+        partial.rename(target)  # a clone killed halfway is never used
+    except OSError:
+        shutil.rmtree(partial, ignore_errors=True)
+        if not (target / "HEAD").exists():  # not another process's clone, finished first
+            raise
     return str(target)
 
 

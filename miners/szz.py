@@ -179,7 +179,7 @@ def plan_blame(fix: FixInput) -> Plan:
         if adjacent:
             return Plan(tuple(BlameTarget(f.before_path, f.language, lines)
                               for f, lines in adjacent))
-    if not any(inserts for f in readable for *_, inserts in [_file_lines(f)]):
+    if not any(_file_lines(f)[2] for f in readable):
         return Plan((), "the fix deleted only comments, blank lines or bare syntax")
     return Plan((), "add-only fix with no enclosing function: its insertions are outside "
                     "every function of the files it changed")
@@ -232,7 +232,9 @@ def rank_candidates(fix: FixInput, blamed: Sequence[BlamedLine]) -> list[Candida
     A candidate's confidence is its share of the evidence, scaled by how direct the
     evidence is (0.9 for changed lines, 0.45 for lines next to an insertion): SZZ recall
     against developers' own answers is about 0.5-0.6, so no candidate is ever certain."""
-    located = fix.located_function, fix.located_file
+    # The label names the file as it is after the fix; blame, as it was before.
+    renamed = {f.before_path: f.path for f in fix.files}
+    located = fix.located_function, fix.located_file, renamed
     by_commit: dict[str, list[BlamedLine]] = {}
     for line in blamed:
         by_commit.setdefault(line.commit, []).append(line)
@@ -259,9 +261,10 @@ def rank_candidates(fix: FixInput, blamed: Sequence[BlamedLine]) -> list[Candida
     return ranked
 
 
-def _is_located(line: BlamedLine, function: str | None, file: str | None) -> bool:
+def _is_located(line: BlamedLine, function: str | None, file: str | None,
+                renamed: dict[str, str]) -> bool:
     return function is not None and line.function == function and (
-        file is None or line.path == file or file.endswith(line.path))
+        file is None or renamed.get(line.path, line.path) == file)
 
 
 def code_tokens(text: str, language: str) -> list[bytes]:
