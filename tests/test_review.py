@@ -133,6 +133,11 @@ def test_review_in_a_browser(server: tuple[str, Path], browser, reviewed, tmp_pa
     assert [a.text for a in d.find_elements(By.CSS_SELECTOR, "#fixes a.open")] == [
         "Add deadlock detection to the pool"]
     Select(d.find_element(By.NAME, "kind")).select_by_value("fixes")
+    d.find_element(By.ID, "text").send_keys("COUNTER")  # in the subject, any case
+    _then_wait(d, d.find_element(By.ID, "apply").click)
+    assert [a.text for a in d.find_elements(By.CSS_SELECTOR, "#fixes a.open")] == [
+        "Fix race condition in Counter.bump"]
+    d.find_element(By.ID, "text").clear()
     Select(d.find_element(By.NAME, "repo")).select_by_visible_text("github.com/acme/project")
     _then_wait(d, d.find_element(By.ID, "apply").click)
 

@@ -32,6 +32,8 @@ class ListQuery:
     annotator: str | None = None
     checks: str | None = None  # passed | failed
     review: str | None = None  # one of REVIEW_STATES
+    text: str | None = None  # in the subject (or the start of the sha), any case
+    min_confidence: float | None = None
     sort: str = "date"
     descending: bool = True
     page: int = 1
@@ -49,6 +51,13 @@ class ListQuery:
             if value:
                 clauses.append(f"{column} = ${column}")
                 params[column] = value
+        if self.text:
+            clauses.append("(contains(lower(subject), lower($text)) "
+                           "OR starts_with(sha, lower(trim($text))))")
+            params["text"] = self.text
+        if self.min_confidence is not None:
+            clauses.append("coalesce(confidence, 0) >= $min_confidence")
+            params["min_confidence"] = self.min_confidence
         if self.checks in CHECK_STATES:
             clauses.append("checks_passed" if self.checks == "passed"
                            else "NOT coalesce(checks_passed, false)")

@@ -20,8 +20,13 @@ def list_query(params: dict[str, str]) -> ListQuery:
         except ValueError:
             return default
 
+    try:
+        min_confidence = float(params["min_conf"]) if params.get("min_conf") else None
+    except ValueError:
+        min_confidence = None
     return ListQuery(
         kind=params.get("kind", "fixes") or "fixes", repo=params.get("repo") or None,
+        text=params.get("text") or None, min_confidence=min_confidence,
         bug_type=params.get("bug_type") or None, scope=params.get("scope") or None,
         annotator=params.get("annotator") or None, checks=params.get("checks") or None,
         review=params.get("review") or None, sort=params.get("sort", "date") or "date",
@@ -33,7 +38,8 @@ def query_string(query: ListQuery, **changes: Any) -> str:
     """The query string of query with some values changed (empty ones left out)."""
     values = {"kind": query.kind, "repo": query.repo, "bug_type": query.bug_type,
               "scope": query.scope, "annotator": query.annotator, "checks": query.checks,
-              "review": query.review, "sort": query.sort,
+              "review": query.review, "text": query.text, "min_conf": query.min_confidence,
+              "sort": query.sort,
               "dir": "desc" if query.descending else "asc", "page": query.page,
               "size": query.size, **changes}
     return urlencode({k: v for k, v in values.items() if v not in (None, "")})
