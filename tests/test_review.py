@@ -291,3 +291,35 @@ def test_accepting_a_non_fix_keeps_it_a_non_fix(reviewed, tmp_path: Path) -> Non
     assert stored() == {shas["feature"]: True, shas["counter_fix"]: False}
     with pytest.raises(ReviewInputError, match="not in the warehouse"):
         record_decision(settings, Decision(repo=repo, sha="0" * 40, decision="accept"))
+
+
+def test_a_writer_elsewhere_leaves_the_list_readable(reviewed, tmp_path: Path) -> None:
+    """While another process writes the warehouse, the list shows its last copy and a fix
+    page says in one sentence that the warehouse is in use."""
+    from starlette.testclient import TestClient
+
+    from flows.web.app import create_app
+
+    warehouse = tmp_path / "w.duckdb"
+    shutil.copy(reviewed[0], warehouse)
+    with TestClient(create_app(Settings(warehouse=warehouse))) as client:
+        first = client.get("/")
+        assert first.status_code == 200
+        holder = subprocess.Popen(
+            [sys.executable, "-c", "import duckdb, sys, time\n"
+             f"con = duckdb.connect({str(warehouse)!r})\n"
+             "con.execute('CREATE TABLE IF NOT EXISTS scratch (x INTEGER)')\n"
+             "con.execute('INSERT INTO scratch VALUES (1)')\n"
+             "print('holding', flush=True)\ntime.sleep(60)\n"],
+            stdout=subprocess.PIPE, text=True)
+        try:
+            assert holder.stdout is not None and holder.stdout.readline() == "holding\n"
+            listed = client.get("/")
+            assert listed.status_code == 200
+            assert "Fix race condition in Counter.bump" in listed.text
+            page = client.get(f"/fix/{reviewed[1]['counter_fix']}",
+                              params={"repo": "github.com/acme/project"})
+            assert page.status_code == 503 and "in use by another process" in page.text
+        finally:
+            holder.kill()
+            holder.wait()

@@ -10,6 +10,7 @@ from typing import Any
 
 import duckdb
 
+from warehouse.errors import WarehouseInUseError
 from warehouse.save import now
 
 # The list's columns a user may sort by, as the SQL that sorts them.
@@ -112,7 +113,14 @@ class ListSnapshot:
             stamp = self._files_stamp()
             if stamp != self._stamp:
                 quoted = str(self._path).replace("'", "''")
-                self._memory.execute(f"ATTACH '{quoted}' AS w (READ_ONLY)")
+                try:
+                    self._memory.execute(f"ATTACH '{quoted}' AS w (READ_ONLY)")
+                except duckdb.Error as exc:  # another process is writing it
+                    if self._stamp is None:
+                        raise WarehouseInUseError(
+                            f"warehouse {self._path}: in use by another process; wait for "
+                            "it to finish and reload") from exc
+                    return self._memory.cursor()  # the last copy, until the writer is done
                 try:
                     self._memory.execute("CREATE OR REPLACE TABLE review_list AS "
                                          + _LISTED.format(db="w."))

@@ -8,6 +8,7 @@ store a decision, so a mine can run between two pages.
 from __future__ import annotations
 
 import threading
+from html import escape
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -68,8 +69,8 @@ def create_app(settings: Settings) -> Starlette:
         repo = params.get("repo", "")
         record = read(lambda con: fix_record(con, repo, sha))
         if record is None:
-            return HTMLResponse(f"<p>commit {sha} of {repo} is not in the warehouse</p>",
-                                status_code=404)
+            return HTMLResponse(f"<p>commit {escape(sha)} of {escape(repo)} is not in the "
+                                "warehouse</p>", status_code=404)
         return _fix_page(request, record, params, error=None)
 
     def _fix_page(request: Request, record: dict[str, Any], params: dict[str, str],
@@ -120,7 +121,7 @@ def create_app(settings: Settings) -> Starlette:
         return RedirectResponse(_link((repo, sha), back, index), status_code=303)
 
     async def failed(request: Request, exc: Exception) -> Response:
-        return HTMLResponse(f"<p>{exc}</p>", status_code=503)
+        return HTMLResponse(f"<p>{escape(str(exc))}</p>", status_code=503)
 
     return Starlette(routes=[Route("/", home), Route("/fix/{sha}", fix),
                              Route("/fix/{sha}/decision", decide, methods=["POST"])],
