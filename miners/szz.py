@@ -31,6 +31,9 @@ class Evidence(StrEnum):
     ADJACENT = "adjacent"  # the line sits next to an add-only change, in the same function
 
 
+Lines = dict[int, tuple[Evidence, str | None]]  # line -> (evidence, function holding it)
+
+
 @dataclass(frozen=True)
 class Span:
     """A function unit of the before version: 1-based inclusive lines."""
@@ -78,7 +81,7 @@ class BlameTarget:
 
     path: str  # in the parent
     language: str
-    lines: dict[int, tuple[Evidence, str | None]]  # line -> (evidence, function holding it)
+    lines: Lines
 
     def ranges(self) -> list[tuple[int, int]]:
         """The lines as inclusive runs, for `git blame -L`."""
@@ -105,15 +108,24 @@ def is_code(line: str, language: str) -> bool:
     return not all(token in _NOISE for token in _TOKEN.findall(text))
 
 
-def _file_lines(file: FixFile) -> tuple[dict[int, tuple[Evidence, str | None]],
-                                        dict[int, tuple[Evidence, str | None]], bool]:
-    """(changed code lines in functions, changed code lines outside them, whether the file
-    has insertions) of one file."""
+@dataclass(frozen=True)
+class _FileLines:
+    """What one file offers to blame: changed code lines inside its changed functions and
+    outside them, code lines next to its pure insertions, and whether it inserts at all."""
+
+    inside: Lines
+    outside: Lines
+    adjacent: Lines
+    inserts: bool
+
+
+def _file_lines(file: FixFile) -> _FileLines:
     from miners.windows import changed_blocks  # with tree-sitter: not for `racemine sql`
 
     text = (file.before or "").split("\n")
-    inside: dict[int, tuple[Evidence, str | None]] = {}
-    outside: dict[int, tuple[Evidence, str | None]] = {}
+    inside: Lines = {}
+    outside: Lines = {}
+    adjacent: Lines = {}
     inserts = False
     for block in changed_blocks(file.diff):
         inserts = inserts or block.new_end > block.new_start
@@ -123,35 +135,32 @@ def _file_lines(file: FixFile) -> tuple[dict[int, tuple[Evidence, str | None]],
             span = next((s for s in file.functions if s.holds(line)), None)
             target = inside if span else outside
             target[line] = (Evidence.CHANGED, span.name if span else None)
-    return inside, outside, inserts
+        if block.old_end == block.old_start:
+            adjacent |= _next_to(block.old_start, file, text)
+    return _FileLines(inside, outside, adjacent, inserts)
 
 
-def _adjacent(file: FixFile) -> dict[int, tuple[Evidence, str | None]]:
-    """Code lines next to each pure insertion, inside the function around it."""
-    from miners.windows import changed_blocks
-
-    text = (file.before or "").split("\n")
-    chosen: dict[int, tuple[Evidence, str | None]] = {}
-    for block in changed_blocks(file.diff):
-        if block.old_end != block.old_start:
-            continue
-        above, below = block.old_start, block.old_start + 1  # 1-based neighbours
-        span = next((s for s in file.functions if s.holds(above) and s.holds(below)), None) \
-            or next((s for s in file.functions if s.holds(above) or s.holds(below)), None)
-        if span is None:
-            continue
-        for step, start in ((-1, above), (1, below)):
-            found, line = 0, start
-            while found < ADJACENT_LINES and span.holds(line) and 0 < line <= len(text):
-                if is_code(text[line - 1], file.language):
-                    chosen[line] = (Evidence.ADJACENT, span.name)
-                    found += 1
-                line += step
+def _next_to(above: int, file: FixFile, text: list[str]) -> Lines:
+    """Code lines next to a pure insertion after line `above`, in the function around it."""
+    below = above + 1
+    span = next((s for s in file.functions if s.holds(above) and s.holds(below)), None) \
+        or next((s for s in file.functions if s.holds(above) or s.holds(below)), None)
+    chosen: Lines = {}
+    if span is None:
+        return chosen
+    for step, start in ((-1, above), (1, below)):
+        found, line = 0, start
+        while found < ADJACENT_LINES and span.holds(line) and 0 < line <= len(text):
+            if is_code(text[line - 1], file.language):
+                chosen[line] = (Evidence.ADJACENT, span.name)
+                found += 1
+            line += step
     return chosen
 
 
 def plan_blame(fix: FixInput) -> Plan:
-    """The lines of the fix's parent to blame, or why there are none.
+    """The lines of the fix's parent to blame, or why there are none: changed lines inside
+    changed functions, else changed lines elsewhere, else the lines next to insertions.
 
     Production files come first: when the fix changes code outside tests, its test files
     are not blamed (a test written with the fix is not the bug)."""
@@ -159,27 +168,19 @@ def plan_blame(fix: FixInput) -> Plan:
         return Plan((), "the fix is a root commit: it has no parent to blame")
     if not fix.files:
         return Plan((), "the fix changes no Elixir or Erlang file")
-    readable = [f for f in fix.files if f.before is not None]
+    readable = [(f, _file_lines(f)) for f in fix.files if f.before is not None]
     if not readable:
         return Plan((), "every file the fix changed was created by it (or was too large or "
                         "binary to read)")
-    production = [f for f in readable if not f.is_test]
-    for files in ((production, [f for f in readable if f.is_test]) if production
-                  else (readable,)):
-        if not files:
-            continue
-        planned = [(f, *_file_lines(f)) for f in files]
-        if any(inside for _, inside, _, _ in planned):
-            return Plan(tuple(BlameTarget(f.before_path, f.language, inside)
-                              for f, inside, _, _ in planned if inside))
-        if any(outside for _, _, outside, _ in planned):
-            return Plan(tuple(BlameTarget(f.before_path, f.language, outside)
-                              for f, _, outside, _ in planned if outside))
-        adjacent = [(f, lines) for f in files if (lines := _adjacent(f))]
-        if adjacent:
-            return Plan(tuple(BlameTarget(f.before_path, f.language, lines)
-                              for f, lines in adjacent))
-    if not any(_file_lines(f)[2] for f in readable):
+    production = [(f, lines) for f, lines in readable if not f.is_test]
+    tests = [(f, lines) for f, lines in readable if f.is_test]
+    for files in (production, tests) if production else (readable,):
+        for kind in ("inside", "outside", "adjacent"):
+            targets = tuple(BlameTarget(f.before_path, f.language, chosen) for f, lines in files
+                            if (chosen := getattr(lines, kind)))
+            if targets:
+                return Plan(targets)
+    if not any(lines.inserts for _, lines in readable):
         return Plan((), "the fix deleted only comments, blank lines or bare syntax")
     return Plan((), "add-only fix with no enclosing function: its insertions are outside "
                     "every function of the files it changed")
