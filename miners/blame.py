@@ -118,13 +118,14 @@ class Blamer:
         args = ["--incremental", "-w", "-M",
                 *(f"-L{start},{end}" for start, end in target.ranges()),
                 *(f"--ignore-rev={sha}" for sha in ignore), rev, "--", target.path]
+        from git.exc import GitCommandError
+
         try:
             out = self._repo.git.blame(*args, stdout_as_string=False)
-        except Exception as exc:  # GitPython's GitCommandError, raised by the git edge
-            stderr = getattr(exc, "stderr", "") or str(exc)
+        except GitCommandError as exc:
             raise RacemineGitError(
-                f"git blame of {target.path} at {rev[:12]} failed ({str(stderr).strip()[:200]})"
-            ) from exc
+                f"git blame of {target.path} at {rev[:12]} failed "
+                f"({str(exc.stderr or exc).strip()[:200]})") from exc
         return list(_parse_incremental(out.decode("utf-8", errors="replace"), target))
 
     def reformats(self, sha: str, path: str, language: str) -> bool:
@@ -140,14 +141,16 @@ class Blamer:
         return verdict
 
     def _text(self, rev: str, path: str) -> str | None:
-        git = getattr(self._local, "git", None)
-        if git is None:
+        repo = getattr(self._local, "repo", None)
+        if repo is None:
             from git import Repo
 
-            git = self._local.git = Repo(self._git_dir).git
+            # Held, not only its .git: a Repo that is collected stops its cat-file process.
+            repo = self._local.repo = Repo(self._git_dir)
+        git = repo.git
         try:  # one round trip to the persistent `git cat-file --batch`
             _, kind, size, data = git.get_object_data(f"{rev}:{path}")
-        except Exception:  # no parent (a root commit), or no such path there
+        except ValueError:  # "could not be resolved": a root commit's parent, a path not there
             return None
         if kind != b"blob" or size > _MAX_TEXT:
             return None
@@ -176,7 +179,7 @@ def _parse_incremental(out: str, target: BlameTarget):
         for offset in range(count):
             evidence, function = target.lines.get(final + offset, (None, None))
             if evidence is None:
-                continue  # a line of a range that only joins two chosen ones
+                continue  # not a line we asked for (the ranges hold only chosen lines)
             yield BlamedLine(path=target.path, line=final + offset, evidence=evidence,
                              function=function, commit=sha, author_time=author_time,
                              summary=summary, orig_path=value, orig_line=orig + offset)
