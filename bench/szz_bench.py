@@ -33,9 +33,8 @@ def _blame_commands(warehouse: Path, git_dir: str) -> list[list[str]]:
 
     commands = []
     with open_warehouse(warehouse, read_only=True) as con:
-        todo = szz_todo(con, redo=True)
-        for repo in dict.fromkeys(r for r, _ in todo):
-            for fix in read_szz_inputs(con, repo, [s for r, s in todo if r == repo]):
+        for repo, located in szz_todo(con, redo=True).items():
+            for fix in read_szz_inputs(con, repo, located):
                 for target in plan_blame(fix).targets:
                     commands.append(["git", "-C", git_dir, "blame", "-w", "-M",
                                      *(f"-L{a},{b}" for a, b in target.ranges()),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import duckdb
@@ -82,13 +83,18 @@ def read_commit_inputs(con: duckdb.DuckDBPyConnection, repo: str, shas: list[str
             for sha in shas if sha in messages]
 
 
+Located = tuple[str | None, str | None]  # (file, function) the newest label located
+
+
 def szz_todo(con: duckdb.DuckDBPyConnection, repos: list[str] | None = None, *,
-             every_commit: bool = False, redo: bool = False) -> list[tuple[str, str]]:
-    """(repo, sha) of the commits to trace, oldest first per repository: the concurrency
-    fixes (every stored non-merge commit with every_commit) that this SZZ version has not
-    traced yet, or whose tracing failed."""
+             every_commit: bool = False, redo: bool = False
+             ) -> dict[str, dict[str, Located]]:
+    """The commits to trace, oldest first per repository, each with where its newest label
+    located the bug: the concurrency fixes (every stored non-merge commit with
+    every_commit) that this SZZ version has not traced yet, or whose tracing failed."""
     rows = con.execute(
-        """SELECT c.repo, c.sha FROM commits c JOIN fixes f USING (repo, sha)
+        """SELECT c.repo, c.sha, f.location_file, f.location_function
+           FROM commits c JOIN fixes f USING (repo, sha)
            WHERE NOT c.is_merge AND ($every OR f.is_concurrency_bug)
              AND ($repos IS NULL OR c.repo IN (SELECT unnest($repos)))
              AND ($redo OR NOT EXISTS (
@@ -97,7 +103,10 @@ def szz_todo(con: duckdb.DuckDBPyConnection, repos: list[str] | None = None, *,
            ORDER BY c.repo, c.committer_date, c.sha""",
         {"every": every_commit, "repos": repos, "redo": redo, "version": SZZ_VERSION},
     ).fetchall()
-    return [(r[0], r[1]) for r in rows]
+    todo: dict[str, dict[str, Located]] = {}
+    for repo, sha, file, function in rows:
+        todo.setdefault(repo, {})[sha] = (file, function)
+    return todo
 
 
 def repo_sources(con: duckdb.DuckDBPyConnection, repos: list[str]
@@ -108,18 +117,17 @@ def repo_sources(con: duckdb.DuckDBPyConnection, repos: list[str]
     return {r[0]: (r[1], r[2]) for r in rows}
 
 
-def read_szz_inputs(con: duckdb.DuckDBPyConnection, repo: str, shas: list[str]
+def read_szz_inputs(con: duckdb.DuckDBPyConnection, repo: str, located: Mapping[str, Located]
                     ) -> list[FixInput]:
-    """What tracing each commit of shas needs, in their order: its first parent, its
-    stored files with the before text, diff and changed functions, and where its newest
-    label located the bug."""
-    if not shas:
+    """What tracing each commit of located (sha → the label's place, from szz_todo) needs,
+    in its order: its first parent and its stored files with the before text, diff and
+    changed functions."""
+    if not located:
         return []
-    params = {"repo": repo, "shas": shas}
-    head = {r[0]: r[1:] for r in con.execute(
-        """SELECT c.sha, c.parents[1], l.location_file, l.location_function
-           FROM commits c LEFT JOIN fixes l USING (repo, sha)
-           WHERE c.repo = $repo AND c.sha IN (SELECT unnest($shas))""", params).fetchall()}
+    params = {"repo": repo, "shas": list(located)}
+    parents = dict(con.execute(
+        """SELECT sha, parents[1] FROM commits
+           WHERE repo = $repo AND sha IN (SELECT unnest($shas))""", params).fetchall())
     spans: dict[tuple[str, str], list[Span]] = {}
     for sha, path, function, start, end in con.execute(
             """SELECT sha, path, function, before_start, before_end FROM function_changes
@@ -135,9 +143,9 @@ def read_szz_inputs(con: duckdb.DuckDBPyConnection, repo: str, shas: list[str]
         files.setdefault(sha, []).append(FixFile(
             path=path, old_path=old_path, language=language, is_test=is_test,
             before=before, diff=diff, functions=tuple(spans.get((sha, path), ()))))
-    return [FixInput(repo=repo, sha=sha, parent=head[sha][0], files=tuple(files.get(sha, ())),
-                     located_file=head[sha][1], located_function=head[sha][2])
-            for sha in shas if sha in head]
+    return [FixInput(repo=repo, sha=sha, parent=parents[sha], files=tuple(files.get(sha, ())),
+                     located_file=place[0], located_function=place[1])
+            for sha, place in located.items() if sha in parents]
 
 
 STATS_QUERIES = {

@@ -22,7 +22,7 @@ from miners.errors import MinerError
 from miners.sources import cache_dir_for, parse_remote_spec
 from miners.szz import FixInput, Trace
 from warehouse.db import open_warehouse
-from warehouse.queries import read_szz_inputs, repo_sources, szz_todo
+from warehouse.queries import Located, read_szz_inputs, repo_sources, szz_todo
 from warehouse.save import save_traces
 
 BATCH = 100  # commits per transaction
@@ -88,28 +88,26 @@ def trace_origins(settings: Settings, repos: list[str] | None = None, *,
             open_warehouse(settings.warehouse) as con:
         result.run_id = run.run_id
         todo = szz_todo(con, repos, every_commit=every_commit, redo=redo)
-        by_repo: dict[str, list[str]] = {}
-        for repo, sha in todo:
-            by_repo.setdefault(repo, []).append(sha)
-        sources = repo_sources(con, list(by_repo))
-        progress("szz", "tracing", 0, len(todo))
+        total = sum(len(located) for located in todo.values())
+        sources = repo_sources(con, list(todo))
+        progress("szz", "tracing", 0, total)
         workers = max(1, os.cpu_count() or 1)
         with ThreadPoolExecutor(workers, thread_name_prefix="racemine-szz") as pool:
-            for repo, shas in by_repo.items():
+            for repo, located in todo.items():
                 try:
                     blamer = Blamer(source_clone(repo, *sources.get(repo, (None, None)),
                                                  settings.cache_dir))
                 except MinerError as exc:
                     result.errors.append(str(exc))
-                    result.failed += len(shas)
+                    result.failed += len(located)
                     continue
-                for batch in _batches(shas):
+                for batch in _batches(located):
                     fixes = read_szz_inputs(con, repo, batch)
                     traced = pool.map(lambda fix, b=blamer: trace_one(b, fix), fixes)
                     traces = dict(zip((f.sha for f in fixes), traced, strict=True))
                     save_traces(con, repo, run.run_id, traces)
                     result.count(traces.values())
-                    progress("szz", "tracing", result.traced, len(todo))
+                    progress("szz", "tracing", result.traced, total)
         result.seconds = time.perf_counter() - started
         run.counts = {"traced": result.traced, "found": result.found, "none": result.none,
                       "failed": result.failed}
@@ -119,7 +117,7 @@ def trace_origins(settings: Settings, repos: list[str] | None = None, *,
     return result
 
 
-def _batches(shas: list[str]) -> Iterator[list[str]]:
+def _batches(located: dict[str, Located]) -> Iterator[dict[str, Located]]:
+    shas = list(located)
     for start in range(0, len(shas), BATCH):
-        yield shas[start:start + BATCH]
-
+        yield {sha: located[sha] for sha in shas[start:start + BATCH]}
