@@ -205,6 +205,28 @@ def fix_record(con: duckdb.DuckDBPyConnection, repo: str, sha: str) -> dict[str,
     return record
 
 
+def labeled_as_fix(con: duckdb.DuckDBPyConnection, repo: str, sha: str,
+                   annotator: str | None) -> bool | None:
+    """Whether annotator's label (without one, the newest annotator's) calls the commit a
+    concurrency fix, its most confident label as `commit_labels` picks it, or None
+    when the commit is not stored. Read from the tables for this one commit: the views would
+    label every commit first."""
+    if con.execute("SELECT 1 FROM commits WHERE repo = ? AND sha = ?", [repo, sha]
+                   ).fetchone() is None:
+        return None
+    if annotator is None:
+        newest = con.execute("SELECT annotator FROM annotations WHERE repo = ? AND sha = ? "
+                             "AND status = 'ok' ORDER BY created_at DESC, annotator LIMIT 1",
+                             [repo, sha]).fetchone()
+        annotator = newest[0] if newest else None
+    row = con.execute(
+        """SELECT coalesce(is_concurrency_bug, false) FROM annotations
+           WHERE repo = ? AND sha = ? AND annotator = ? AND status = 'ok'
+           ORDER BY is_concurrency_bug DESC, confidence DESC NULLS LAST, target LIMIT 1""",
+        [repo, sha, annotator]).fetchone()
+    return bool(row[0]) if row else False
+
+
 def save_review(con: duckdb.DuckDBPyConnection, row: Mapping[str, Any]) -> None:
     """Store a decision, replacing the commit's earlier one."""
     values = {**row, "reviewed_at": now()}

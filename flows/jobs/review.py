@@ -14,7 +14,7 @@ from annotators.schema import Action, BugType, EventStep, Scope, render_step
 from flows.settings import Settings
 from warehouse.db import open_warehouse
 from warehouse.errors import WarehouseError
-from warehouse.review import gold_rows, save_review
+from warehouse.review import gold_rows, labeled_as_fix, save_review
 
 DECISIONS = ("accept", "reject", "correct")
 
@@ -79,16 +79,14 @@ def record_decision(settings: Settings, decision: Decision) -> None:
         raise ReviewInputError(f"scope {scope!r}: use production or test")
     steps = parse_steps(decision.steps) if correct and decision.steps.strip() else None
     with open_warehouse(settings.warehouse, read_only=True) as con:
-        found = con.execute("SELECT coalesce(is_concurrency_bug, false) FROM fixes "
-                            "WHERE repo = ? AND sha = ?", [decision.repo, decision.sha]
-                            ).fetchone()
+        found = labeled_as_fix(con, decision.repo, decision.sha, decision.annotator)
     if found is None:
         raise ReviewInputError(f"commit {decision.sha[:12]} of {decision.repo}: not in the "
                                "warehouse; reload the list")
     # Accept: the label is right, fix or not. Reject: not a concurrency fix. Correct: a
     # bug type says which, else the label's answer stands.
-    is_fix = {"accept": found[0], "reject": False}.get(
-        decision.decision, bug_type != "not_concurrency" if bug_type else found[0])
+    is_fix = {"accept": found, "reject": False}.get(
+        decision.decision, bug_type != "not_concurrency" if bug_type else found)
     row = {
         "repo": decision.repo, "sha": decision.sha, "decision": decision.decision,
         "annotator": decision.annotator, "is_concurrency_bug": is_fix,
