@@ -17,7 +17,13 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from flows.jobs.review import Decision, ReviewInputError, parse_steps, record_decision
+from flows.jobs.review import (
+    Decision,
+    ReviewInputError,
+    parse_steps,
+    record_decision,
+    steps_text,
+)
 from flows.jobs.szz import trace_origins
 from flows.settings import Settings
 from tests.conftest import COUNTER_FIXED, COUNTER_RACY, RepoBuilder, clean_env, mine_local, run_cli
@@ -231,9 +237,11 @@ def test_a_bad_correction_is_one_sentence(reviewed, tmp_path: Path) -> None:
         record_decision(Settings(warehouse=warehouse), Decision(
             repo="github.com/acme/project", sha=reviewed[1]["counter_fix"], decision="correct",
             bug_type="races"))
-    steps = parse_steps("caller A | call | Pool server | lib/pool.ex:40 | checkout/2 | asks")
+    text = "caller A | call | Pool server | lib/pool.ex:40 | checkout/2 | asks"
+    steps = parse_steps(text)
     assert (steps[0].file, steps[0].line, steps[0].function) == ("lib/pool.ex", 40,
                                                                  "checkout/2")
+    assert steps_text([{**steps[0].model_dump(mode="json")}]) == text  # read back as written
 
 
 def test_a_diff_without_lengths_is_shown_with_its_context() -> None:

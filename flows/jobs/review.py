@@ -7,6 +7,7 @@ import getpass
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -62,6 +63,17 @@ def parse_steps(text: str) -> list[EventStep]:
                 f"step {number} ({line.strip()[:60]!r}): write it as actor | action | target "
                 f"| file:line | function | note, with an action among {actions}") from None
     return steps
+
+
+def steps_text(steps: list[dict[str, Any]] | None) -> str:
+    """Stored steps in the format parse_steps reads back, one a line."""
+    lines = []
+    for s in steps or []:
+        place = (s.get("file") or "") + (f":{s['line']}" if s.get("line") else "")
+        lines.append(" | ".join([s.get("actor") or "", s.get("action") or "",
+                                 s.get("target") or "", place, s.get("function") or "",
+                                 s.get("note") or ""]).rstrip(" |"))
+    return "\n".join(lines)
 
 
 def record_decision(settings: Settings, decision: Decision) -> None:

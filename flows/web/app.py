@@ -19,9 +19,16 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
-from flows.jobs.review import Decision, ReviewInputError, record_decision, reviewer_name
+from annotators.schema import BugType
+from flows.jobs.review import (
+    Decision,
+    ReviewInputError,
+    record_decision,
+    reviewer_name,
+    steps_text,
+)
 from flows.settings import Settings
-from flows.web.views import list_query, panes, query_string, shown, steps_text
+from flows.web.views import list_query, panes, query_string, shown
 from warehouse.db import open_warehouse
 from warehouse.errors import WarehouseError
 from warehouse.review import (
@@ -37,9 +44,7 @@ from warehouse.review import (
 )
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
-BUG_TYPES = ("race_condition", "deadlock", "livelock", "message_ordering", "timeout",
-             "mailbox_overflow", "resource_leak", "exit_signal", "other_concurrency",
-             "not_concurrency")
+BUG_TYPES = tuple(b.value for b in BugType)
 
 
 def create_app(settings: Settings) -> Starlette:

@@ -128,15 +128,3 @@ def shown(record: dict[str, Any], label: dict[str, Any] | None, path: str | None
     if chosen is None and default and functions:
         chosen = next((g for g in functions if g["change"] == "modified"), functions[0])
     return file, chosen
-
-
-def steps_text(steps: list[dict[str, Any]] | None) -> str:
-    """Steps in the correction box's format: actor | action | target | file:line | function
-    | note."""
-    lines = []
-    for s in steps or []:
-        place = (s.get("file") or "") + (f":{s['line']}" if s.get("line") else "")
-        lines.append(" | ".join([s.get("actor") or "", s.get("action") or "",
-                                 s.get("target") or "", place, s.get("function") or "",
-                                 s.get("note") or ""]).rstrip(" |"))
-    return "\n".join(lines)
