@@ -140,7 +140,7 @@ class Blamer:
             self._reformats[key] = verdict
         return verdict
 
-    def _text(self, rev: str, path: str) -> str | None:
+    def _text(self, rev: str, path: str) -> bytes | None:
         repo = getattr(self._local, "repo", None)
         if repo is None:
             from git import Repo
@@ -152,9 +152,7 @@ class Blamer:
             _, kind, size, data = git.get_object_data(f"{rev}:{path}")
         except ValueError:  # "could not be resolved": a root commit's parent, a path not there
             return None
-        if kind != b"blob" or size > _MAX_TEXT:
-            return None
-        return data.decode("utf-8", errors="replace")
+        return data if kind == b"blob" and size <= _MAX_TEXT else None
 
 
 def _parse_incremental(out: str, target: BlameTarget):
