@@ -103,11 +103,11 @@ _META_LINE = re.compile(
 
 # Spellings of BEAM concurrency in code (lowered): how much a changed function is about
 # processes. Matched against lowered text, several times faster than case-insensitive matching.
-PRIMITIVES = re.compile(
-    r"\bsend\b|\breceive\b|\bcall\b|\bcast\b|\bmonitor|\blink\b|spawn|\bets\b|:ets\.|"
-    r"trap_exit|\bexit\b|'down'|:down\b|'exit'|:exit\b|\btimeout\b|\bafter\b|register|"
-    r"whereis|\btask\.|\bprocess\.|gen_server|genserver|gen_statem|\breply\b|\bpid\b|"
-    r"\bself\(\)|\bmnesia\b|\block\b|\bsleep\b|assert_receive|\bflush\b|\bawait\b")
+PRIMITIVES = re.compile(  # alternatives grouped by first letter: ten times faster
+    r"\b(?:se(?:nd\b|lf\(\))|re(?:ceive|ply)\b|ca(?:ll|st)\b|monitor|l(?:ink|ock)\b|"
+    r"e(?:ts|xit)\b|t(?:imeout\b|ask\.)|after\b|p(?:rocess\.|id\b)|mnesia\b|sleep\b|flush\b|"
+    r"await\b)|spawn|:(?:ets\.|down\b|exit\b)|'(?:down|exit)'|trap_exit|register|whereis|"
+    r"gen(?:_server|server|_statem)|assert_receive")
 
 
 def process_words(text: str) -> int:
@@ -116,9 +116,11 @@ def process_words(text: str) -> int:
 
 
 _DOC_LINE = re.compile(r"^\s*(?:@(?:module|type)?doc|-(?:module)?doc)\b|^\s*(?:#|%)|^\s*$")
-# A doc attribute's heredoc, from its opening line to the line its delimiter closes it on.
-_HEREDOC = re.compile(r"^[ \t]*(?:@(?:module|type)?doc|-(?:module)?doc)\b[^\n]*?(\"\"\"|\'\'\')"
-                      r"[ \t]*$.*?^[ \t]*\1", re.MULTILINE | re.DOTALL)
+# A doc attribute's heredoc: the line that opens it (searched from the attribute, which
+# Python's regex engine can skip ahead to) and the line its delimiter closes it on.
+_HEREDOC_OPEN = re.compile(
+    r"(?:@(?:module|type)?doc|-(?:module)?doc)\b[^\n]*?(\"\"\"|\'\'\')[ \t]*$", re.MULTILINE)
+_HEREDOC_CLOSE = {d: re.compile(r"\n[ \t]*" + d) for d in ('"""', "'''")}
 _DOCTEST = re.compile(r"^\s*(?:iex(?:\(\d+\))?>|\.\.\.(?:\(\d+\))?>)")  # doctests are code
 
 
@@ -126,12 +128,19 @@ def doc_ranges(text: str) -> list[tuple[int, int]]:
     """(first, last) line of each documentation heredoc of a file (Elixir's @doc, @moduledoc
     and @typedoc, Erlang's -doc and -moduledoc), one scan of the text."""
     ranges = []
-    line, offset = 1, 0
-    for m in _HEREDOC.finditer(text):
-        line += text.count("\n", offset, m.start())
-        last = line + m.group(0).count("\n")
+    line, offset, at = 1, 0, 0
+    while opened := _HEREDOC_OPEN.search(text, at):
+        at = opened.start() + 1
+        start = text.rfind("\n", 0, opened.start()) + 1
+        if text[start:opened.start()].strip(" \t"):
+            continue  # the attribute is not the first word of its line
+        closed = _HEREDOC_CLOSE[opened.group(1)].search(text, opened.end())
+        if closed is None:
+            continue
+        line += text.count("\n", offset, start)
+        last = line + text.count("\n", start, closed.end())
         ranges.append((line, last))
-        line, offset = last, m.end()
+        line, offset, at = last, closed.end(), closed.end()
     return ranges
 
 

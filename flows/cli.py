@@ -601,6 +601,9 @@ def eval_command(
 
 
 def main() -> None:
+    # racemine uses no pydantic plugins, and looking them up reads the entry points of every
+    # installed package: ~50 ms of each command. A user who wants them sets the variable.
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     app(prog_name="racemine")
 
 

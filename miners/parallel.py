@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from types import TracebackType
 
-from miners.functions import PairsJob, function_pairs_jobs
-from miners.records import CommitFiles, FilePair
+from miners.functions import function_pairs_jobs
+from miners.records import CommitFiles, FilePair, FunctionPair, ParseStatus
 
 DEFAULT_PARSE_WORKERS = max(1, min(4, os.cpu_count() or 1))
 # Below this many commits a batch is parsed inline: starting worker processes costs more.
@@ -37,40 +37,59 @@ def _exit_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
+# What a caller does with each commit once it is parsed, on the worker that parsed it (a
+# top-level function, or a partial of one, so that it pickles): labeling there spreads it
+# over the workers instead of leaving it to the process that extracts.
+Then = Callable[[CommitFiles], object]
+
+# A commit's parse as it travels back from a worker: (status, pairs) of each parseable file,
+# and what `then` made of the commit; the file texts stay where they are.
+_Parsed = tuple[list[tuple[ParseStatus, list[FunctionPair]]], object]
+
+
+def _parse_commit(cf: CommitFiles, then: Then | None) -> _Parsed:
+    files = [f for f in cf.files if _parseable(f)]
+    parsed = function_pairs_jobs([(f.before, f.after, f.language, f.diff) for f in files])
+    return parsed, then(_with_pairs(cf, parsed)) if then else None
+
+
+def _with_pairs(cf: CommitFiles, parsed: list[tuple[ParseStatus, list[FunctionPair]]]
+                ) -> CommitFiles:
+    if not parsed:
+        return cf
+    files = list(cf.files)
+    at = [j for j, f in enumerate(files) if _parseable(f)]
+    for j, (status, pairs) in zip(at, parsed, strict=True):
+        files[j] = dataclasses.replace(files[j], parse_status=status, functions=tuple(pairs))
+    return dataclasses.replace(cf, files=tuple(files))
+
+
 class ParsedBatch:
     """Commits whose file pairs are being parsed; results() yields each with its function
-    pairs as soon as they are parsed.
+    pairs, and what the parser's `then` made of it, as soon as it is parsed.
 
-    Files are handed to the workers as each commit is added, so parsing runs while git
-    still extracts the rest of the batch.
+    Each commit is handed to the workers as it is added, so parsing runs while git still
+    extracts the rest of the batch.
     """
 
-    def __init__(self, submit: Callable[[list[PairsJob]], Future]) -> None:
+    def __init__(self, submit: Callable[[CommitFiles], Future[_Parsed]]) -> None:
         self._submit = submit
-        # each commit, the indexes of its files to parse, and their parse (None: no file)
-        self._commits: list[tuple[CommitFiles, list[int], Future | None]] = []
+        self._commits: list[tuple[CommitFiles, Future[_Parsed]]] = []
 
     def add(self, cf: CommitFiles) -> None:
-        files = [(j, f) for j, f in enumerate(cf.files) if _parseable(f)]
-        jobs = [(f.before, f.after, f.language, f.diff) for _, f in files]
-        self._commits.append((cf, [j for j, _ in files], self._submit(jobs) if jobs else None))
+        self._commits.append((cf, self._submit(cf)))
 
     @property
     def extracted(self) -> list[CommitFiles]:
         """The commits as added: file pairs and diffs, no function pairs yet."""
-        return [cf for cf, _, _ in self._commits]
+        return [cf for cf, _ in self._commits]
 
-    def results(self) -> Iterator[CommitFiles]:
-        """Each commit with its function pairs, in the order added, once they are parsed."""
-        for cf, parsed, future in self._commits:
-            if future is None:
-                yield cf
-                continue
-            files = list(cf.files)
-            for j, (status, pairs) in zip(parsed, future.result(), strict=True):
-                files[j] = dataclasses.replace(files[j], parse_status=status,
-                                               functions=tuple(pairs))
-            yield dataclasses.replace(cf, files=tuple(files))
+    def results(self) -> Iterator[tuple[CommitFiles, object]]:
+        """Each commit with its function pairs and what `then` made of it (None without a
+        `then`), in the order added, once they are parsed."""
+        for cf, future in self._commits:
+            parsed, made = future.result()
+            yield _with_pairs(cf, parsed), made
 
 
 class _Done(Future):
@@ -82,8 +101,9 @@ class _Done(Future):
 class FunctionParser:
     """Submits file pairs for function extraction; a context manager owning the workers."""
 
-    def __init__(self, workers: int = DEFAULT_PARSE_WORKERS) -> None:
+    def __init__(self, workers: int = DEFAULT_PARSE_WORKERS, then: Then | None = None) -> None:
         self._workers = workers
+        self._then = then
         self._pool: ProcessPoolExecutor | None = None
 
     def __enter__(self) -> FunctionParser:
@@ -109,7 +129,15 @@ class FunctionParser:
     def batch(self, commits: int) -> ParsedBatch:
         """An empty batch for this many commits; until the workers are started, a small one
         is parsed inline."""
+        then = self._then
         if self._workers <= 1 or (self._pool is None and commits < _INLINE_BELOW):
-            return ParsedBatch(lambda jobs: _Done(function_pairs_jobs(jobs)))
+            return ParsedBatch(lambda cf: _Done(_parse_commit(cf, then)))
         pool = self._executor()
-        return ParsedBatch(lambda jobs: pool.submit(function_pairs_jobs, jobs))
+
+        def submit(cf: CommitFiles) -> Future[_Parsed]:
+            # a commit with nothing to parse costs the pool a round trip for no work
+            if any(_parseable(f) for f in cf.files):
+                return pool.submit(_parse_commit, cf, then)
+            return _Done(_parse_commit(cf, then))
+
+        return ParsedBatch(submit)

@@ -56,17 +56,24 @@ def _first_line(fn: FunctionPair) -> tuple[int, str]:
     return (side.start_line if side else 0), fn.name
 
 
+def label_mined(repo: str, cf: CommitFiles) -> Labeled | None:
+    """The label of a freshly mined commit, parsed (None for a merge); a mine runs this on
+    the worker that parsed the commit."""
+    commit = build_commit_input(repo, cf)
+    return None if commit is None else (commit.sha, "", annotate_heuristic(commit))
+
+
 def label_commits(inputs: Iterable[CommitInput | None]) -> tuple[list[Labeled], LabelCounts]:
     """Heuristic labels of the commits (None, a merge, is left unlabeled), and their count."""
-    labeled = []
-    fixes = 0
-    for commit in inputs:
-        if commit is None:
-            continue
-        annotation = annotate_heuristic(commit)
-        labeled.append((commit.sha, "", annotation))
-        fixes += bool(annotation.label and annotation.label.is_concurrency_bug)
-    return labeled, LabelCounts(len(labeled), fixes)
+    labeled = [(commit.sha, "", annotate_heuristic(commit)) for commit in inputs
+               if commit is not None]
+    return labeled, count_labels(labeled)
+
+
+def count_labels(labeled: Iterable[Labeled]) -> LabelCounts:
+    labels = list(labeled)
+    return LabelCounts(len(labels), sum(bool(a.label and a.label.is_concurrency_bug)
+                                        for _, _, a in labels))
 
 
 def label_unlabeled(con: duckdb.DuckDBPyConnection, repo: str, run_id: str,

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from functools import partial
 from itertools import islice
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, cast
 
-from flows.jobs.labeling import LabelCounts, build_commit_input, label_commits
+from flows.jobs.labeling import LabelCounts, Labeled, count_labels, label_mined
 from flows.jobs.progress import Progress, no_progress
 from miners.classify import Match, PatternSet
 from miners.errors import GitCommandError
@@ -102,11 +102,12 @@ class _Group:
     matches: dict[str, Match]
     patch_ids: dict[str, str]
 
-    def commits(self) -> Iterator[tuple[CommitFiles, Match]]:
-        """Each commit with its function pairs and its match, as soon as it is parsed."""
+    def commits(self) -> Iterator[tuple[tuple[CommitFiles, Match], Labeled | None]]:
+        """Each commit with its function pairs and its match, as soon as it is parsed, and
+        the label its parse worker made (None for a merge, or when the parser labels not)."""
         for part in self.parsed:
-            for cf in part.results():
-                yield cf, self.matches[cf.commit.sha]
+            for cf, label in part.results():
+                yield (cf, self.matches[cf.commit.sha]), cast(Labeled | None, label)
 
 
 def _group(ref: RepoRef, parsed: list[ParsedBatch], matches: dict[str, Match]) -> _Group:
@@ -189,14 +190,14 @@ def mine_repository(ref: RepoRef, warehouse: Path, patterns: PatternSet, run_id:
             progress(ref.name, "scanning messages", 0, 0)
             counted = _count_later(plan, ref)
             with MessageScan(ref.git_dir, plan.include, plan.exclude, patterns) as scan, \
-                    FunctionParser(parse_workers) as parser:
+                    FunctionParser(parse_workers, then=partial(label_mined, ref.name)) as parser:
                 for group in iter_parsed(ref, scan, parser, max_file_bytes, progress):
-                    for commits in _chunks(group.commits(), _WRITE_EVERY):
-                        labeled, counts = label_commits(
-                            build_commit_input(ref.name, cf) for cf, _ in commits)
+                    for chunk in _chunks(group.commits(), _WRITE_EVERY):
+                        commits = [commit for commit, _ in chunk]
+                        labeled = [label for _, label in chunk if label is not None]
                         writer.submit(partial(save_mined_batch, new=new), con, ref.name,
                                       run_id, commits, group.patch_ids, labeled)
-                        tally.add(commits, counts)
+                        tally.add(commits, count_labels(labeled))
             writer.wait()
             scanned = counted.result()
         save_high_water_mark(con, ref.name, plan.head, plan.include)
@@ -220,7 +221,7 @@ def mine_to_shard(ref: RepoRef, shard_root: Path, patterns: PatternSet, run_id: 
             with MessageScan(ref.git_dir, plan.include, plan.exclude, patterns) as scan, \
                     FunctionParser(parse_workers) as parser:
                 for group in iter_parsed(ref, scan, parser, max_file_bytes):
-                    commits = list(group.commits())
+                    commits = [commit for commit, _ in group.commits()]
                     writer.write(build_commit_rows(ref.name, run_id, commits, group.patch_ids))
                     tally.add(commits, LabelCounts())
             scanned = counted.result()
