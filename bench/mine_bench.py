@@ -1,12 +1,17 @@
 """Time racemine's mining of a local repository against the git floor, in one run.
 
-    uv run python bench/mine_bench.py PATH_TO_REPO [--repeat 3]
+    uv run python bench/mine_bench.py PATH_TO_REPO [--repeat 3] [--reader]
 
 The floor is what plain git needs for the same answer: `git log -P --grep` with the
 classifier's patterns plus the full patches of the commits it matches, in one process.
 racemine's core (scan, classify, extract, store, label into a fresh DuckDB file) is timed
 in this process after imports; the full `racemine mine` command (interpreter, imports and
 start-up included) is timed as a subprocess and reported beside it.
+
+With --reader, the full command is timed alone, beside a `racemine sql "SELECT count(*)
+FROM commits"` started every second, and beside the same query asked every second from one
+long-lived process, in turns: the mining process answers them (see warehouse.host). It
+reports what each costs the mine and whether every query was answered.
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -47,12 +54,90 @@ def core(git_dir: str, work: Path) -> tuple[int, int, int]:
     return result.matches, result.pairs, result.labels
 
 
+def _mine_cli(git_dir: str, warehouse: Path) -> float:
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "flows.cli", "mine", git_dir, "--warehouse",
+                    str(warehouse)], check=True, capture_output=True)
+    return time.perf_counter() - started
+
+
+def _sql_process(warehouse: Path) -> str | None:
+    out = subprocess.run([sys.executable, "-m", "flows.cli", "sql",
+                          "SELECT count(*) AS n FROM commits", "--format", "csv",
+                          "--warehouse", str(warehouse)], capture_output=True, text=True)
+    return out.stdout.split()[-1] if out.returncode == 0 else None
+
+
+def _sql_in_process(warehouse: Path) -> str | None:
+    from warehouse.db import query_warehouse
+    from warehouse.errors import WarehouseError
+    from warehouse.queries import run_sql
+
+    try:
+        with query_warehouse(warehouse) as con:
+            return str(run_sql(con, "SELECT count(*) FROM commits")[1][0][0])
+    except WarehouseError:
+        return None
+
+
+def _read_every_second(ask: Callable[[Path], str | None], warehouse: Path,
+                       done: threading.Event, answers: list[str | None]) -> None:
+    """ask once a second until done: each answer's count, None when it failed."""
+    while not done.is_set():
+        ticked = time.monotonic()
+        if warehouse.exists():
+            answer = ask(warehouse)
+            if not done.is_set():
+                answers.append(answer)
+        done.wait(max(0.0, 1.0 - (time.monotonic() - ticked)))
+
+
+def with_reader(git_dir: str, work: Path, repeat: int) -> None:
+    """Mine alone, beside a `racemine sql` process started each second, and beside a
+    query asked each second from one long-lived process (what answering costs the mine
+    without a new process's start-up), in turns."""
+    readers: dict[str, Callable[[Path], str | None] | None] = {
+        "alone": None, "racemine sql each second": _sql_process,
+        "query each second, one process": _sql_in_process}
+    times: dict[str, list[float]] = {name: [] for name in readers}
+    answers: dict[str, list[str | None]] = {name: [] for name in readers}
+    for i in range(repeat):
+        for name, ask in readers.items():
+            warehouse = work / f"{i}-{len(times[name])}-{name.split()[0]}.duckdb"
+            done = threading.Event()
+            reader = threading.Thread(target=_read_every_second,
+                                      args=(ask, warehouse, done, answers[name]))
+            if ask is not None:
+                reader.start()
+            try:
+                times[name].append(_mine_cli(git_dir, warehouse))
+            finally:
+                done.set()
+                if ask is not None:
+                    reader.join()
+    alone = statistics.median(times["alone"])
+    for name, values in times.items():
+        median = statistics.median(values)
+        print(f"mine, {name:<31} {median:6.2f} s  ({min(values):.2f} to {max(values):.2f})"
+              + ("" if name == "alone" else f"  {median / alone - 1:+.1%}"))
+    for name, got in answers.items():
+        if readers[name] is not None:
+            print(f"  {name}: {len(got)} queries, {sum(a is None for a in got)} unanswered; "
+                  f"commits seen: {', '.join(a or '-' for a in got)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("repo", help="path to a local work tree or bare git dir")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--reader", action="store_true",
+                        help="only time the mine alone and beside a reader querying each second")
     args = parser.parse_args()
     git_dir = str(Path(args.repo).resolve())
+    if args.reader:
+        with tempfile.TemporaryDirectory() as tmp:
+            with_reader(git_dir, Path(tmp), args.repeat)
+        return
 
     started = time.perf_counter()
     from flows.jobs.mine import mine_and_label  # noqa: F401  (import cost, reported below)
@@ -67,12 +152,8 @@ def main() -> None:
         work = Path(tmp)
         floor_s, patch_bytes = _best(lambda: floor(git_dir, grep), args.repeat)
         core_s, (matches, pairs, labels) = _best(lambda: core(git_dir, work), args.repeat)
-        cli_times = []
-        for i in range(min(args.repeat, 2)):
-            started = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "flows.cli", "mine", git_dir, "--warehouse",
-                            str(work / f"cli-{i}.duckdb")], check=True, capture_output=True)
-            cli_times.append(time.perf_counter() - started)
+        cli_times = [_mine_cli(git_dir, work / f"cli-{i}.duckdb")
+                     for i in range(min(args.repeat, 2))]
         cli_s = statistics.median(cli_times)
 
     print(f"repository        {git_dir}  ({commits:,} commits on HEAD)")

@@ -423,10 +423,10 @@ def sql(
 ) -> None:
     """Run a read-only SQL query against the warehouse."""
     from flows.output import render_rows
-    from warehouse.db import open_warehouse
+    from warehouse.db import query_warehouse
     from warehouse.queries import run_sql
 
-    with _user_errors(), open_warehouse(_settings(warehouse).warehouse, read_only=True) as con:
+    with _user_errors(), query_warehouse(_settings(warehouse).warehouse) as con:
         columns, rows = run_sql(con, query)
     render_rows(console, columns, rows, format.value)
 
@@ -438,11 +438,11 @@ def stats(warehouse: WarehouseOpt = None,
           ] = False) -> None:
     """Counts per repository, bug type, language and year (or LLM cost with --cost)."""
     from flows.output import render_rows, render_vertical
-    from warehouse.db import open_warehouse
+    from warehouse.db import query_warehouse
     from warehouse.queries import cost as cost_query
     from warehouse.queries import stats as stats_query
 
-    with _user_errors(), open_warehouse(_settings(warehouse).warehouse, read_only=True) as con:
+    with _user_errors(), query_warehouse(_settings(warehouse).warehouse) as con:
         tables = {"LLM cost": cost_query(con)} if cost else stats_query(con)
     for title, (columns, rows) in tables.items():
         if cost:

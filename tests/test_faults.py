@@ -7,6 +7,7 @@ kept everything stored before it, and the next run completes as if nothing had h
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import shutil
@@ -341,3 +342,100 @@ def test_second_process_is_told_the_warehouse_is_in_use(
     finally:
         holder.communicate("", timeout=30)
     assert snapshot(warehouse) == before
+
+
+_HOLDER = """import sys
+from warehouse.db import open_warehouse
+with open_warehouse(sys.argv[1], serve_reads=True) as con:
+    print('holding', flush=True)
+    for line in sys.stdin:
+        con.execute(line)
+        print('done', flush=True)
+"""
+
+
+def test_reads_are_answered_by_the_racemine_process_that_writes(
+        history: tuple[RepoBuilder, dict[str, str]], tmp_path: Path,
+        patterns: PatternSet) -> None:
+    """While a racemine job holds the warehouse, `sql` and `stats` are answered by it as of
+    its last commit (uncommitted work unseen), `export` reads a copy of what it committed,
+    a reader cannot write through it, and nothing is left behind when it ends or dies."""
+    repo, _ = history
+    warehouse = tmp_path / "w.duckdb"
+    mine(repo.path, warehouse, patterns)
+    commits = len(snapshot(warehouse)["commits"])
+
+    def export(out: Path) -> list[str]:
+        done = run_cli("export", str(out), "--format", "jsonl", "--include-unknown-license",
+                       "--warehouse", str(warehouse), home=tmp_path)
+        assert done.returncode == 0, done.stderr
+        return sorted(line for f in sorted(out.glob("jsonl/*.jsonl")) for line in f.open())
+
+    unheld = export(tmp_path / "unheld")
+    assert unheld
+    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(warehouse)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert holder.stdin and holder.stdout
+
+    def write(sql: str) -> None:
+        holder.stdin.write(sql + "\n")
+        holder.stdin.flush()
+        assert holder.stdout.readline() == "done\n"
+
+    def sql(query: str) -> subprocess.CompletedProcess[str]:
+        return run_cli("sql", query, "--format", "csv", "--warehouse", str(warehouse),
+                       home=tmp_path)
+
+    try:
+        assert holder.stdout.readline() == "holding\n"
+        assert sql("SELECT count(*) AS n FROM commits").stdout.split() == ["n", str(commits)]
+        write("CREATE TABLE scratch AS SELECT 42 AS x")
+        write("BEGIN; INSERT INTO scratch VALUES (7)")  # left uncommitted
+        assert sql("SELECT x FROM scratch ORDER BY x").stdout.split() == ["x", "42"]
+        refused = sql("DELETE FROM commits")
+        assert refused.returncode == 1 and "read-only" in refused.stderr
+        assert run_cli("stats", "--warehouse", str(warehouse), home=tmp_path).returncode == 0
+        assert export(tmp_path / "held") == unheld
+        write("COMMIT")
+        assert sql("SELECT x FROM scratch ORDER BY x").stdout.split() == ["x", "7", "42"]
+    finally:
+        holder.communicate("", timeout=30)
+    assert not (tmp_path / "w.duckdb.reads").exists()
+    assert sql("SELECT count(*) AS n FROM scratch").stdout.split() == ["n", "2"]
+
+
+def test_a_dead_writers_announcement_misleads_no_reader(
+        history: tuple[RepoBuilder, dict[str, str]], tmp_path: Path,
+        patterns: PatternSet) -> None:
+    """A racemine writer killed outright leaves its announcement behind: readers then open the
+    file themselves, or, while something else holds it, are told it is in use; the next
+    writer replaces the announcement and removes it when done."""
+    repo, _ = history
+    warehouse = tmp_path / "w.duckdb"
+    mine(repo.path, warehouse, patterns)
+    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(warehouse)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout and holder.stdout.readline() == "holding\n"
+    holder.kill()
+    holder.wait()
+    door = tmp_path / "w.duckdb.reads"
+    assert door.exists()
+    left = Path(json.loads(door.read_text())["address"]).parent
+    assert left.exists()
+    query = ("sql", "SELECT count(*) AS n FROM commits", "--warehouse", str(warehouse))
+    assert run_cli(*query, home=tmp_path).returncode == 0
+    other = subprocess.Popen(
+        [sys.executable, "-c", "import sys, duckdb\n"
+         f"con = duckdb.connect({str(warehouse)!r})\nprint('holding', flush=True)\n"
+         "sys.stdin.read()\n"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout and other.stdout.readline().strip() == "holding"
+        for args in (query, ("export", str(tmp_path / "out"), "--warehouse", str(warehouse))):
+            out = run_cli(*args, home=tmp_path)
+            assert out.returncode == 1, out.stderr
+            one_sentence(out.stderr.strip().replace("\n", " "), "in use by another process")
+    finally:
+        other.communicate("", timeout=30)
+    assert run_cli("mine", str(repo.path), "--warehouse", str(warehouse),
+                   home=tmp_path).returncode == 0
+    assert not door.exists() and not left.exists()

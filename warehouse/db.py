@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext, suppress
 from importlib import resources
@@ -13,6 +16,14 @@ from warehouse.errors import (
     WarehouseInUseError,
     WarehouseUnavailableError,
     WarehouseWriteError,
+)
+from warehouse.host import (
+    HostedConnection,
+    HostError,
+    announced,
+    hosted_rows,
+    hosted_snapshot,
+    serving,
 )
 
 SCHEMA_VERSION = 10
@@ -96,16 +107,99 @@ def _write_errors(path: str | Path) -> Iterator[None]:
             "writable and re-run — what was stored so far is kept") from exc
 
 
+# How long a reader told by an announced racemine writer that it no longer answers (it is
+# closing) waits for the file to be let go.
+_HANDOVER_S = 5.0
+
+
 @contextmanager
-def open_warehouse(path: str | Path, *, read_only: bool = False
+def open_warehouse(path: str | Path, *, read_only: bool = False, serve_reads: bool = False
                    ) -> Iterator[duckdb.DuckDBPyConnection]:
-    """connect() for a block: closed at its end, failures to write as one sentence."""
-    with nullcontext() if read_only else _write_errors(path):
-        con = connect(path, read_only=read_only)
+    """connect() for a block: closed at its end, failures to write as one sentence.
+
+    A reader that finds the file held by a racemine process that serves reads gets a copy of
+    what that process has committed (see warehouse.host); a writer with serve_reads serves
+    them for the block."""
+    path = Path(path)
+    if read_only:
+        with _reading(path, snapshot=True) as con:
+            yield con
+        return
+    with _write_errors(path):
+        con = connect(path)
+        try:
+            with serving(con, path) if serve_reads else nullcontext():
+                yield con
+                if serve_reads:  # readers go on being answered while the file is written out
+                    with suppress(duckdb.Error):  # a read in flight: close checkpoints
+                        con.execute("CHECKPOINT")
+        finally:
+            con.close()
+
+
+@contextmanager
+def query_warehouse(path: str | Path) -> Iterator[duckdb.DuckDBPyConnection | HostedConnection]:
+    """A connection for a few read-only queries (`sql`, `stats`): to the file, or, while a
+    racemine process writes it, one whose queries that process answers as of its last
+    commit."""
+    with _reading(Path(path), snapshot=False) as con:
+        yield con
+
+
+@contextmanager
+def _reading(path: Path, *, snapshot: bool
+             ) -> Iterator[duckdb.DuckDBPyConnection | HostedConnection]:
+    """A read-only connection to the file; while a racemine writer holds it, a copy of what
+    that writer committed (snapshot) or a connection it answers."""
+    deadline = time.monotonic() + _HANDOVER_S
+    folder: Path | None = None
+    try:
+        while True:
+            try:
+                con: duckdb.DuckDBPyConnection | HostedConnection = connect(path, read_only=True)
+                break
+            except WarehouseInUseError:
+                writing = announced(path)
+                if snapshot:
+                    folder = folder or Path(tempfile.mkdtemp(prefix="racemine-snapshot-"))
+                    copy = _copy_of_held(path, folder)
+                    if copy is not None:
+                        con = connect(copy, read_only=True)
+                        break
+                elif _answered(path):
+                    con = HostedConnection(path)
+                    break
+                if not writing or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
         try:
             yield con
         finally:
             con.close()
+    finally:
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _copy_of_held(path: Path, folder: Path) -> Path | None:
+    """A copy, in folder, of what the racemine process holding path has committed; None when
+    none answers."""
+    target = folder / path.name  # the same name: the same catalog name in queries
+    for stale in (target, target.with_name(target.name + ".wal")):
+        stale.unlink(missing_ok=True)
+    try:
+        return target if hosted_snapshot(path, target) else None
+    except HostError as exc:
+        raise WarehouseUnavailableError(
+            f"warehouse {path}: the process writing it could not copy it for this read "
+            f"({exc}); free space in {folder.parent} or wait for it to finish") from exc
+
+
+def _answered(path: Path) -> bool:
+    try:
+        return hosted_rows(path, "SELECT 1") is not None
+    except HostError:
+        return False
 
 
 @contextmanager

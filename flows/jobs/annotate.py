@@ -129,7 +129,7 @@ def annotate_with_llm(warehouse: Path, config: LLMConfig, run_id: str, *,
     Batches submitted before are collected first, and their commits are left alone while
     the server still works on them. With batch, the commits are submitted as a new batch
     instead of asked one by one (but those a collected batch answered unusably)."""
-    with open_warehouse(warehouse) as con:
+    with open_warehouse(warehouse, serve_reads=True) as con:
         annotator = config.annotator
         batches = _collect_batches(con, config, run_id) if open_batches(con, annotator) \
             else _Batches()

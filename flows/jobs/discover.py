@@ -38,7 +38,8 @@ def discover(warehouse: Path, api_url: str, token: str | None, query: SearchQuer
              list_file: Path | None = None, limit: int | None = None,
              sleep: Callable[[float], None] | None = None) -> tuple[int, int, int]:
     """Store what the search (or the list) finds; returns (repos, requests, not modified)."""
-    with open_warehouse(warehouse) as con, github_http_client(api_url, token) as http:
+    with open_warehouse(warehouse, serve_reads=True) as con, \
+            github_http_client(api_url, token) as http:
         gh = GitHubClient(http, WarehousePageCache(con),
                           **({"sleep": sleep} if sleep is not None else {}))
         found: list[RepoInfo] = []

@@ -48,8 +48,9 @@ def recorded_run(warehouse: str | Path, kind: str, parameters: Mapping[str, Any]
 
     keep_open holds a connection for the block, so that the work's own read-write
     connections join the open database instead of opening the file (and checkpointing it at
-    close) once each; work that opens the file read-only cannot use it."""
-    with open_warehouse(warehouse) if keep_open else nullcontext():
+    close) once each; work that opens the file read-only cannot use it. Meanwhile other
+    processes' reads are answered from it (warehouse.host)."""
+    with open_warehouse(warehouse, serve_reads=True) if keep_open else nullcontext():
         with open_warehouse(warehouse) as con:
             record = RunRecord(start_run(con, kind, parameters))
         status = RunStatus.FAILED

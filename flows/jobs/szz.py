@@ -85,7 +85,7 @@ def trace_origins(settings: Settings, repos: list[str] | None = None, *,
     result = SzzResult()
     params = {"repos": repos, "every_commit": every_commit, "redo": redo}
     with recorded_run(settings.warehouse, "szz", params) as run, \
-            open_warehouse(settings.warehouse) as con:
+            open_warehouse(settings.warehouse, serve_reads=True) as con:
         result.run_id = run.run_id
         todo = szz_todo(con, repos, every_commit=every_commit, redo=redo)
         total = sum(len(located) for located in todo.values())
