@@ -21,6 +21,7 @@ import json
 import os
 import secrets
 import shutil
+import socket
 import tempfile
 import threading
 from collections.abc import Iterator, Sequence
@@ -148,6 +149,9 @@ _served_lock = threading.Lock()
 def serving(con: duckdb.DuckDBPyConnection, warehouse: Path) -> Iterator[None]:
     """Serve other processes' reads of warehouse for the block, unless this process does so
     already (a job inside another: the outer one's host goes on answering)."""
+    if not hasattr(socket, "AF_UNIX"):  # Windows: no Unix sockets, no reads served
+        yield
+        return
     key = warehouse.resolve()
     with _served_lock:
         first = key not in _served
