@@ -320,6 +320,15 @@ def test_llm_refusals_and_hangs_fail_one_commit_not_the_run(
     assert result.summary.failed == 2
 
 
+def hold_with_duckdb(warehouse: Path) -> subprocess.Popen[str]:
+    """A process that holds the warehouse with DuckDB alone (it answers no reads) until its
+    stdin closes; it prints `holding` once it does."""
+    return subprocess.Popen(
+        [sys.executable, "-c", "import sys, duckdb\n"
+         f"con = duckdb.connect({str(warehouse)!r})\nprint('holding', flush=True)\n"
+         "sys.stdin.read()\n"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+
 def test_second_process_is_told_the_warehouse_is_in_use(
         history: tuple[RepoBuilder, dict[str, str]], tmp_path: Path,
         patterns: PatternSet) -> None:
@@ -329,10 +338,7 @@ def test_second_process_is_told_the_warehouse_is_in_use(
     warehouse = tmp_path / "w.duckdb"
     mine(repo.path, warehouse, patterns)
     before = snapshot(warehouse)
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, duckdb\n"
-         f"con = duckdb.connect({str(warehouse)!r})\nprint('holding', flush=True)\n"
-         "sys.stdin.read()\n"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    holder = hold_with_duckdb(warehouse)
     try:
         assert holder.stdout and holder.stdout.readline().strip() == "holding"
         for args in (["stats"], ["export", str(tmp_path / "out")]):
@@ -424,10 +430,7 @@ def test_a_dead_writers_announcement_misleads_no_reader(
     assert left.exists()
     query = ("sql", "SELECT count(*) AS n FROM commits", "--warehouse", str(warehouse))
     assert run_cli(*query, home=tmp_path).returncode == 0
-    other = subprocess.Popen(
-        [sys.executable, "-c", "import sys, duckdb\n"
-         f"con = duckdb.connect({str(warehouse)!r})\nprint('holding', flush=True)\n"
-         "sys.stdin.read()\n"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    other = hold_with_duckdb(warehouse)
     try:
         assert other.stdout and other.stdout.readline().strip() == "holding"
         for args in (query, ("export", str(tmp_path / "out"), "--warehouse", str(warehouse))):
