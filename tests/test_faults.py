@@ -394,6 +394,7 @@ def test_reads_are_answered_by_the_racemine_process_that_writes(
 
     try:
         assert holder.stdout.readline() == "holding\n"
+        assert (tmp_path / "w.duckdb.reads").stat().st_mode & 0o077 == 0  # it holds a key
         assert sql("SELECT count(*) AS n FROM commits").stdout.split() == ["n", str(commits)]
         write("CREATE TABLE scratch AS SELECT 42 AS x")
         write("BEGIN; INSERT INTO scratch VALUES (7)")  # left uncommitted

@@ -61,8 +61,8 @@ class ReadHost:
         self._lock = threading.Lock()
         self._door = door(warehouse)
         self._key = secrets.token_bytes(32)
-        self._folder = Path(tempfile.mkdtemp(prefix="racemine-reads-"))  # mode 0700
-        self._address = str(self._folder / "socket")
+        self._folder: Path | None = None  # the socket's, private (mode 0700), made on entry
+        self._address = ""
         self._listener: Listener | None = None
         self._stopping = threading.Event()
         self._database = con.execute("SELECT current_database()").fetchone()[0]
@@ -70,12 +70,16 @@ class ReadHost:
     def __enter__(self) -> ReadHost:
         from multiprocessing.connection import Listener  # only where reads are served
 
+        self._folder = Path(tempfile.mkdtemp(prefix="racemine-reads-"))
+        self._address = str(self._folder / "socket")
         self._listener = Listener(self._address, family="AF_UNIX", authkey=self._key)
         _clear_stale(self._door)
         announced = self._door.with_name(self._door.name + f".{os.getpid()}")
-        announced.write_text(json.dumps({"address": self._address, "key": self._key.hex(),
-                                         "pid": os.getpid()}), "utf-8")
-        announced.chmod(0o600)
+        # made readable by the owner only from the start: it holds the key
+        with os.fdopen(os.open(announced, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600),
+                       "w", encoding="utf-8") as out:
+            json.dump({"address": self._address, "key": self._key.hex(), "pid": os.getpid()},
+                      out)
         os.replace(announced, self._door)
         threading.Thread(target=self._accept, name="racemine-reads", daemon=True).start()
         return self
@@ -90,7 +94,8 @@ class ReadHost:
             Client(self._address, family="AF_UNIX", authkey=self._key).close()
         if self._listener is not None:
             self._listener.close()
-        shutil.rmtree(self._folder, ignore_errors=True)
+        if self._folder is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)
         self._base.close()
 
     def _accept(self) -> None:

@@ -1,8 +1,9 @@
 """Heuristic labels: the one place a mined commit becomes an annotator input and gets a label.
 
-A mine labels each commit from the records in hand as soon as its files are parsed;
-`label_unlabeled` labels, from the warehouse, what a killed mine or a shard left without a
-label (and everything once the rules version changes). Both go through `label_commits`.
+A mine labels each commit from the records in hand, on the worker process that parsed it
+(`label_mined`); `label_unlabeled` labels, from the warehouse, what a killed mine or a shard
+left without a label (and everything once the rules version changes, `label_commits`). Both
+build the same annotator input and call the heuristic annotator once per commit.
 """
 
 from __future__ import annotations
