@@ -86,17 +86,36 @@ def enclosing_function(source: str | None, line: int, language: str) -> str | No
         return None
     lines = source.split("\n")
     for i in range(min(line, len(lines)) - 1, -1, -1):
-        text = lines[i]
-        if language == "elixir":
-            t = _EXUNIT_TEST.match(text)
-            if t and (t.group(2) or t.group(1) != "test"):
-                return f"{t.group(1)} {t.group(2)}" if t.group(2) else t.group(1)
-            m = _ELIXIR_DEF.match(text)
-            if m:
-                head = " ".join(lines[i:i + 3])
-                return f"{m.group(2)}/{_arity(head[m.end(2):]) if m.group(3) else 0}"
-        else:
-            m = _ERLANG_FUN.match(text)
-            if m:
-                return f"{m.group(1)}/{_arity(' '.join(lines[i:i + 3])[m.end(1):])}"
+        head = _head_at(lines, i, language)
+        if head:
+            return head
+    return None
+
+
+def function_after(source: str, line: int, language: str) -> str | None:
+    """name/arity of the first function whose head comes after a 1-based line: the one a
+    doc heredoc ending there documents."""
+    lines = source.split("\n")
+    for i in range(line, len(lines)):
+        head = _head_at(lines, i, language)
+        if head:
+            return None if head.startswith(("test ", "describe")) else head
+    return None
+
+
+def _head_at(lines: list[str], i: int, language: str) -> str | None:
+    """name/arity when line i (0-based) starts a function (or an ExUnit test) head."""
+    text = lines[i]
+    if language == "elixir":
+        t = _EXUNIT_TEST.match(text)
+        if t and (t.group(2) or t.group(1) != "test"):
+            return f"{t.group(1)} {t.group(2)}" if t.group(2) else t.group(1)
+        m = _ELIXIR_DEF.match(text)
+        if m:
+            head = " ".join(lines[i:i + 3])
+            return f"{m.group(2)}/{_arity(head[m.end(2):]) if m.group(3) else 0}"
+        return None
+    m = _ERLANG_FUN.match(text)
+    if m:
+        return f"{m.group(1)}/{_arity(' '.join(lines[i:i + 3])[m.end(1):])}"
     return None

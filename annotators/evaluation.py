@@ -48,6 +48,9 @@ class Prediction:
     explanation: str | None = None
     n_steps: int | None = None
     canonical: tuple[str, str] | None = None  # (repo, sha) of the copy a cherry-pick repeats
+    # The located function under its other arity when the fix changed its arity (stop/1
+    # removed, stop/2 added in the same file): a gold label may name either side.
+    location_aliases: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -89,10 +92,11 @@ def parse_fix_location(text: str | None) -> list[GoldPlace]:
     return places
 
 
-def location_matches(places: Sequence[GoldPlace], file: str | None, function: str | None
-                     ) -> tuple[bool, bool | None]:
+def location_matches(places: Sequence[GoldPlace], file: str | None, function: str | None,
+                     aliases: Sequence[str] = ()) -> tuple[bool, bool | None]:
     """(the file is a gold place, the function is one the gold names there); the second is
-    None when the gold names no function at all."""
+    None when the gold names no function at all. aliases are the function's other arities
+    when the change gave it a new one: the gold may name the function on either side."""
     named = any(p.functions for p in places)
     if file is None:
         return False, False if named else None
@@ -101,14 +105,15 @@ def location_matches(places: Sequence[GoldPlace], file: str | None, function: st
         return bool(hits), None
     if not function:
         return bool(hits), False
-    name, _, arity = function.partition("/")
+    arities = {function.partition("/")[2], *(a.partition("/")[2] for a in aliases)}
+    name = function.partition("/")[0]
     for place in hits:
         for gold_name, gold_arity in place.functions:
             if gold_name.startswith("test "):
                 # ExUnit names a test in a describe block "describe name".
                 if function == gold_name or function.endswith(" " + gold_name[5:].lstrip('"')):
                     return True, True
-            elif name == gold_name and (gold_arity is None or arity == str(gold_arity)):
+            elif name == gold_name and (gold_arity is None or str(gold_arity) in arities):
                 return True, True
     return bool(hits), False
 
@@ -249,7 +254,8 @@ def evaluate(gold: Sequence[GoldCommit], predictions: dict[tuple[str, str], Pred
             places = parse_fix_location(g.fix_location)
             if places and p is not None:
                 in_file, in_function = location_matches(places, p.location_file,
-                                                        p.location_function)
+                                                        p.location_function,
+                                                        p.location_aliases)
                 file_total += 1
                 file_hits += in_file
                 if in_function is not None:
@@ -311,11 +317,13 @@ def gold_repo_for(warehouse_repo: str, gold_repos: set[str]) -> str | None:
 def build_predictions(rows: Iterable[Sequence[object]], gold_repos: set[str]
                       ) -> dict[tuple[str, str], Prediction]:
     """Predictions keyed by (gold repo name, sha) from warehouse rows: (repo, sha,
-    matched_terms, Prediction's label fields in order, canonical repo, canonical sha)."""
+    matched_terms, Prediction's label fields in order, canonical repo, canonical sha,
+    location aliases)."""
     out = {}
-    for repo, sha, terms, *label, canonical_repo, canonical_sha in rows:
+    for repo, sha, terms, *label, canonical_repo, canonical_sha, aliases in rows:
         name = gold_repo_for(str(repo), gold_repos)
         if name is not None:
             out[(name, str(sha))] = Prediction(  # type: ignore[arg-type]
-                tuple(terms), *label, canonical=(str(canonical_repo), str(canonical_sha)))
+                tuple(terms), *label, canonical=(str(canonical_repo), str(canonical_sha)),
+                location_aliases=tuple(aliases or ()))
     return out

@@ -6,11 +6,13 @@ import re
 from dataclasses import dataclass
 
 from annotators.checks import check_label
-from annotators.diffs import Hunk, enclosing_function, parse_hunks
+from annotators.diffs import Hunk, parse_hunks
 from annotators.locate import (
     Unit,
+    caller_of,
     choose_unit,
     file_location,
+    function_at,
     location_of,
     only_docs,
     unit_at,
@@ -40,11 +42,11 @@ from annotators.schema import (
 )
 from annotators.steps import derive_steps
 
-# Raise RULES_VERSION with every change to what the rules decide (heuristic.py, rules.py,
+# Raise RULES_VERSION with every change to what the rules decide (heuristic.py, rules.py, locate.py,
 # diffs.py): a new version labels every stored commit anew on the next mine, an unchanged one
 # keeps the labels made before. tests/test_rules_version.py holds the labels of a fixed set of
 # commits for this version and fails when they change without it.
-RULES_VERSION = 15
+RULES_VERSION = 16
 ANNOTATOR_ID = f"heuristic/rules-v{RULES_VERSION}/schema-{SCHEMA_VERSION}"
 
 
@@ -189,6 +191,7 @@ class Place:
     location: BugLocation | None
     unit: Unit | None
     at_signal: bool = False  # the location is where the diff rule fired
+    through: Unit | None = None  # or calls this function the fix added, where it fired
 
 
 def _locate(signal: Signal | None, files: tuple[FileInput, ...], message: str,
@@ -202,10 +205,12 @@ def _locate(signal: Signal | None, files: tuple[FileInput, ...], message: str,
     if signal is not None:
         unit = _signal_unit(signal, units, hunks[signal.file.path])
         if unit is not None:
+            caller = caller_of(unit, units)
+            if caller is not None:  # the rule fired in a function the fix added
+                return Place(location_of(caller), caller, at_signal=True, through=unit)
             return Place(location_of(unit), unit, at_signal=True)
         if not signal.file.functions and signal.start:  # no spans: a head scan
-            function = enclosing_function(signal.file.before, signal.start,
-                                          signal.file.language)
+            function = function_at(signal.file.before, signal.start, signal.file.language)
             return Place(BugLocation(file=signal.file.path, function=function,
                                      start_line=signal.start, end_line=signal.end), None,
                          at_signal=True)
@@ -223,17 +228,26 @@ def _signal_unit(signal: Signal, units: list[Unit], hunks: list[Hunk]) -> Unit |
     """The changed function holding the first changed line that shows the rule."""
     rule = signal.rule
     for h in hunks:
-        for number, text in h.removed:
-            if rule.removed is not None and rule.removed.search(text.lower()):
-                found = unit_at(units, signal.file, number, before=True)
-                if found:
-                    return found
-        for number, text in h.added:
-            if rule.added is not None and rule.added.search(text.lower()):
-                found = unit_at(units, signal.file, number, before=False)
-                if found:
-                    return found
+        for lines, pattern, before in ((h.removed, rule.removed, True),
+                                       (h.added, rule.added, False)):
+            number = _first_match(lines, pattern)
+            found = unit_at(units, signal.file, number, before=before) if number else None
+            if found:
+                return found
     return None
+
+
+def _first_match(lines: tuple[tuple[int, str], ...], pattern: re.Pattern[str] | None
+                 ) -> int | None:
+    """The number of the line where a rule's pattern first matches a hunk's side, read as
+    one text: a construct may span lines (`after` and its timeout)."""
+    if pattern is None or not lines:
+        return None
+    text = "\n".join(t for _, t in lines).lower()
+    match = pattern.search(text)
+    if match is None:
+        return None
+    return lines[text.count("\n", 0, match.start())][0]
 
 
 def annotate_heuristic(commit: CommitInput) -> Annotation:
@@ -328,7 +342,9 @@ def _bug(commit: CommitInput, cue: MessageCue | None, phrase: str, top: Signal |
         events, why, source = derived.steps, derived.explanation, derived.source
     elif top is not None and place.at_signal:
         events = []
-        where = f"{function} ({top.file.path})" if function else top.file.path
+        where = f"{function} ({location.file})" if function and location else top.file.path
+        if place.through is not None:
+            where += f", through the new {place.through.span.name}"
         why = f"In {where}, {top.rule.why}."
         source = f"rule:{top.rule.name}"
     elif top is not None:  # e.g. an added -spec or a test that waits now: not the bug's place

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from annotators.diffs import Hunk, enclosing_function, parse_hunks
+from annotators.diffs import Hunk, enclosing_function, function_after, parse_hunks
 from annotators.schema import BugLocation, FileInput, FunctionSpan
 
 
@@ -162,6 +162,17 @@ class _Docs:
         return any(a <= number <= b for a, b in self._ranges[before])
 
 
+def function_at(source: str | None, line: int, language: str) -> str | None:
+    """name/arity of the function a 1-based line belongs to, by scanning the text: the one
+    around it, or for a line of a doc heredoc (a doctest) the one the doc documents."""
+    if not source:
+        return None
+    for first, last in doc_ranges(source):
+        if first <= line <= last:
+            return function_after(source, last, language)
+    return enclosing_function(source, line, language)
+
+
 def only_docs(files: list[FileInput], hunks: dict[str, list[Hunk]]) -> bool:
     """Whether every changed line of every file is documentation, a comment or blank (a
     doctest's `iex>` lines are code). Most changes are code: the first code line answers."""
@@ -210,8 +221,24 @@ def choose_unit(units: list[Unit], message: str) -> Unit | None:
     pool = production or units
     names = message_names(message)
     return max(pool, key=lambda u: (named_in(message, u.span.name, names),
+                                    u.span.before is not None,
                                     process_words(u.text()), u.changed,
                                     -_order(units, u)))
+
+
+def caller_of(unit: Unit, units: list[Unit]) -> Unit | None:
+    """For a function the fix added (not one it moved or gave another arity), the changed function
+    the before version already had that now calls it: the bug lived in code that existed,
+    the new function is its cure."""
+    name = unit.span.name.split("/")[0]
+    if unit.span.before is not None or name.startswith("test ") or any(
+            u.span.after is None and u.span.name.split("/")[0] == name for u in units):
+        return None  # not new: a function the fix moved or gave another arity
+    call = re.compile(r"(?<![\w?!])" + re.escape(name) + r"(?:\s*\(|/\d)")
+    callers = [u for u in units if u.span.before is not None and u is not unit
+               and any(call.search(t) for _, t in u.added)]
+    return max(callers, default=None,
+               key=lambda u: (u.file is unit.file, process_words(u.text()), u.changed))
 
 
 def _order(units: list[Unit], unit: Unit) -> int:
@@ -237,7 +264,7 @@ def file_location(file: FileInput, hunks: list[Hunk]) -> BugLocation:
         start, end = (code[0], code[-1]) if code else (max(h.before_start, 1),) * 2
         # With no function spans (a file tree-sitter could not cut) a head scan finds the
         # function around the line; with spans, a line outside them is in none.
-        function = enclosing_function(file.before, start, file.language) \
-            if file.before and not file.functions else None
+        function = function_at(file.before, start, file.language) \
+            if not file.functions else None
         return BugLocation(file=file.path, function=function, start_line=start, end_line=end)
     return BugLocation(file=file.path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,9 @@ from annotators.evaluation import (
     wilson,
 )
 from annotators.schema import BugType
+from warehouse.db import connect
+from warehouse.queries import eval_rows
+from warehouse.save import upsert_rows
 
 
 def _gold(sha: str, fix: bool, bug_type: str, repo: str = "o/r") -> GoldCommit:
@@ -63,10 +67,11 @@ def test_gold_names_match_warehouse_names() -> None:
     assert gold_repo_for("github.com/o/r", {"o/r"}) == "o/r"
     assert gold_repo_for("github.com/x/r", {"o/r"}) is None
     rows = [("github.com/o/r", "a", ["race"], True, "race_condition", "test", "lib/a.ex",
-             "f/1", True, "why", 2, "github.com/o/r", "a")]
+             "f/1", True, "why", 2, "github.com/o/r", "a", ["f/2"])]
     prediction = build_predictions(rows, {"o/r"})[("o/r", "a")]
     assert (prediction.scope, prediction.location_function, prediction.n_steps) == \
         ("test", "f/1", 2)
+    assert prediction.location_aliases == ("f/2",)
     assert prediction.canonical == ("github.com/o/r", "a")
 
 
@@ -107,6 +112,39 @@ def test_location_matches(file: str | None, function: str | None,
     places = parse_fix_location('lib/pool.ex: checkout/2; src/a.erl: check_behaviours; '
                                 'test/b_test.exs: test "x"')
     assert location_matches(places, file, function) == expected
+
+
+@pytest.mark.parametrize(("aliases", "expected"), [((), False), (("checkout/2",), True),
+                                                   (("checkout/4",), False)])
+def test_a_function_whose_arity_the_fix_changed_matches_either_arity(
+        aliases: tuple[str, ...], expected: bool) -> None:
+    """The label locates the bug in the before version (checkout/1), a gold label may name
+    the function as the fix left it (checkout/2)."""
+    places = parse_fix_location("lib/pool.ex: checkout/2")
+    assert location_matches(places, "lib/pool.ex", "checkout/1", aliases) == (True, expected)
+
+
+def test_the_warehouse_gives_the_located_function_its_other_arity(tmp_path: Path) -> None:
+    """eval_rows lists a located function's other arity only when the same change removed
+    one and added the other in that file."""
+    con = connect(tmp_path / "w.duckdb")
+    upsert_rows(con, "commits", [{"repo": "o/r", "sha": s, "parents": ["p"], "is_merge": False,
+                                  "subject": "Fix race", "message": "Fix race",
+                                  "matched_terms": ["race"], "match_score": 1.0, "run_id": "t"}
+                                 for s in "ab"])
+    changes = [("a", "stop/1", "removed"), ("a", "stop/2", "added"), ("a", "stop/3", "modified"),
+               ("b", "stop/1", "modified"), ("b", "stop/2", "added")]
+    upsert_rows(con, "function_changes", [
+        {"repo": "o/r", "sha": sha, "path": "lib/a.ex", "module": "A", "function": function,
+         "kind": "def", "change": change, "run_id": "t"}
+        for sha, function, change in changes])
+    upsert_rows(con, "annotations", [
+        {"repo": "o/r", "sha": sha, "target": "commit", "annotator": "heuristic/test",
+         "status": "ok", "is_concurrency_bug": True, "bug_type": "race_condition",
+         "scope": "production", "location_file": "lib/a.ex", "location_function": "stop/1",
+         "run_id": "t", "created_at": datetime(2026, 1, 1)} for sha in "ab"])
+    rows = {row[1]: row[-1] for row in eval_rows(con, None)}
+    assert rows == {"a": ["stop/2"], "b": None}
 
 
 def test_location_accuracy_counts_true_positives_with_a_gold_place() -> None:

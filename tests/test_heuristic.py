@@ -395,3 +395,77 @@ def test_initial_imports_and_tooling_are_not_fixes() -> None:
     assert ann.label is not None and not ann.label.is_concurrency_bug
     ann = annotate_heuristic(CommitInput("r", "s", "Fix race condition in view.js", ()))
     assert ann.label is not None and ann.label.is_concurrency_bug
+
+
+_CLIENT = """defmodule Client do
+  def fetch(pid) do
+    send(pid, {:fetch, self()})
+    receive do
+      {:reply, value} -> value
+    end
+  end
+end
+"""
+
+_CLIENT_FIXED = """defmodule Client do
+  def fetch(pid) do
+    send(pid, {:fetch, self()})
+    await_reply(5_000)
+  end
+
+  defp await_reply(timeout) do
+    receive do
+      {:reply, value} -> value
+    after
+      timeout -> {:error, :timeout}
+    end
+  end
+end
+"""
+
+
+def test_a_rule_in_a_function_the_fix_added_locates_the_function_that_calls_it() -> None:
+    """The bug lived in code the before version had: a new helper that holds the rule's
+    construct points the location at the changed function that now calls it."""
+    ann = annotate_heuristic(_commit("Fix hang when the server dies", "lib/client.ex",
+                                     _CLIENT, _CLIENT_FIXED))
+    assert ann.label is not None and ann.label.bug_location is not None
+    assert ann.label.bug_location.function == "fetch/1"
+    assert ann.label.bug_location.start_line is not None
+    assert ann.label.explanation is not None
+    assert ann.label.explanation.startswith("In fetch/1 (lib/client.ex), through the new "
+                                            "await_reply/1,")
+
+
+def test_a_function_given_another_arity_is_not_a_new_helper() -> None:
+    """fetch/1 becoming fetch/2 is the same function changed, located as itself."""
+    before = _CLIENT.replace("  def fetch(pid) do\n    send", "  def run(pid) do\n    fetch(pid)\n"
+                             "  end\n\n  def fetch(pid) do\n    send")
+    after = before.replace("fetch(pid)", "fetch(pid, 5_000)", 1).replace(
+        "  def fetch(pid) do", "  def fetch(pid, timeout) do").replace(
+        "      {:reply, value} -> value\n", "      {:reply, value} -> value\n    after\n"
+        "      timeout -> {:error, :timeout}\n")
+    label = _label(_commit("Fix hang when the server dies", "lib/client.ex", before, after))
+    assert label.bug_location is not None and label.bug_location.function == "fetch/2"
+
+
+def test_the_location_prefers_a_function_the_before_version_had() -> None:
+    """With no rule to point at a line, a changed function that existed is chosen over a
+    new one, however much the new one speaks of processes."""
+    after = _SERVER.replace("{:reply, Map.get(state, key), state}",
+                            "{:reply, Map.fetch(state, key), state}").replace(
+        "\nend\n", "\n\n  def watch(pid) do\n    send(pid, {:watch, self()})\n"
+        "    GenServer.cast(pid, {:watched, self()})\n  end\nend\n")
+    label = _label(_commit("Fix race condition in the server", "lib/server.ex", _SERVER, after))
+    assert label.bug_location is not None and label.bug_location.function == "handle_call/3"
+
+
+def test_a_changed_doctest_is_located_at_the_function_it_documents() -> None:
+    """A doctest belongs to the function its @doc documents (the next one), not to the
+    function that ends above the doc."""
+    before = ('defmodule Reg do\n  def size(reg) do\n    :ets.info(reg, :size)\n  end\n\n'
+              '  @doc """\n  Counts.\n\n      iex> Reg.count(Reg.Test)\n      0\n\n  """\n'
+              '  def count(reg), do: length(:ets.tab2list(reg))\nend\n')
+    after = before.replace("Reg.count(Reg.Test)", "Reg.count(Reg.CountTest)")
+    label = _label(_commit("Fix race in the count doctest", "lib/reg.ex", before, after))
+    assert label.bug_location is not None and label.bug_location.function == "count/1"

@@ -203,10 +203,10 @@ def run_sql(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[list[str], list[t
 
 def eval_rows(con: duckdb.DuckDBPyConnection, annotator: str | None) -> list[tuple]:
     """(repo, sha, matched_terms, is_concurrency_bug, bug_type, scope, location_file,
-    location_function, checks_passed, explanation, n_steps, canonical (repo, sha)) per stored
-    commit,
-    with the newest label of the given annotator (an id, or a prefix such as "llm/gpt-4o"),
-    or the newest label of any when annotator is None."""
+    location_function, checks_passed, explanation, n_steps, canonical (repo, sha), the located
+    function's other arity when the change gave it a new one) per stored commit, with the
+    newest label of the given annotator (an id, or a prefix such as "llm/gpt-4o"), or the
+    newest label of any when annotator is None."""
     admitted = ("WHERE annotator = $annotator OR starts_with(annotator, $annotator_dir)"
                 if annotator else "")
     label_source = (f"(SELECT * FROM commit_labels {admitted} QUALIFY row_number() OVER "
@@ -216,7 +216,14 @@ def eval_rows(con: duckdb.DuckDBPyConnection, annotator: str | None) -> list[tup
     return con.execute(
         f"""SELECT c.repo, c.sha, c.matched_terms, l.is_concurrency_bug, l.bug_type, l.scope,
                    l.location_file, l.location_function, l.checks_passed, l.explanation,
-                   l.n_steps, d.canonical_repo, d.canonical_sha
+                   l.n_steps, d.canonical_repo, d.canonical_sha,
+                   (SELECT list(o.function) FROM function_changes f JOIN function_changes o
+                        ON o.repo = f.repo AND o.sha = f.sha AND o.path = f.path
+                       AND split_part(o.function, '/', 1) = split_part(f.function, '/', 1)
+                       AND o.function <> f.function
+                       AND [f.change, o.change] IN (['removed', 'added'], ['added', 'removed'])
+                    WHERE f.repo = c.repo AND f.sha = c.sha AND f.path = l.location_file
+                      AND f.function = l.location_function)
             FROM commits c LEFT JOIN {label_source} l USING (repo, sha)
             JOIN commit_dedup d USING (repo, sha)""", params).fetchall()
 
