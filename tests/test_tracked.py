@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -98,8 +99,11 @@ def test_served_cron_schedule_fires(history: tuple[RepoBuilder, dict[str, str]],
     itself that fills the warehouse."""
     repo, _ = history
     warehouse, out = tmp_path / "w.duckdb", tmp_path / "exports"
+    # Once a minute, at a second about 12 s from now (Prefect's cron takes a sixth field for
+    # seconds): the test waits for one firing, not for the next minute to begin.
+    second = (datetime.now(UTC).second + 12) % 60
     served = subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", "serve", "--cron", "* * * * *", "--name",
+        [sys.executable, "-m", "flows.cli", "serve", "--cron", f"* * * * * {second}", "--name",
          "every-minute", "--skip", "discover", "--skip", "annotate", "--repo", str(repo.path),
          "--export-dir", str(out), "--warehouse", str(warehouse)],
         env=clean_env(tmp_path, **prefect_server.env()), cwd=tmp_path,
