@@ -46,7 +46,7 @@ from annotators.steps import derive_steps
 # diffs.py): a new version labels every stored commit anew on the next mine, an unchanged one
 # keeps the labels made before. tests/test_rules_version.py holds the labels of a fixed set of
 # commits for this version and fails when they change without it.
-RULES_VERSION = 16
+RULES_VERSION = 17
 ANNOTATOR_ID = f"heuristic/rules-v{RULES_VERSION}/schema-{SCHEMA_VERSION}"
 
 
@@ -225,8 +225,16 @@ def _locate(signal: Signal | None, files: tuple[FileInput, ...], message: str,
 
 
 def _signal_unit(signal: Signal, units: list[Unit], hunks: list[Hunk]) -> Unit | None:
-    """The changed function holding the first changed line that shows the rule."""
+    """The changed function where the rule's change happened: for a rule that replaces one
+    construct by another, the first function that lost the one and gained the other (a diff
+    may rename the old construct in one place and add the new one in another); else the
+    function holding the first changed line that shows the rule."""
     rule = signal.rule
+    if rule.removed is not None and rule.added is not None:
+        for unit in units:
+            if unit.file is signal.file and _first_match(tuple(unit.removed), rule.removed) \
+                    and _first_match(tuple(unit.added), rule.added):
+                return unit
     for h in hunks:
         for lines, pattern, before in ((h.removed, rule.removed, True),
                                        (h.added, rule.added, False)):

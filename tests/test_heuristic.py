@@ -469,3 +469,32 @@ def test_a_changed_doctest_is_located_at_the_function_it_documents() -> None:
     after = before.replace("Reg.count(Reg.Test)", "Reg.count(Reg.CountTest)")
     label = _label(_commit("Fix race in the count doctest", "lib/reg.ex", before, after))
     assert label.bug_location is not None and label.bug_location.function == "count/1"
+
+
+_SLEEPY_TEST = """defmodule WorkerTest do
+  use ExUnit.Case
+
+  test "starts a child" do
+    child = {Task, fn -> :timer.sleep(:infinity) end}
+    assert {:ok, _} = start_supervised(child)
+  end
+
+  test "notifies the owner" do
+    {:ok, pid} = Worker.start_link(owner: self())
+    send(pid, :work)
+    Process.sleep(100)
+    assert Worker.done?(pid)
+  end
+end
+"""
+
+
+def test_a_replacement_rule_locates_where_the_replacement_happened() -> None:
+    """A sleep renamed in one test and a sleep replaced by a wait in another: the location
+    is the test that now waits, not the first line that mentions a sleep."""
+    after = _SLEEPY_TEST.replace(":timer.sleep(:infinity)", "Process.sleep(:infinity)").replace(
+        "    Process.sleep(100)\n", "    assert_receive {:done, ^pid}\n")
+    label = _label(_commit("Fix flaky worker test", "test/worker_test.exs", _SLEEPY_TEST, after,
+                           is_test=True))
+    assert label.bug_location is not None
+    assert label.bug_location.function == 'test "notifies the owner"'
