@@ -262,6 +262,50 @@ def test_asserts_too_early(unit: Unit) -> Derived | None:
     return Derived(steps, why, "rule:test_asserts_too_early")
 
 
+_TRAP_EXIT = re.compile(r"\btrap_exit\b")
+_LINKED_START = re.compile(r"(?:gen_server|genserver|gen_statem|gen_event|supervisor|agent|"
+                           r"proc_lib)[.:]start_link\(|\bspawn_link\(")
+_TERMINATE = {"elixir": re.compile(r"^\s*def\s+terminate\("),
+              "erlang": re.compile(r"^terminate\(")}
+_MODULE = {"elixir": re.compile(r"^\s*defmodule\s+([\w.]+)"),
+           "erlang": re.compile(r"^-module\(\s*'?([\w@.]+)")}
+
+
+def untrapped_shutdown(unit: Unit) -> Derived | None:
+    """A process that gains trap_exit in this change, started linked to its parent and with a
+    terminate callback: before, the parent's shutdown signal killed it at once and its
+    terminate never ran (OTP calls terminate on a parent's exit only for a process that
+    traps exits)."""
+    file = unit.file
+    if file.before is None or not _TRAP_EXIT.search("\n".join(t for _, t in unit.added)):
+        return None
+    lines = list(enumerate(file.before.split("\n"), 1))
+    if any(_TRAP_EXIT.search(t) for _, t in lines):
+        return None  # it trapped exits somewhere already: another story
+    terminate = _TERMINATE.get(file.language)
+    start = next((n for n, t in lines if _LINKED_START.search(t.lower())), None)
+    stop = next((n for n, t in lines if terminate and terminate.match(t)), None)
+    if start is None or stop is None:
+        return None
+    pattern = _MODULE.get(file.language)
+    module = next((m.group(1) for _, t in lines if pattern and (m := pattern.match(t))),
+                  file.path.rsplit("/", 1)[-1].split(".")[0])
+    process, parent = f"{module} process", f"parent of {module}"
+    steps = [EventStep(actor=parent, action=Action.LINK, target=process, file=file.path,
+                       line=start, note="starts the process linked to itself"),
+             EventStep(actor=parent, action=Action.EXIT, target=process,
+                       note="shuts it down with an exit signal (a restart, an application or "
+                            "node stop; in the runtime, not in the changed code)"),
+             EventStep(actor=process, action=Action.EXIT, target=parent, file=file.path,
+                       line=stop, note="not trapping exits, dies from the signal at once: "
+                                       "its terminate callback never runs")]
+    why = (f"In {unit.span.name} ({file.path}), the {module} process, linked to its parent by "
+           f"the start at line {start}, did not trap exits, so a shutdown signal from the "
+           f"parent killed it at once and its terminate callback at line {stop} never ran its "
+           f"cleanup.")
+    return Derived(steps, why, "rule:untrapped_shutdown")
+
+
 def derive_steps(unit: Unit | None, bug_type: BugType) -> Derived | None:
     """The steps this change shows for a bug of this type in this unit, if any."""
     if unit is None or unit.span.before is None or unit.file.before is None:
@@ -271,7 +315,9 @@ def derive_steps(unit: Unit | None, bug_type: BugType) -> Derived | None:
     if bug_type == BugType.TIMEOUT:
         return call_timeout(unit)
     if bug_type == BugType.RESOURCE_LEAK:
-        return unwatched_handoff(unit)
+        return unwatched_handoff(unit) or untrapped_shutdown(unit)
+    if bug_type == BugType.EXIT_SIGNAL:
+        return untrapped_shutdown(unit)
     if bug_type == BugType.MESSAGE_ORDERING:
         text = unit.file.before.split("\n")
         return stale_timer(unit, list(enumerate(text, 1)))

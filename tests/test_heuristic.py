@@ -498,3 +498,58 @@ def test_a_replacement_rule_locates_where_the_replacement_happened() -> None:
                            is_test=True))
     assert label.bug_location is not None
     assert label.bug_location.function == 'test "notifies the owner"'
+
+
+_CACHE_SERVER = """-module(cache_server).
+-behaviour(gen_server).
+-export([start_link/0, init/1, handle_call/3, terminate/2]).
+
+start_link() ->
+    gen_server:start_link({local, ?MODULE}, ?MODULE, [], []).
+
+init([]) ->
+    Table = ets:new(cache, [named_table]),
+    {ok, #{table => Table}}.
+
+handle_call(get, _From, State) ->
+    {reply, ok, State}.
+
+terminate(_Reason, #{table := Table}) ->
+    ets:delete(Table),
+    ok.
+"""
+_CACHE_TRAPS = _CACHE_SERVER.replace("init([]) ->\n", "init([]) ->\n"
+                                     "    process_flag(trap_exit, true),\n")
+
+
+def test_trap_exit_added_for_terminate_has_steps_from_this_module() -> None:
+    """init/1 gains trap_exit in a linked server with a terminate callback: the steps name
+    the linked start and terminate/2 by their lines, and pass the checks."""
+    ann = annotate_heuristic(_commit("Trap exits so that terminate cleans up the table",
+                                     "src/cache_server.erl", _CACHE_SERVER, _CACHE_TRAPS,
+                                     "erlang"))
+    label = ann.label
+    assert label is not None and label.bug_type == BugType.EXIT_SIGNAL
+    assert label.bug_location is not None and label.bug_location.function == "init/1"
+    lines = _CACHE_SERVER.split("\n")
+    start = lines.index("    gen_server:start_link({local, ?MODULE}, ?MODULE, [], []).") + 1
+    stop = lines.index("terminate(_Reason, #{table := Table}) ->") + 1
+    assert [(s.actor, s.action.value, s.line) for s in label.event_sequence] == [
+        ("parent of cache_server", "link", start), ("parent of cache_server", "exit", None),
+        ("cache_server process", "exit", stop)]
+    assert label.explanation is not None and f"line {stop}" in label.explanation
+    assert ann.explanation_source == "rule:untrapped_shutdown"
+    assert ann.checks is not None and ann.checks.passed
+
+
+def test_no_shutdown_story_for_a_process_that_trapped_exits_already() -> None:
+    """A module that trapped exits before the change tells another story: no steps, and
+    the rule's own explanation."""
+    before = _CACHE_SERVER.replace("handle_call(get, _From, State) ->\n",
+                                   "handle_call(get, _From, State) ->\n"
+                                   "    process_flag(trap_exit, true),\n")
+    after = before.replace("init([]) ->\n", "init([]) ->\n    process_flag(trap_exit, true),\n")
+    ann = annotate_heuristic(_commit("Trap exits so that terminate cleans up the table",
+                                     "src/cache_server.erl", before, after, "erlang"))
+    assert ann.label is not None and ann.label.event_sequence == []
+    assert ann.explanation_source == "rule:trap_exit"
