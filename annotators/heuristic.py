@@ -46,7 +46,7 @@ from annotators.steps import derive_steps
 # diffs.py): a new version labels every stored commit anew on the next mine, an unchanged one
 # keeps the labels made before. tests/test_rules_version.py holds the labels of a fixed set of
 # commits for this version and fails when they change without it.
-RULES_VERSION = 18
+RULES_VERSION = 19
 ANNOTATOR_ID = f"heuristic/rules-v{RULES_VERSION}/schema-{SCHEMA_VERSION}"
 
 
@@ -273,8 +273,7 @@ def annotate_heuristic(commit: CommitInput) -> Annotation:
 
     diff_weight = top.rule.weight if top else 0.0
     strong_diff = diff_weight >= 0.9
-    if not files and (negatives or msg_weight < 0.7 or TOOLING.search(
-            commit.message.split("\n", 1)[0])):
+    if not files and _not_a_code_fix(commit.message.split("\n", 1)[0], negatives, msg_weight):
         label, source = _not_bug(commit, files, None, 0.6), (
             "none: not a concurrency fix; the commit changes no Elixir or Erlang code")
     elif files and only_docs(list(files), hunks):
@@ -292,6 +291,21 @@ def annotate_heuristic(commit: CommitInput) -> Annotation:
     label, checks = _checked(label, commit)
     return Annotation(annotator=ANNOTATOR_ID, label=label, evidence=tuple(evidence),
                       explanation_source=source, checks=checks)
+
+
+# A subject that updates something (a dependency, a version) in a commit with no Elixir or
+# Erlang code: "Update postgrex with fixed race condition" fixes nothing here.
+# (after a conventional-commit prefix such as "fix(deps): ")
+_UPDATE = re.compile(r"^\W*(?:[a-z]+(?:\([^)]*\))?!?:\s*)?(?:update|updating|bump|bumping|"
+                     r"upgrade|upgrading)\b", re.IGNORECASE)
+
+
+def _not_a_code_fix(subject: str, negatives: list[str], msg_weight: float) -> bool:
+    """Whether a commit that changes no Elixir or Erlang code is no concurrency fix: its
+    message must state one clearly (a race fixed in the JavaScript of a LiveView), and its
+    subject be neither tooling nor an update of a dependency or a version."""
+    return bool(negatives or msg_weight < 0.7 or TOOLING.search(subject)
+                or _UPDATE.match(subject))
 
 
 def _checked(label: BugLabel, commit: CommitInput) -> tuple[BugLabel, LabelChecks]:

@@ -120,6 +120,16 @@ def test_without_elixir_or_erlang_code() -> None:
     assert docs is not None and not docs.is_concurrency_bug
 
 
+@pytest.mark.parametrize("subject", ["Update postgrex with fixed race condition",
+                                     "fix(pulsar): update pulsar -> 0.8.3 to fix a deadlock",
+                                     "Bump gen_leader: fixes the race on DOWN"])
+def test_a_dependency_update_with_no_code_is_not_a_fix(subject: str) -> None:
+    """A commit with no Elixir or Erlang code whose subject updates a dependency or version
+    fixes nothing in this repository, whatever it says was fixed upstream."""
+    label = annotate_heuristic(CommitInput("r", "s", subject, ())).label
+    assert label is not None and not label.is_concurrency_bug
+
+
 def test_weak_message_needs_production_signal() -> None:
     """A bare "timeout" with only test-side monitors is not enough to call it a fix."""
     before = "defmodule ATest do\n  test \"a\" do\n    :ok\n  end\nend\n"
