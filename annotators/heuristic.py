@@ -46,7 +46,7 @@ from annotators.steps import derive_steps
 # diffs.py): a new version labels every stored commit anew on the next mine, an unchanged one
 # keeps the labels made before. tests/test_rules_version.py holds the labels of a fixed set of
 # commits for this version and fails when they change without it.
-RULES_VERSION = 19
+RULES_VERSION = 20
 ANNOTATOR_ID = f"heuristic/rules-v{RULES_VERSION}/schema-{SCHEMA_VERSION}"
 
 
@@ -148,7 +148,11 @@ def _best_cue(message: str) -> tuple[MessageCue | None, str, float]:
 _FENCED = re.compile(r"```.*?(?:```|\Z)", re.DOTALL)
 # Lines of a message that are pasted output or code, not prose: indented blocks, crash
 # reports, stack frames, quoted logs, Erlang terms.
-_NOT_PROSE = re.compile(r"^(?:    |\t|\*\*|=\w+ REPORT|\s*(?:\(\w+\) )?[\w.]+\.(?:ex|exs|erl):\d+|"
+# Lines a tool wrote: indented code, reports, `path.erl:12:` and ` 455: ` warnings (a
+# compiler's, dialyzer's), a file name alone above its warnings, shell and iex prompts.
+_NOT_PROSE = re.compile(r"^(?:    |\t|\*\*|=\w+ REPORT|"
+                        r"\s*(?:\(\w+\) )?[\w./-]+\.(?:exs?|[eh]rl):\d+|"
+                        r"\s*[\w./-]+\.(?:exs?|[eh]rl)\s*$|\s+\d+:\s|"
                         r"\s*[{\[]|\s*>|\s*\$ |\s*iex|\s*\d+>)")
 _TERMS = re.compile(r"\{\s*(?:atomic|aborted)\s*,[^}]*\}")
 
@@ -295,9 +299,7 @@ def annotate_heuristic(commit: CommitInput) -> Annotation:
 
 # A subject that updates something (a dependency, a version) in a commit with no Elixir or
 # Erlang code: "Update postgrex with fixed race condition" fixes nothing here.
-# (after a conventional-commit prefix such as "fix(deps): ")
-_UPDATE = re.compile(r"^\W*(?:[a-z]+(?:\([^)]*\))?!?:\s*)?(?:update|updating|bump|bumping|"
-                     r"upgrade|upgrading)\b", re.IGNORECASE)
+_UPDATE = re.compile(r"^\W*(?:update|updating|bump|bumping|upgrade|upgrading)\b", re.IGNORECASE)
 
 
 def _not_a_code_fix(subject: str, negatives: list[str], msg_weight: float) -> bool:
@@ -305,7 +307,7 @@ def _not_a_code_fix(subject: str, negatives: list[str], msg_weight: float) -> bo
     message must state one clearly (a race fixed in the JavaScript of a LiveView), and its
     subject be neither tooling nor an update of a dependency or a version."""
     return bool(negatives or msg_weight < 0.7 or TOOLING.search(subject)
-                or _UPDATE.match(subject))
+                or _UPDATE.match(_CONVENTIONAL.sub("", subject, count=1)))
 
 
 def _checked(label: BugLabel, commit: CommitInput) -> tuple[BugLabel, LabelChecks]:

@@ -387,6 +387,17 @@ def test_pasted_output_is_not_prose() -> None:
     assert prose("Fix\n\n```\n{'EXIT', x}\n```\nThere is a race") == "Fix\n\n \nThere is a race"
 
 
+def test_pasted_tool_warnings_are_not_prose() -> None:
+    """Dialyzer's and the compiler's warnings pasted into a body ("will never return") are
+    what a tool wrote, not a hang the author reports."""
+    message = ("Fix misc. dialyzer errors\n\nFix the following issues:\nsrc/gen_pool.erl\n"
+               " 473: The call gen_pool:claim(W::[any(),...]) will never return since it "
+               "differs\nlib/pool/server.ex:12: warning: the process is stuck forever\n")
+    assert prose(message) == "Fix misc. dialyzer errors\n\nFix the following issues:\n"
+    label = _label_of_message(message)
+    assert label is not None and not label.is_concurrency_bug
+
+
 def test_a_stated_cause_in_the_body_counts_whole() -> None:
     """A neutral subject whose body states the bug keeps the cue's full weight."""
     for body in ("There is a race between checkout and checkin.",
