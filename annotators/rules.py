@@ -115,10 +115,12 @@ MESSAGE_CUES: tuple[MessageCue, ...] = (
                    r".{0,40}\b(?:races?|hangs?|hanging|stuck|crash\w*|deadlock\w*)\b|"
                    r"\b(?:crash\w*|hangs?|hanging|stuck|races?|deadlock\w*)\s+(?:on|during|at|in)"
                    r"\s+(?:the\s+)?shut(?:ting)?[ -]?down\b"), 0.6),
-    # What a process left behind when it, or its owner, stopped.
+    # What a process left behind when it, or its owner, stopped ("kill the connection if the
+    # caller dies").
     MessageCue("cleanup_on_exit", B.RESOURCE_LEAK,
-               _re(r"\b(?:clean(?:s|ed|ing)?(?:[ -]?up)?|(?:remov|delet|purg)\w* stale)\b.{0,50}"
-                   r"\b(?:after|on|when)\s+"
+               _re(r"\b(?:clean(?:s|ed|ing)?(?:[ -]?up)?|(?:remov|delet|purg)\w* stale|"
+                   r"(?:kill|close|release|stop)(?:s|ing)?)\b.{0,50}"
+                   r"\b(?:after|on|when|if)\s+"
                    r"(?:(?:a |the )?(?:normal |abnormal )?(?:shutdown|exit\w*|termination|"
                    r"crash\w*)|"
                    r"(?:the |a |its )?\w+ (?:dies|died|exits?|goes away|stops|terminates))\b"),

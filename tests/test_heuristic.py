@@ -218,6 +218,7 @@ def test_dropping_a_link_with_a_link_message() -> None:
     ("Catch shutdown exits when calling the session", BugType.EXIT_SIGNAL),
     ("Remove stale registry entries after abnormal exit", BugType.RESOURCE_LEAK),
     ("Clean up handlers when the owner dies", BugType.RESOURCE_LEAK),
+    ("Worker monitors caller to kill the connection if caller dies", BugType.RESOURCE_LEAK),
     ("Fix the watcher blocking during slow termination", BugType.DEADLOCK),
 ])
 def test_process_lifecycle_cues(message: str, bug_type: BugType) -> None:
