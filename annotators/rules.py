@@ -59,7 +59,10 @@ class DiffRule:
 MESSAGE_CUES: tuple[MessageCue, ...] = (
     MessageCue("race", B.RACE_CONDITION,
                _re(r"\b(?:data[ -])?rac(?:e|es|y|ing|iness)\b(?:[ -]?conditions?)?"), 0.9),
-    MessageCue("deadlock", B.DEADLOCK, _re(r"\bdead[ -]?lock(?:s|ed|ing)?\b"), 0.9),
+    MessageCue("deadlock", B.DEADLOCK, _re(r"\bdead[ -]?lock(?:s|ed|ing)?\b|"
+                                          r"\bmutual(?:ly)?\s+block\w*|"
+                                          r"\b(?:block|wait)\w*\s+(?:on\s+|for\s+)?each\s+other\b"),
+               0.9),
     MessageCue("livelock", B.LIVELOCK, _re(r"\blive[ -]?lock(?:s|ed|ing)?\b"), 0.9),
     MessageCue("mailbox", B.MAILBOX_OVERFLOW,
                _re(r"\b(?:mailbox|message[ _]queue(?:_len)?)\b.{0,40}\b(?:grow\w*|overflow\w*|"
@@ -94,8 +97,8 @@ MESSAGE_CUES: tuple[MessageCue, ...] = (
     MessageCue("synchronous", B.RACE_CONDITION,
                _re(r"\b(?:synchronous(?:ly)?|non-?blocking)\b"), 0.45),
     MessageCue("hang", B.DEADLOCK,
-               _re(r"\b(?:hangs?|hanging|hung|stuck|blocks? forever|never returns?|"
-                   r"wait\w* forever)\b"), 0.6),
+               _re(r"(?<!low[ -])\b(?:hangs?|hanging|hung|stuck|blocks? forever|never returns?|"
+                   r"wait\w* forever)\b(?![ -]fruit)"), 0.6),
     MessageCue("flaky", B.RACE_CONDITION,
                _re(r"\b(?:(?:de-?)?flak(?:e|y|ey|iness|yness|es|ily)|intermittent(?:ly)?|sporadic\w*|"
                    r"non-?deterministic\w*|randomly fail\w*)\b"), 0.7),
@@ -154,6 +157,7 @@ NEGATIVE_CUES: tuple[tuple[str, re.Pattern[str]], ...] = (
                               r"file modification)\b")),
     ("non_process_leak", _re(r"\bleak\w*\b.{0,30}\b(?:vars?|variables?|representation|"
                              r"abstraction|implementation|memory|atoms?|info\w*|secrets?|"
+                             r"details?|internals?|data|"
                              r"credentials?|bindings?|scope)\b|\b(?:vars?|variables?|bindings?)\b"
                              r".{0,20}\bleak")),
     ("timeout_tuning", _re(r"\b(?:increase|bump|raise|longer|larger|bigger|extend|tweak|adjust|"

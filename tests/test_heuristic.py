@@ -101,6 +101,9 @@ def test_sleep_replaced_by_assert_receive_is_a_test_race() -> None:
     "Do not leak variables between default args",
     "Bump timeout to infinity",
     "chore(deps): bump ehttpc to 0.4.8 to fix a race condition",
+    "Fix a low hanging fruit todo",
+    "Fix a number of low-hanging todos",
+    "Use socket_ref to avoid leaking socket details",
 ])
 def test_keyword_false_positives(message: str) -> None:
     """Words used in a non-bug sense give not_concurrency when the diff shows nothing."""
@@ -156,6 +159,8 @@ def test_label_schema_rejects_inconsistent_type() -> None:
     ("Trap exits to fix flaky test", BugType.EXIT_SIGNAL),
     ("Fix leak of monitor processes on shutdown", BugType.RESOURCE_LEAK),
     ("Avoid selective-receive mailbox scans under load", BugType.MAILBOX_OVERFLOW),
+    ("avoid mutual blocking of caches", BugType.DEADLOCK),
+    ("Fix the pool and its workers waiting on each other", BugType.DEADLOCK),
 ])
 def test_bug_type_names_the_cause(message: str, bug_type: BugType) -> None:
     """Messages left in a mailbox are delivery bugs; leaked processes are leaks."""
