@@ -46,7 +46,7 @@ from annotators.steps import derive_steps
 # diffs.py): a new version labels every stored commit anew on the next mine, an unchanged one
 # keeps the labels made before. tests/test_rules_version.py holds the labels of a fixed set of
 # commits for this version and fails when they change without it.
-RULES_VERSION = 22
+RULES_VERSION = 23
 ANNOTATOR_ID = f"heuristic/rules-v{RULES_VERSION}/schema-{SCHEMA_VERSION}"
 
 
@@ -277,9 +277,14 @@ def annotate_heuristic(commit: CommitInput) -> Annotation:
 
     diff_weight = top.rule.weight if top else 0.0
     strong_diff = diff_weight >= 0.9
-    if not files and _not_a_code_fix(commit.message.split("\n", 1)[0], negatives, msg_weight):
+    subject = commit.message.split("\n", 1)[0]
+    if not files and _not_a_code_fix(subject, negatives, msg_weight):
         label, source = _not_bug(commit, files, None, 0.6), (
             "none: not a concurrency fix; the commit changes no Elixir or Erlang code")
+    elif files and all(f.path.rsplit("/", 1)[-1] == "mix.exs" for f in files) and \
+            _UPDATE.match(_CONVENTIONAL.sub("", subject, count=1)):
+        label, source = _not_bug(commit, files, None, 0.65), (
+            "none: not a concurrency fix; the commit updates a dependency")
     elif files and only_docs(list(files), hunks):
         label, source = _not_bug(commit, files, _locate(top, files, commit.message, hunks), 0.7), (
             "none: not a concurrency fix; the change touches only documentation and comments")

@@ -128,9 +128,14 @@ def test_without_elixir_or_erlang_code() -> None:
                                      "Bump gen_leader: fixes the race on DOWN"])
 def test_a_dependency_update_with_no_code_is_not_a_fix(subject: str) -> None:
     """A commit with no Elixir or Erlang code whose subject updates a dependency or version
-    fixes nothing in this repository, whatever it says was fixed upstream."""
+    fixes nothing in this repository, whatever it says was fixed upstream; nor does one that
+    changes only the dependencies in mix.exs."""
     label = annotate_heuristic(CommitInput("r", "s", subject, ())).label
     assert label is not None and not label.is_concurrency_bug
+    mix = ('defmodule App.MixProject do\n  use Mix.Project\n\n'
+           '  defp deps do\n    [{:poolboy, "~> 1.4"}]\n  end\nend\n')
+    bumped = _label(_commit(subject, "mix.exs", mix, mix.replace("1.4", "1.5")))
+    assert not bumped.is_concurrency_bug
 
 
 def test_weak_message_needs_production_signal() -> None:
