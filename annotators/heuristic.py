@@ -46,14 +46,14 @@ from annotators.steps import derive_steps
 # diffs.py): a new version labels every stored commit anew on the next mine, an unchanged one
 # keeps the labels made before. tests/test_rules_version.py holds the labels of a fixed set of
 # commits for this version and fails when they change without it.
-RULES_VERSION = 23
+RULES_VERSION = 24
 ANNOTATOR_ID = f"heuristic/rules-v{RULES_VERSION}/schema-{SCHEMA_VERSION}"
 
 
 # Negative cues that outweigh even a strong word such as "race" or "deadlock", and a diff
 # rule's fingerprint (a release or a first import carries many changes).
 _OVERRIDING = {"docs_only", "release", "reports_not_fixes", "filesystem_timing",
-               "initial_import"}
+               "initial_import", "revert"}
 
 
 @dataclass(frozen=True)

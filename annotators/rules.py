@@ -166,7 +166,9 @@ NEGATIVE_CUES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("feature", _re(r"^\s*(?:add|adds|added|support|allow|introduce|implement|expose|deprecate|"
                     r"optionally|make [\w ]{0,30}configurable|"
                     r"optimi[sz]e|refactor|clean ?up|cleanup|simplify|rename|move|format|remove "
-                    r"unused|revert)\b")),
+                    r"unused)\b")),
+    # A revert undoes a commit, a fix among them ('Revert "Fix iex test race condition"').
+    ("revert", _re(r"^\s*revert(?:s|ed|ing)?\b")),
 )
 
 # Subjects about the build, CI or scripts: with no Elixir/Erlang change, a race there is the

@@ -104,6 +104,7 @@ def test_sleep_replaced_by_assert_receive_is_a_test_race() -> None:
     "Fix a low hanging fruit todo",
     "Fix a number of low-hanging todos",
     "Use socket_ref to avoid leaking socket details",
+    'Revert "Fix iex test race condition"',
 ])
 def test_keyword_false_positives(message: str) -> None:
     """Words used in a non-bug sense give not_concurrency when the diff shows nothing."""
