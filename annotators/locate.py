@@ -94,12 +94,17 @@ def unit_at(units: list[Unit], file: FileInput, line: int, *, before: bool) -> U
     return _holding([u for u in units if u.file is file], line, before=before)
 
 
+# A line comment: Elixir's `#` (its `%{}` and `%Struct{}` are code), Erlang's `%` (its
+# `#record{}` is code).
+_COMMENT = {"elixir": "#", "erlang": "%"}
+
 # Lines that are not where a bug lives: module attributes, exports, specs, imports, docs,
 # comments and blank lines.
-_META_LINE = re.compile(
-    r"^\s*(?:$|%|#|@|-(?:export|spec|type|opaque|callback|include|include_lib|import|"
-    r"module|behaviou?r|define|record|compile|dialyzer|doc|moduledoc|ifdef|ifndef|endif|"
-    r"else|author|vsn)\b|(?:alias|import|require|use)\s|\"\"\"|''')")
+_META_LINE = {language: re.compile(
+    r"^\s*(?:$|" + re.escape(comment) + r"|@|-(?:export|spec|type|opaque|callback|include|"
+    r"include_lib|import|module|behaviou?r|define|record|compile|dialyzer|doc|moduledoc|ifdef|"
+    r"ifndef|endif|else|author|vsn)\b|(?:alias|import|require|use)\s|\"\"\"|''')")
+    for language, comment in _COMMENT.items()}
 
 # Spellings of BEAM concurrency in code (lowered): how much a changed function is about
 # processes. Matched against lowered text, several times faster than case-insensitive matching.
@@ -115,7 +120,9 @@ def process_words(text: str) -> int:
     return len(PRIMITIVES.findall(text.lower()))
 
 
-_DOC_LINE = re.compile(r"^\s*(?:@(?:module|type)?doc|-(?:module)?doc)\b|^\s*(?:#|%)|^\s*$")
+_DOC_LINE = {language: re.compile(r"^\s*(?:@(?:module|type)?doc|-(?:module)?doc)\b|^\s*"
+                                  + re.escape(comment) + r"|^\s*$")
+             for language, comment in _COMMENT.items()}
 # A doc attribute's heredoc: the line that opens it (searched from the attribute, which
 # Python's regex engine can skip ahead to) and the line its delimiter closes it on.
 _HEREDOC_OPEN = re.compile(
@@ -148,14 +155,15 @@ class _Docs:
     """Which lines of a file's two versions are documentation; the heredocs of a version
     are read only when a line's own text cannot tell."""
 
-    def __init__(self, before: str, after: str) -> None:
+    def __init__(self, before: str, after: str, language: str) -> None:
         self._texts = {True: before, False: after}
         self._ranges: dict[bool, list[tuple[int, int]]] = {}
+        self._line = _DOC_LINE.get(language, _DOC_LINE["elixir"])
 
     def holds(self, number: int, text: str, before: bool) -> bool:
         if _DOCTEST.match(text):
             return False
-        if _DOC_LINE.match(text):
+        if self._line.match(text):
             return True
         if before not in self._ranges:
             self._ranges[before] = doc_ranges(self._texts[before])
@@ -180,7 +188,7 @@ def only_docs(files: list[FileInput], hunks: dict[str, list[Hunk]]) -> bool:
     for f in files:
         if f.before is None or f.after is None:
             return False
-        docs = _Docs(f.before, f.after)
+        docs = _Docs(f.before, f.after, f.language)
         for h in hunks[f.path]:
             if not all(docs.holds(n, t, True) for n, t in h.removed) or not all(
                     docs.holds(n, t, False) for n, t in h.added):
@@ -256,9 +264,10 @@ def file_location(file: FileInput, hunks: list[Hunk]) -> BugLocation:
     """Where in a file with no changed function the change is: the first hunk that changes
     more than attributes, exports, specs, imports, docs and comments (the function around it
     when a head scan finds one), else the file alone."""
+    meta = _META_LINE.get(file.language, _META_LINE["elixir"])
     for h in hunks:
-        code = [n for n, t in h.removed if not _META_LINE.match(t)]
-        arriving = [t for _, t in h.added if not _META_LINE.match(t)]
+        code = [n for n, t in h.removed if not meta.match(t)]
+        arriving = [t for _, t in h.added if not meta.match(t)]
         if not code and not arriving:
             continue
         start, end = (code[0], code[-1]) if code else (max(h.before_start, 1),) * 2

@@ -390,6 +390,23 @@ def test_a_change_to_docs_and_comments_only_is_not_a_fix() -> None:
     assert label.is_concurrency_bug
 
 
+@pytest.mark.parametrize(("path", "language", "before", "after"), [
+    ("test/csi_SUITE.erl", "erlang",
+     "client_state(Config) ->\n    #presence{sub_els = [#delay{}]} = recv(),\n    ok.\n",
+     "client_state(Config) ->\n    #presence{sub_els = [#vcard{}|_]} = recv(),\n    ok.\n"),
+    ("test/csi_test.exs", "elixir",
+     'defmodule CsiTest do\n  test "state" do\n    %{delay: _} = recv()\n  end\nend\n',
+     'defmodule CsiTest do\n  test "state" do\n    %{vcard: _} = recv()\n  end\nend\n'),
+])
+def test_a_line_that_starts_with_the_other_languages_comment_sign_is_code(
+        path: str, language: str, before: str, after: str) -> None:
+    """An Erlang record (`#presence{}`) and an Elixir map (`%{}`) are code, not comments: a
+    change to them is no documentation-only change."""
+    label = _label(_commit("Fix race in CSI test case", path, before, after, language,
+                           is_test=True))
+    assert label.is_concurrency_bug
+
+
 def test_pasted_output_is_not_prose() -> None:
     """A crash report or an Erlang term pasted into the body names no cue."""
     label = _label_of_message(
