@@ -56,6 +56,10 @@ class DiffRule:
     test_only: bool = False
 
 
+# What processes exchange, whose order a reordering is about.
+_EXCHANGED = (r"messages?|events?|repl(?:y|ies)|requests?|packets?|frames?|stanzas?|"
+              r"deliver\w*|casts?|calls?|signals?|acks?")
+
 MESSAGE_CUES: tuple[MessageCue, ...] = (
     MessageCue("race", B.RACE_CONDITION,
                _re(r"\b(?:data[ -])?rac(?:e|es|y|ing|iness)\b(?:[ -]?conditions?)?"), 0.9),
@@ -86,9 +90,13 @@ MESSAGE_CUES: tuple[MessageCue, ...] = (
                _re(r"\bmessage leak\w*|\bleak\w* (?:\w+ )?(?:messages|replies)\b|"
                    r"\b(?:stray|late|spurious|left ?over) (?:\w+ )?(?:messages?|repl(?:y|ies))\b"),
                0.82),
+    # Order of what processes exchange, not of arguments, fields or a list on a page.
     MessageCue("ordering", B.MESSAGE_ORDERING,
-               _re(r"\b(?:out[ -]of[ -]order|message order\w*|ordering of (?:messages|events)|"
-                   r"reorder\w*|arriv\w+ (?:before|after))\b"), 0.7),
+               _re(r"\b(?:out[ -]of[ -]order(?![ -](?:arguments?|args|param\w*|fields?|keys?|"
+                   r"elements?|options?|clauses?|functions?|columns?|imports?|items?))|"
+                   r"message order\w*|ordering of (?:messages|events)|arriv\w+ (?:before|after))\b|"
+                   r"\b(?:" + _EXCHANGED + r")\b.{0,20}\breorder\w*|"
+                   r"\breorder\w*\b.{0,20}\b(?:" + _EXCHANGED + r")\b"), 0.7),
     MessageCue("exit_signal", B.EXIT_SIGNAL,
                _re(r"\b(?:trap_exit|trap(?:s|ped|ping)? exits?|exit signals?|EXIT messages?|:EXIT|"
                    r"'EXIT'|DOWN messages?|linked process\w* (?:crash|exit|die)\w*)\b"), 0.75),

@@ -105,6 +105,9 @@ def test_sleep_replaced_by_assert_receive_is_a_test_race() -> None:
     "Fix a number of low-hanging todos",
     "Use socket_ref to avoid leaking socket details",
     'Revert "Fix iex test race condition"',
+    "Fix out-of-order arguments in the shell loop",
+    "Reorder arguments to CC for linking",
+    "fix: reorder authn when updating",
 ])
 def test_keyword_false_positives(message: str) -> None:
     """Words used in a non-bug sense give not_concurrency when the diff shows nothing."""
@@ -166,6 +169,8 @@ def test_label_schema_rejects_inconsistent_type() -> None:
     ("Fix leak of monitor processes on shutdown", BugType.RESOURCE_LEAK),
     ("Avoid selective-receive mailbox scans under load", BugType.MAILBOX_OVERFLOW),
     ("avoid mutual blocking of caches", BugType.DEADLOCK),
+    ("Fix event/message out of order", BugType.MESSAGE_ORDERING),
+    ("Fix replies reordered after a reconnect", BugType.MESSAGE_ORDERING),
     ("Fix the pool and its workers waiting on each other", BugType.DEADLOCK),
 ])
 def test_bug_type_names_the_cause(message: str, bug_type: BugType) -> None:
