@@ -46,7 +46,7 @@ from annotators.steps import derive_steps
 # diffs.py): a new version labels every stored commit anew on the next mine, an unchanged one
 # keeps the labels made before. tests/test_rules_version.py holds the labels of a fixed set of
 # commits for this version and fails when they change without it.
-RULES_VERSION = 26
+RULES_VERSION = 27
 ANNOTATOR_ID = f"heuristic/rules-v{RULES_VERSION}/schema-{SCHEMA_VERSION}"
 
 
@@ -147,9 +147,8 @@ def _best_cue(message: str) -> tuple[MessageCue | None, str, float]:
 
 _FENCED = re.compile(r"```.*?(?:```|\Z)", re.DOTALL)
 # Lines of a message that are pasted output or code, not prose: indented blocks, crash
-# reports, stack frames, quoted logs, Erlang terms.
-# Lines a tool wrote: indented code, reports, `path.erl:12:` and ` 455: ` warnings (a
-# compiler's, dialyzer's), a file name alone above its warnings, shell and iex prompts.
+# reports, stack frames, `path.erl:12:` and ` 455: ` warnings (a compiler's, dialyzer's), a
+# file name alone above its warnings, quoted logs, shell and iex prompts, Erlang terms.
 _NOT_PROSE = re.compile(r"^(?:    |\t|\*\*|=\w+ REPORT|"
                         r"\s*(?:\(\w+\) )?[\w./-]+\.(?:exs?|[eh]rl):\d+|"
                         r"\s*[\w./-]+\.(?:exs?|[eh]rl)\s*$|\s+\d+:\s|"
@@ -278,7 +277,7 @@ def annotate_heuristic(commit: CommitInput) -> Annotation:
     diff_weight = top.rule.weight if top else 0.0
     strong_diff = diff_weight >= 0.9
     subject = commit.message.split("\n", 1)[0]
-    if not files and _not_a_code_fix(subject, negatives, msg_weight):
+    if not files and _not_a_code_fix(commit.message, phrase, negatives, msg_weight):
         label, source = _not_bug(commit, files, None, 0.6), (
             "none: not a concurrency fix; the commit changes no Elixir or Erlang code")
     elif files and all(f.path.rsplit("/", 1)[-1] == "mix.exs" for f in files) and \
@@ -307,11 +306,17 @@ def annotate_heuristic(commit: CommitInput) -> Annotation:
 _UPDATE = re.compile(r"^\W*(?:update|updating|bump|bumping|upgrade|upgrading)\b", re.IGNORECASE)
 
 
-def _not_a_code_fix(subject: str, negatives: list[str], msg_weight: float) -> bool:
+def _not_a_code_fix(message: str, phrase: str, negatives: list[str], msg_weight: float
+                    ) -> bool:
     """Whether a commit that changes no Elixir or Erlang code is no concurrency fix: its
-    message must state one clearly (a race fixed in the JavaScript of a LiveView), and its
-    subject be neither tooling nor an update of a dependency or a version."""
-    return bool(negatives or msg_weight < 0.7 or TOOLING.search(subject)
+    message must state one clearly (a race fixed in the JavaScript of a LiveView); neither
+    its subject nor the line that names the problem may be about tooling ("fixes race
+    condition when running make with simultaneous jobs"), nor the subject update a
+    dependency or a version."""
+    subject = message.split("\n", 1)[0]
+    said = next((line for line in prose(message).split("\n")
+                 if phrase and phrase.lower() in line.lower()), "")
+    return bool(negatives or msg_weight < 0.7 or TOOLING.search(subject) or TOOLING.search(said)
                 or _UPDATE.match(_CONVENTIONAL.sub("", subject, count=1)))
 
 

@@ -125,6 +125,10 @@ def test_without_elixir_or_erlang_code() -> None:
     assert vague is not None and not vague.is_concurrency_bug
     docs = annotate_heuristic(CommitInput("r", "s", "Docs: explain races", ())).label
     assert docs is not None and not docs.is_concurrency_bug
+    make = annotate_heuristic(CommitInput(
+        "r", "s", "make deps/.built depend on deps/.got\n\nfixes race condition when running "
+        "make with simultaneous jobs", ())).label
+    assert make is not None and not make.is_concurrency_bug  # the build's race, not the BEAM's
 
 
 @pytest.mark.parametrize("subject", ["Update postgrex with fixed race condition",
