@@ -111,7 +111,10 @@ MESSAGE_CUES: tuple[MessageCue, ...] = (
                _re(r"\b(?:(?:de-?)?flak(?:e|y|ey|iness|yness|es|ily)|intermittent(?:ly)?|sporadic\w*|"
                    r"non-?deterministic\w*|randomly fail\w*)\b"), 0.7),
     MessageCue("concurrency", B.RACE_CONDITION,
-               _re(r"\b(?:concurrent(?:ly)?|concurrency|atomic(?:ally)?|non-?atomic|"
+               _re(r"\b(?:concurrent(?:ly)?|"
+                   r"(?<!max )(?<!maximum )(?<!max_)(?<!default )(?<!min )concurrency"
+                   r"(?![ _-](?:level|limit|option|setting|factor|param\w*|to \d))|"
+                   r"atomic(?:ally)?|non-?atomic|"
                    r"synchroni[sz]\w*|unsynchroni[sz]ed|at the same time|simultaneous\w*)\b"),
                0.6),
     # A test that only passes once it waits longer is racing the work it waits for.

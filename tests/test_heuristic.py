@@ -108,6 +108,8 @@ def test_sleep_replaced_by_assert_receive_is_a_test_race() -> None:
     "Fix out-of-order arguments in the shell loop",
     "Reorder arguments to CC for linking",
     "fix: reorder authn when updating",
+    "fix: set max concurrency to lower number",
+    "Fix the default concurrency level of the stream",
 ])
 def test_keyword_false_positives(message: str) -> None:
     """Words used in a non-bug sense give not_concurrency when the diff shows nothing."""
