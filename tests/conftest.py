@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import difflib
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -270,19 +272,39 @@ def snapshot(warehouse: Path) -> dict[str, list[tuple]]:
         con.close()
 
 
+# The folder pytest-xdist's workers share with the process that controls them (inherited
+# through the environment): where the one Prefect server of the run is described.
+_SHARED = "RACEMINE_TEST_SHARED"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput") and getattr(config.option, "numprocesses", None):
+        os.environ[_SHARED] = tempfile.mkdtemp(prefix="racemine-tests-")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Start the shared Prefect server now if a selected test needs it, and run those tests
     last, so the server starts while the others run."""
     tracked = [item for item in items if "prefect_server" in getattr(item, "fixturenames", ())]
     if not tracked:
         return
-    server = PrefectServer()
-    server.start()
-    config.stash[_SERVER] = server
+    shared = os.environ.get(_SHARED) if hasattr(config, "workerinput") else None
+    if shared:
+        config.stash[_SERVER] = PrefectServer.shared(Path(shared))
+    else:
+        server = PrefectServer()
+        server.start()
+        config.stash[_SERVER] = server
     items[:] = [item for item in items if item not in tracked] + tracked
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    if hasattr(config, "workerinput"):
+        return  # another worker may still use the server: the controlling process stops it
+    shared = os.environ.pop(_SHARED, None)
+    if shared:
+        PrefectServer.stop_shared(Path(shared))
+        shutil.rmtree(shared, ignore_errors=True)
     server = config.stash.get(_SERVER, None)
     if server is not None:
         server.stop()

@@ -55,8 +55,8 @@ def test_planted_secrets_stay_out_of_everything(history: tuple[RepoBuilder, dict
                        ).fetchone()[0] > 0
     con.close()
     assert list(exports.rglob("*.parquet"))
-    assert any(r["state_type"] == "COMPLETED" and r["parameters"]["warehouse"] == str(warehouse)
-               for r in prefect_server.flow_runs("pipeline"))  # it ran as a tracked flow
+    assert any(r["state_type"] == "COMPLETED"  # it ran as a tracked flow
+               for r in prefect_server.flow_runs("pipeline", warehouse))
 
     texts = {"stdout": run.stdout, "stderr": run.stderr, "tables": _tables_as_text(warehouse)}
     files = [p for root in (tmp_path, prefect_server.home) for p in root.rglob("*")

@@ -54,7 +54,7 @@ def test_tracked_mine_equals_direct(history: tuple[RepoBuilder, dict[str, str]],
     direct, tracked = tmp_path / "direct.duckdb", tmp_path / "tracked.duckdb"
     out = run_cli(*args, "--warehouse", str(direct), home=tmp_path)
     assert out.returncode == 0, out.stderr
-    before = len(prefect_server.flow_runs("mine"))
+    before = len(prefect_server.flow_runs("mine", tracked))
     out = run_cli(*args, "--warehouse", str(tracked), home=tmp_path,
                   extra=prefect_server.env())
     assert out.returncode == 0, out.stderr
@@ -64,9 +64,10 @@ def test_tracked_mine_equals_direct(history: tuple[RepoBuilder, dict[str, str]],
     assert snapshot(direct) == snapshot(tracked) and all(snapshot(direct)[t] for t in TABLES)
     assert _repos(direct) == _repos(tracked)
     assert run_rows(direct) == run_rows(tracked) == [("mine", "completed")]
-    runs = prefect_server.flow_runs("mine")
+    runs = prefect_server.flow_runs("mine", tracked)
     assert len(runs) == before + 1 and runs[0]["state_type"] == "COMPLETED"
-    listed = subprocess.run([sys.executable, "-m", "prefect", "flow-run", "ls"],
+    listed = subprocess.run([sys.executable, "-m", "prefect", "flow-run", "ls", "--flow-name",
+                             "mine", "--limit", "100"],
                             capture_output=True, text=True, timeout=120,
                             env=clean_env(tmp_path, **prefect_server.env()))
     assert runs[0]["name"] in listed.stdout, listed.stderr
@@ -84,11 +85,11 @@ def test_tracked_failures_look_like_failures(history: tuple[RepoBuilder, dict[st
     failed = run_cli("mine", str(broken), "--warehouse", str(warehouse), home=tmp_path,
                      extra=prefect_server.env())
     assert failed.returncode == 1 and "not a git repository" in failed.stdout
-    assert prefect_server.flow_runs("mine")[0]["state_type"] == "FAILED"
+    assert prefect_server.flow_runs("mine", warehouse)[0]["state_type"] == "FAILED"
     partial = run_cli("mine", str(broken), str(repo.path), "--warehouse", str(warehouse),
                       home=tmp_path, extra=prefect_server.env())
     assert partial.returncode == 1 and "(partially failed)" in partial.stdout
-    newest = prefect_server.flow_runs("mine")[0]
+    newest = prefect_server.flow_runs("mine", warehouse)[0]
     assert (newest["state_type"], newest["state_name"]) == ("FAILED", "Partially failed")
     assert run_rows(warehouse) == [("mine", "failed"), ("mine", "partially_failed")]
 
@@ -111,8 +112,7 @@ def test_served_cron_schedule_fires(history: tuple[RepoBuilder, dict[str, str]],
     try:
         def ran() -> bool:
             assert served.poll() is None, "racemine serve stopped"
-            runs = [r for r in prefect_server.flow_runs("pipeline")
-                    if r["parameters"].get("warehouse") == str(warehouse)]
+            runs = prefect_server.flow_runs("pipeline", warehouse)
             assert not any(r["state_type"] in ("FAILED", "CRASHED") for r in runs), runs
             return any(r["state_type"] == "COMPLETED" for r in runs)
 
