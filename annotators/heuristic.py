@@ -46,7 +46,7 @@ from annotators.steps import derive_steps
 # diffs.py): a new version labels every stored commit anew on the next mine, an unchanged one
 # keeps the labels made before. tests/test_rules_version.py holds the labels of a fixed set of
 # commits for this version and fails when they change without it.
-RULES_VERSION = 28
+RULES_VERSION = 29
 ANNOTATOR_ID = f"heuristic/rules-v{RULES_VERSION}/schema-{SCHEMA_VERSION}"
 
 
@@ -374,6 +374,10 @@ def _bug(commit: CommitInput, cue: MessageCue | None, phrase: str, top: Signal |
     function = location.function if location and location.function else None
     if derived is not None:
         events, why, source = derived.steps, derived.explanation, derived.source
+    elif top is not None and place.at_signal and not _explains(top.rule.bug_type, bug_type):
+        events, why = [], None
+        source = (f"none: the diff rule {top.rule.name} shows a {top.rule.bug_type.value} "
+                  f"change, which does not explain a {bug_type.value}")
     elif top is not None and place.at_signal:
         events = []
         where = f"{function} ({location.file})" if function and location else top.file.path
@@ -394,6 +398,19 @@ def _bug(commit: CommitInput, cue: MessageCue | None, phrase: str, top: Signal |
                      fix_summary=fix, is_concurrency_bug=True, bug_type=bug_type,
                      scope=_scope(files, location), confidence=round(confidence, 2))
     return label, source
+
+
+# Bug types whose mechanisms explain each other: a missing monitor or link handling leaks
+# what an exit leaves behind; a receive or call that never returns is a timeout; what races
+# is the order of messages.
+_RELATED = {frozenset({BugType.EXIT_SIGNAL, BugType.RESOURCE_LEAK}),
+            frozenset({BugType.DEADLOCK, BugType.TIMEOUT}),
+            frozenset({BugType.RACE_CONDITION, BugType.MESSAGE_ORDERING})}
+
+
+def _explains(rule_type: BugType, label_type: BugType) -> bool:
+    """Whether a diff rule's mechanism explains a bug of the label's type."""
+    return rule_type == label_type or frozenset({rule_type, label_type}) in _RELATED
 
 
 def _about_order(message: str, top: Signal | None) -> bool:

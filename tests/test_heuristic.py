@@ -614,3 +614,22 @@ def test_no_shutdown_story_for_a_process_that_trapped_exits_already() -> None:
                                      "src/cache_server.erl", before, after, "erlang"))
     assert ann.label is not None and ann.label.event_sequence == []
     assert ann.explanation_source == "rule:trap_exit"
+
+
+def test_a_rule_explains_only_a_bug_of_its_kind() -> None:
+    """A monitor added to a race fix: the monitor rule's mechanism (a peer that dies
+    unnoticed) does not explain a race, so the label says so instead of borrowing it; the
+    same rule explains a leak."""
+    after = _SERVER.replace(
+        "\n  def handle_call({:fetch, key}, _from, state) do\n",
+        "\n  def handle_call({:fetch, key}, _from, state) do\n    Process.monitor(state.owner)\n")
+    race = annotate_heuristic(_commit("Fix race between fetch and the owner", "lib/server.ex",
+                                      _SERVER, after))
+    assert race.label is not None and race.label.bug_type == BugType.RACE_CONDITION
+    assert race.label.explanation is None
+    assert race.explanation_source is not None and "does not explain a race_condition" in \
+        race.explanation_source
+    leak = annotate_heuristic(_commit("Fix process leak when the owner exits", "lib/server.ex",
+                                      _SERVER, after))
+    assert leak.label is not None and leak.label.bug_type == BugType.RESOURCE_LEAK
+    assert leak.label.explanation is not None and "handle_call/3" in leak.label.explanation
