@@ -162,8 +162,11 @@ NEGATIVE_CUES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("release", _re(r"^\s*(?:release|bump|prepare|update changelog|changelog|v?\d+\.\d+\.\d+)\b")),
     ("reports_not_fixes", _re(r"\b(?:detect\w*|report\w*|diagnos\w*|better error|error message|"
                               r"warn\w*|measure\w*|raise\w*|hide|hiding|show\w*|log\w*|"
-                              r"return\w*)\b.{0,60}\b(?:dead[ -]?locks?|races?)\b|"
-                              r"\b(?:dead[ -]?lock|race)s? (?:detection|reports?|errors?)\b")),
+                              r"return\w*|debug\w*)\b.{0,60}\b(?:dead[ -]?locks?|races?|stuck|"
+                              r"hung|hangs?|hanging)\b|"
+                              r"\b(?:dead[ -]?lock|race)s? (?:detection|reports?|errors?)\b|"
+                              r"\b(?:dead[ -]?lock|race)s? (?:is |are |was |were )?"
+                              r"(?:found|detected)\b")),
     ("filesystem_timing", _re(r"\b(?:file ?system|mtime|timestamps?|granularity|clock|"
                               r"file modification)\b")),
     ("non_process_leak", _re(r"\bleak\w*\b.{0,30}\b(?:vars?|variables?|representation|"
@@ -192,7 +195,8 @@ TOOLING = _re(r"\b(?:makefile|make(?: -j| ci| check| test)?\b.{0,20}\b(?:target|
 # Words before a cue, in its own sentence, that make a body's mention the commit's point:
 # "Solves a race condition where…", "this caused a deadlock because…", "There is a race…".
 CUE_STATED = _re(r"(?:\b(?:fix\w*|solv\w*|resolv\w*|prevent\w*|avoid\w*|caus\w*|led to|"
-                 r"leads? to|result\w* in|trigger\w*)\b[^.!?\n]{0,40}|\bthere(?: is|'s| was| are|"
+                 r"leads? to|result\w* in|trigger\w*)\b[^.!?\n]{0,40}|"
+                 r"(?<!\bif )(?<!whether )(?<!in case )\bthere(?: is|'s| was| are|"
                  r" were| can be| could be| might be)\b[^.!?\n]{0,20})$")
 # ...or words after it, in its sentence, that say when the bug happens: "a race occurs when".
 CAUSE_FOLLOWS = _re(r"^[^.!?\n]{0,50}\b(?:occur\w*|happen\w*|when|whereby|if the|between|"

@@ -109,6 +109,8 @@ def test_sleep_replaced_by_assert_receive_is_a_test_race() -> None:
     "Reorder arguments to CC for linking",
     "fix: reorder authn when updating",
     "fix: set max concurrency to lower number",
+    "Use run_tracked/2 for debugging a stuck application",
+    "Actually fail when deadlock is found in mam prefs",
     "Fix the default concurrency level of the stream",
 ])
 def test_keyword_false_positives(message: str) -> None:
@@ -189,6 +191,8 @@ def test_bug_type_names_the_cause(message: str, bug_type: BugType) -> None:
     ("Solves a race condition where the node starts without a quorum.", True),
     ("In the suite this caused a deadlock because the call never got a reply.", True),
     ("This reworks the module. Races were a concern in the old design.", False),
+    ("There is a race when the owner exits before the reply.", True),
+    ("We retry anyway, so if there is a race condition, it would be good to see it.", False),
 ])
 def test_body_sentence_that_states_the_bug(body: str, is_bug: bool) -> None:
     """A body cue counts in full when its own sentence says the commit fixes or the old code
