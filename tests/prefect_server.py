@@ -81,11 +81,13 @@ class PrefectServer:
     def _alive(self) -> bool:
         if self.process is not None:
             return self.process.poll() is None
+        if self.pid is None:
+            return False
         try:
-            os.kill(self.pid or 0, 0)
+            os.kill(self.pid, 0)
         except OSError:
             return False
-        return self.pid is not None
+        return True
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -94,13 +96,13 @@ class PrefectServer:
                 self.process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 self.process.kill()
-        elif self.process is None and self._alive():
-            os.kill(self.pid or 0, signal.SIGTERM)
+        elif self.pid is not None and self._alive():
+            os.kill(self.pid, signal.SIGTERM)
             deadline = time.monotonic() + 20
             while self._alive() and time.monotonic() < deadline:
                 time.sleep(0.2)
             if self._alive():
-                os.kill(self.pid or 0, signal.SIGKILL)
+                os.kill(self.pid, signal.SIGKILL)
         shutil.rmtree(self.home, ignore_errors=True)
 
     @classmethod
