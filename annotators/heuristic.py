@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from annotators.checks import check_label
@@ -235,8 +236,8 @@ def _signal_unit(signal: Signal, units: list[Unit], hunks: list[Hunk]) -> Unit |
     rule = signal.rule
     if rule.removed is not None and rule.added is not None:
         for unit in units:
-            if unit.file is signal.file and _first_match(tuple(unit.removed), rule.removed) \
-                    and _first_match(tuple(unit.added), rule.added):
+            if unit.file is signal.file and _first_match(unit.removed, rule.removed) \
+                    and _first_match(unit.added, rule.added):
                 return unit
     for h in hunks:
         for lines, pattern, before in ((h.removed, rule.removed, True),
@@ -248,7 +249,7 @@ def _signal_unit(signal: Signal, units: list[Unit], hunks: list[Hunk]) -> Unit |
     return None
 
 
-def _first_match(lines: tuple[tuple[int, str], ...], pattern: re.Pattern[str] | None
+def _first_match(lines: Sequence[tuple[int, str]], pattern: re.Pattern[str] | None
                  ) -> int | None:
     """The number of the line where a rule's pattern first matches a hunk's side, read as
     one text: a construct may span lines (`after` and its timeout)."""
@@ -276,12 +277,11 @@ def annotate_heuristic(commit: CommitInput) -> Annotation:
 
     diff_weight = top.rule.weight if top else 0.0
     strong_diff = diff_weight >= 0.9
-    subject = commit.message.split("\n", 1)[0]
     if not files and _not_a_code_fix(commit.message, phrase, negatives, msg_weight):
         label, source = _not_bug(commit, files, None, 0.6), (
             "none: not a concurrency fix; the commit changes no Elixir or Erlang code")
     elif files and all(f.path.rsplit("/", 1)[-1] == "mix.exs" for f in files) and \
-            _UPDATE.match(_CONVENTIONAL.sub("", subject, count=1)):
+            _updates_dependency(commit.message):
         label, source = _not_bug(commit, files, None, 0.65), (
             "none: not a concurrency fix; the commit updates a dependency")
     elif files and only_docs(list(files), hunks):
@@ -313,11 +313,15 @@ def _not_a_code_fix(message: str, phrase: str, negatives: list[str], msg_weight:
     its subject nor the line that names the problem may be about tooling ("fixes race
     condition when running make with simultaneous jobs"), nor the subject update a
     dependency or a version."""
-    subject = message.split("\n", 1)[0]
     said = next((line for line in prose(message).split("\n")
                  if phrase and phrase.lower() in line.lower()), "")
-    return bool(negatives or msg_weight < 0.7 or TOOLING.search(subject) or TOOLING.search(said)
-                or _UPDATE.match(_CONVENTIONAL.sub("", subject, count=1)))
+    return bool(negatives or msg_weight < 0.7 or TOOLING.search(message.split("\n", 1)[0])
+                or TOOLING.search(said) or _updates_dependency(message))
+
+
+def _updates_dependency(message: str) -> bool:
+    """Whether the subject (after a conventional-commit type) updates or bumps something."""
+    return bool(_UPDATE.match(_CONVENTIONAL.sub("", message.split("\n", 1)[0], count=1)))
 
 
 def _checked(label: BugLabel, commit: CommitInput) -> tuple[BugLabel, LabelChecks]:
