@@ -21,6 +21,7 @@ from annotators.locate import (
 )
 from annotators.rules import (
     CAUSE_FOLLOWS,
+    CONVENTIONAL,
     CUE_STATED,
     DIFF_RULES,
     FIX_INTENT,
@@ -47,7 +48,7 @@ from annotators.steps import derive_steps
 # diffs.py): a new version labels every stored commit anew on the next mine, an unchanged one
 # keeps the labels made before. tests/test_rules_version.py holds the labels of a fixed set of
 # commits for this version and fails when they change without it.
-RULES_VERSION = 30
+RULES_VERSION = 31
 ANNOTATOR_ID = f"heuristic/rules-v{RULES_VERSION}/schema-{SCHEMA_VERSION}"
 
 
@@ -164,14 +165,10 @@ def prose(message: str) -> str:
     return "\n".join(line for line in text.split("\n") if not _NOT_PROSE.match(line))
 
 
-# A Conventional Commits type, "chore(deps): " or "refactor!: ", before what the subject says.
-_CONVENTIONAL = re.compile(r"^\s*[a-z]+(?:\([^)]*\))?!?:\s*", re.IGNORECASE)
-
-
 def negatives_of(message: str) -> list[str]:
     """The negative cues the subject holds (names from rules.NEGATIVE_CUES)."""
     subject = message.split("\n", 1)[0]
-    bare = _CONVENTIONAL.sub("", subject, count=1)  # "chore: bump x" reads as "bump x"
+    bare = CONVENTIONAL.sub("", subject, count=1)  # "chore: bump x" reads as "bump x"
     found = []
     for name, regex in NEGATIVE_CUES:
         if regex.search(subject) or regex.search(bare):
@@ -321,7 +318,7 @@ def _not_a_code_fix(message: str, phrase: str, negatives: list[str], msg_weight:
 
 def _updates_dependency(message: str) -> bool:
     """Whether the subject (after a conventional-commit type) updates or bumps something."""
-    return bool(_UPDATE.match(_CONVENTIONAL.sub("", message.split("\n", 1)[0], count=1)))
+    return bool(_UPDATE.match(CONVENTIONAL.sub("", message.split("\n", 1)[0], count=1)))
 
 
 def _checked(label: BugLabel, commit: CommitInput) -> tuple[BugLabel, LabelChecks]:

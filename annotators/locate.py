@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 
 from annotators.diffs import Hunk, enclosing_function, function_after, parse_hunks
+from annotators.rules import CONVENTIONAL
 from annotators.schema import BugLocation, FileInput, FunctionSpan
 
 
@@ -219,18 +220,35 @@ def named_in(message: str, name: str,
     return bare in coded or ("_" in bare and bare in words)
 
 
+def _stem(word: str) -> str:
+    return word[:-1] if len(word) > 3 and word.endswith("s") else word
+
+
+def worded_in(subject: str, name: str) -> bool:
+    """Whether a subject names a function in words: every part of a name of two or more
+    parts, in any order and number ("behaviour checks" names check_behaviours/2)."""
+    parts = [p for p in name.split("/")[0].strip("?!").split("_") if p]
+    if len(parts) < 2 or any(len(p) < 3 for p in parts) or name.startswith("test "):
+        return False
+    words = {_stem(w) for w in _WORD.findall(subject.lower())}
+    return all(_stem(p) in words for p in parts)
+
+
 def choose_unit(units: list[Unit], message: str) -> Unit | None:
     """The changed function most likely to hold the bug: production before tests (unless
-    only tests changed), then one the message names, then the one whose changed lines are
-    most about processes, then the one with the most changed lines."""
+    only tests changed), then one the message names in code form, then one the before
+    version had, then the one whose changed lines are most about processes, then one the
+    subject names in words, then the one with the most changed lines."""
     if not units:
         return None
     production = [u for u in units if not u.file.is_test]
     pool = production or units
     names = message_names(message)
+    subject = CONVENTIONAL.sub("", message.split("\n", 1)[0], count=1)  # not "test(x): "
     return max(pool, key=lambda u: (named_in(message, u.span.name, names),
                                     u.span.before is not None,
-                                    process_words(u.text()), u.changed,
+                                    process_words(u.text()),
+                                    worded_in(subject, u.span.name), u.changed,
                                     -_order(units, u)))
 
 

@@ -185,6 +185,9 @@ NEGATIVE_CUES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("revert", _re(r"^\s*revert(?:s|ed|ing)?\b")),
 )
 
+# A Conventional Commits type, "chore(deps): " or "refactor!: ", before what the subject says.
+CONVENTIONAL = _re(r"^\s*[a-z]+(?:\([^)]*\))?!?:\s*")
+
 # Subjects about the build, CI or scripts: with no Elixir/Erlang change, a race there is the
 # tooling's, not a BEAM concurrency bug.
 TOOLING = _re(r"\b(?:makefile|make(?: -j| ci| check| test)?\b.{0,20}\b(?:target|rule|job)s?|ci\b|"
@@ -305,6 +308,14 @@ DIFF_RULES: tuple[DiffRule, ...] = (
          "2. one of them exits", "3. the exit signal kills or surprises the other, or a "
          "process outlives the one that should have taken it down"),
         "links tie two processes' lifetimes together"),
+    DiffRule(
+        "spawn_linked", B.RESOURCE_LEAK,
+        _code(r"spawn_link\("), _code(r"\bspawn\("), 0.55,
+        "spawned the helper process linked to the process that owns its work",
+        ("1. a process starts a helper without linking it",
+         "2. the owner exits (it crashes, is killed or gives up waiting)",
+         "3. the helper lives on: it holds its resources or sends to a process that is gone"),
+        "an unlinked process outlives the process it works for"),
     DiffRule(
         "message_queue", B.MAILBOX_OVERFLOW,
         _code(r"message_queue_len|max_heap_size|message_queue_data|:hibernate|"

@@ -357,6 +357,53 @@ def test_the_message_names_the_function() -> None:
     assert label.bug_location.function == "handle_call/3"
 
 
+_CHECKER = """defmodule Checker do
+  def check_behaviours(module) do
+    Enum.each(module.behaviours(), &verify/1)
+  end
+
+  def translate_specs(module) do
+    Enum.map(module.specs(), &to_string/1)
+  end
+end
+"""
+
+
+@pytest.mark.parametrize(("subject", "function"), [
+    ("Avoid race conditions on behaviour checks", "check_behaviours/1"),
+    ("Avoid race conditions when specs are translated", "translate_specs/1"),
+    # A conventional-commit type and scope are not the subject's words: the larger change
+    # stays the location.
+    ("checks(behaviour): avoid race condition", "translate_specs/1"),
+])
+def test_the_subject_names_the_function_in_words(subject: str, function: str) -> None:
+    """Of changed functions no rule points at, the one the subject names in plain words,
+    in any order and number, is the location."""
+    after = _CHECKER.replace("&verify/1", "&verify!/1").replace(
+        "Enum.map(module.specs(), &to_string/1)",
+        "module.specs()\n    |> :lists.map(&to_string/1)\n    |> Enum.sort()")
+    label = annotate_heuristic(_commit(subject, "lib/checker.ex", _CHECKER, after)).label
+    assert label is not None and label.bug_location is not None
+    assert label.bug_location.function == function
+
+
+def test_a_spawn_made_linked_is_a_leak_fix() -> None:
+    """A helper that is now spawned linked to its owner backs a weak "link" message: the
+    process no longer outlives the request it works for."""
+    before = ("-module(pool).\n-export([checkout/1]).\n\ncheckout(Ref) ->\n"
+              "    Requester = self(),\n    _ = spawn(fun() -> Requester ! {Ref, ok} end),\n"
+              "    receive {Ref, R} -> R end.\n")
+    after = before.replace("spawn(fun", "spawn_link(fun")
+    label = _label(_commit("Link checkout process to fix dangling aborted request",
+                           "src/pool.erl", before, after, "erlang"))
+    assert label.is_concurrency_bug and label.bug_type == BugType.RESOURCE_LEAK
+    assert label.bug_location is not None and label.bug_location.function == "checkout/1"
+    unlinked = _label(_commit("Link checkout process to fix dangling aborted request",
+                              "src/pool.erl", before, before.replace("ok}", "done}"),
+                              "erlang"))
+    assert not unlinked.is_concurrency_bug
+
+
 def test_order_wins_over_race() -> None:
     """A message about order makes a "race" a message-ordering bug."""
     label = _label_of_message("Fix race: replies arrive out of order after a reconnect")
