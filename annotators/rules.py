@@ -207,7 +207,8 @@ CAUSE_FOLLOWS = _re(r"^[^.!?\n]{0,50}\b(?:occur\w*|happen\w*|when|whereby|if the
 
 # Message words that make a fix intent explicit; a "feature" subject with them is a fix.
 FIX_INTENT = _re(r"\b(?:fix\w*|bug\w*|avoid\w*|prevent\w*|solve\w*|address\w*|handle\w*|"
-                 r"ensure\w*|workaround|regression|correct\w*|properly|do not|don't|no longer|"
+                 r"ensure\w*|workaround|regression(?! tests?)|correct\w*|properly|do not|don't|"
+                 r"no longer|"
                  r"(?:get|make)s? (?:the |this |these |that )?tests? (?:to )?pass)\b")
 
 _ETS_READ = r"(?::ets\.|ets:)(?:lookup|member|insert)\b"

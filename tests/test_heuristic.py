@@ -266,6 +266,18 @@ def test_lifecycle_words_without_a_problem_are_not_fixes(message: str) -> None:
     assert label is not None and not label.is_concurrency_bug, message
 
 
+@pytest.mark.parametrize(("subject", "fix"), [
+    ("Add a check for the session leak regression", True),
+    ("add regression test case for session leak in failed resumption", False),
+    ("Add regression tests for the worker leak", False),
+])
+def test_a_regression_test_is_no_fix_intent(subject: str, fix: bool) -> None:
+    """A "regression" is a bug and says the commit fixes one; a regression test is a test
+    that was added, and an added test fixes nothing."""
+    label = _label_of_message(subject, "test/session_SUITE.erl")
+    assert label is not None and label.is_concurrency_bug is fix
+
+
 def test_send_after_replaced_by_start_timer() -> None:
     """start_timer tags each timeout message with its timer, so a stale one can be told
     apart: with a weak "timeout" message in production code, that is a fix."""
