@@ -110,8 +110,11 @@ MESSAGE_CUES: tuple[MessageCue, ...] = (
     MessageCue("flaky", B.RACE_CONDITION,
                _re(r"\b(?:(?:de-?)?flak(?:e|y|ey|iness|yness|es|ily)|intermittent(?:ly)?|sporadic\w*|"
                    r"non-?deterministic\w*|randomly fail\w*)\b"), 0.7),
+    # Not SQL's sense: PostgreSQL builds, drops and refreshes indexes and views CONCURRENTLY
+    # (`create index(..., concurrently: true)` in an Ecto migration); nor a quoted `name`.
     MessageCue("concurrency", B.RACE_CONDITION,
-               _re(r"\b(?:concurrent(?:ly)?|"
+               _re(r"(?<!`)(?<!index )(?<!indexes )(?<!indices )(?<!view )"
+                   r"\b(?:concurrent(?:ly\b(?!`|:| (?:create|drop|refresh|reindex)))?|"
                    r"(?<!max )(?<!maximum )(?<!max_)(?<!default )(?<!min )concurrency"
                    r"(?![ _-](?:level|limit|option|setting|factor|param\w*|to \d))|"
                    r"atomic(?:ally)?|non-?atomic|"
@@ -185,8 +188,10 @@ NEGATIVE_CUES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("revert", _re(r"^\s*revert(?:s|ed|ing)?\b")),
 )
 
-# A Conventional Commits type, "chore(deps): " or "refactor!: ", before what the subject says.
-CONVENTIONAL = _re(r"^\s*[a-z]+(?:\([^)]*\))?!?:\s*")
+# A Conventional Commits type, "chore(deps): " or "refactor!: ", and gitmoji ("✨ ",
+# ":bug: "), before what the subject says.
+CONVENTIONAL = _re(r"^\s*(?:(?:[\u2600-\u27bf\u2b00-\u2bff\U0001f300-\U0001faff\ufe0f\u200d]+|"
+                   r":[a-z0-9_+-]+:)\s*)*(?:[a-z]+(?:\([^)]*\))?!?:\s*)?")
 
 # Subjects about the build, CI or scripts: with no Elixir/Erlang change, a race there is the
 # tooling's, not a BEAM concurrency bug.
@@ -206,10 +211,12 @@ CAUSE_FOLLOWS = _re(r"^[^.!?\n]{0,50}\b(?:occur\w*|happen\w*|when|whereby|if the
                     r"caus\w*|leads? to|result\w* in)\b")
 
 # Message words that make a fix intent explicit; a "feature" subject with them is a fix.
-FIX_INTENT = _re(r"\b(?:fix\w*|bug\w*|avoid\w*|prevent\w*|solve\w*|address\w*|handle\w*|"
+FIX_INTENT = _re(r"\b(?:fix\w*|bug\w*|avoid\w*|prevent\w*|solve\w*|address\w*|handle[sd]?|"
                  r"ensure\w*|workaround|regression(?! tests?)|correct\w*|properly|do not|don't|"
-                 r"no longer|"
-                 r"(?:get|make)s? (?:the |this |these |that )?tests? (?:to )?pass)\b")
+                 r"no longer|(?:get|make)s? (?:the |this |these |that )?tests? (?:to )?pass|"
+                 # what must happen when a process fails: "Clean up handlers when the owner dies"
+                 r"(?:when|after|if) (?:\w+ ){0,3}(?:dies|died|exits|exited|crash\w*|goes down|"
+                 r"went down|is killed|was killed|terminates))\b")
 
 _ETS_READ = r"(?::ets\.|ets:)(?:lookup|member|insert)\b"
 _SLEEP = r"(?:Process\.sleep|:timer\.sleep|timer:sleep|\bsleep)\s*\("

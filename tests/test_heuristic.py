@@ -278,6 +278,36 @@ def test_a_regression_test_is_no_fix_intent(subject: str, fix: bool) -> None:
     assert label is not None and label.is_concurrency_bug is fix
 
 
+@pytest.mark.parametrize(("subject", "fix"), [
+    ("Fix deadlock when the handler times out", True),
+    # A feature whose subject names a handler: "handler" is a noun, not "handle" the fix.
+    ("Add timeout option to the batched event handler", False),
+    # Gitmoji before a feature subject hide neither the feature nor the fix.
+    ("\u2728 add timeout option to the batched event handler", False),
+    (":sparkles: add timeout option to the batched event handler", False),
+    ("\U0001f41b fix deadlock when the handler times out", True),
+])
+def test_feature_subjects_with_handlers_and_gitmoji(subject: str, fix: bool) -> None:
+    label = _label_of_message(subject)
+    assert label is not None and label.is_concurrency_bug is fix, subject
+
+
+@pytest.mark.parametrize(("message", "fix"), [
+    ("Drop invalid indexes concurrently when reindexing\n\nThe DROP INDEX query would lock "
+     "the whole table.", False),
+    ("Create the jobs index with `concurrently: true`", False),
+    ("Refresh the materialized view concurrently", False),
+    ("Fix reindexing\n\nPostgreSQL prohibits `CONCURRENTLY` operations inside functions.",
+     False),
+    ("Fix concurrent updates of the jobs table", True),
+])
+def test_sqls_concurrently_is_not_a_concurrency_cue(message: str, fix: bool) -> None:
+    """PostgreSQL's CONCURRENTLY (an index built or dropped without locking the table) is
+    not a concurrency bug."""
+    label = _label_of_message(message, "lib/reindexer.ex")
+    assert label is not None and label.is_concurrency_bug is fix, message
+
+
 def test_send_after_replaced_by_start_timer() -> None:
     """start_timer tags each timeout message with its timer, so a stale one can be told
     apart: with a weak "timeout" message in production code, that is a fix."""
