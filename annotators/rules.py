@@ -80,8 +80,8 @@ MESSAGE_CUES: tuple[MessageCue, ...] = (
                    r"ets|tables?|refs?|references?|children|workers?|listeners?|clients?|sessions?|"
                    r"consumers?|subscri\w+)\b|"
                    r"\b(?:process\w*|pids?|monitors?|links?|timers?|ports?|sockets?|connections?|"
-                   r"tasks?|messages?|children|workers?|clients?|sessions?|consumers?)\b.{0,30}"
-                   r"\b(?:leak\w*|orphan\w*)"), 0.8),
+                   r"tasks?|messages?|children|workers?|clients?|sessions?|consumers?)\b"
+                   r"[^.;\n]{0,80}\b(?:leak\w*|orphan\w*)"), 0.8),
     # Messages left behind in a mailbox are about delivery, not a leaked resource.
     MessageCue("stray_exit_messages", B.EXIT_SIGNAL,
                _re(r"\b(?:leak\w*|stray|late|spurious|unexpected|left ?over)\s+(?:EXIT|DOWN)"
@@ -99,6 +99,7 @@ MESSAGE_CUES: tuple[MessageCue, ...] = (
                    r"\breorder\w*\b.{0,20}\b(?:" + _EXCHANGED + r")\b"), 0.7),
     MessageCue("exit_signal", B.EXIT_SIGNAL,
                _re(r"\b(?:trap_exit|trap(?:s|ped|ping)? exits?|exit signals?|EXIT messages?|:EXIT|"
+                   r"catch(?:es|ing)? (?:\w+ ){0,2}exits|"
                    r"'EXIT'|DOWN messages?|linked process\w* (?:crash|exit|die)\w*)\b"), 0.75),
     # Making a call synchronous (or a blocking one not block) orders what was racing; alone
     # the word also names designs, so it is weak and needs a production diff signal.
