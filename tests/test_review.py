@@ -110,14 +110,30 @@ def browser() -> Iterator[object]:
 
 
 def _then_wait(d, act) -> None:
-    """Do act (a click, a key) and wait until the browser has left the page it was on."""
+    """Do act (a click, a key) and wait until the browser has left the page it was on.
+
+    Chrome may answer a question about an element of the page it is leaving with "Node with
+    given id does not belong to the document" instead of a stale-element error
+    (SeleniumHQ/selenium#15401); both say the page is gone."""
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
 
     page = d.find_element(By.TAG_NAME, "html")
     act()
-    WebDriverWait(d, 20).until(expected_conditions.staleness_of(page))
+
+    def left(_) -> bool:
+        try:
+            page.is_enabled()
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as exc:
+            if "does not belong to the document" not in str(exc):
+                raise
+            return True
+        return False
+
+    WebDriverWait(d, 20).until(left)
 
 
 def test_review_in_a_browser(server: tuple[str, Path], browser, reviewed, tmp_path: Path
