@@ -135,12 +135,19 @@ def call_timeout(unit: Unit) -> Derived | None:
 _SEND_AFTER = re.compile(r"\bsend_after\b")
 _CANCEL = re.compile(r"\bcancel_timer\b|\bsend_after\b")
 _HANDLE_INFO = re.compile(r"\bhandle_info\b|\breceive\b")
+_TIMER = re.compile(r"\b(?:send_after|start_timer|cancel_timer|read_timer)\b")
+
+
+def _changes(unit: Unit, pattern: re.Pattern[str]) -> bool:
+    """Whether the change removed or added a line of the unit that matches (lowered)."""
+    return any(pattern.search(t.lower()) for _, t in (*unit.removed, *unit.added))
 
 
 def stale_timer(unit: Unit, all_lines: list[tuple[int, str]]) -> Derived | None:
-    """A timer armed with send_after and later cancelled or re-armed: the old timer's message
-    is already queued, and the process takes it for the current one."""
-    if unit.span.before is None or unit.file.before is None:
+    """A timer armed with send_after and later cancelled or re-armed, where the fix changed
+    the function's timer handling: the old timer's message is already queued, and the process
+    takes it for the current one."""
+    if unit.span.before is None or unit.file.before is None or not _changes(unit, _TIMER):
         return None
     lines = _lines(unit)
     armed = next(((n, t) for n, t in lines if _SEND_AFTER.search(t.lower())), None)
@@ -189,11 +196,16 @@ def _handoff(line: str, unnamed: str) -> tuple[Action, str]:
     return action, (m.group(1) or m.group(2)) if m else unnamed
 
 
+# What a fix adds so a process no longer waits blind on another: a monitor, a link, trapped
+# exits, or an end to the wait (`after`).
+_WATCH = re.compile(r"monitor|:down\b|'down'|\blink\(|spawn_link|trap_exit|^\s*after\b")
+
+
 def unwatched_handoff(unit: Unit) -> Derived | None:
     """A process that hands work to another (spawns it, calls or messages it) and then
-    waits for its answer, with no monitor: if the other process dies first, nothing arrives
-    and nothing notices."""
-    if unit.span.before is None or unit.file.before is None:
+    waits for its answer, with no monitor, where the fix makes it watch the other process or
+    stop waiting: if the other process dies first, nothing arrives and nothing notices."""
+    if unit.span.before is None or unit.file.before is None or not _changes(unit, _WATCH):
         return None
     lines = _lines(unit)
     if any("monitor" in t.lower() for _, t in lines):

@@ -311,6 +311,62 @@ def test_sqls_concurrently_is_not_a_concurrency_cue(message: str, fix: bool) -> 
     assert label is not None and label.is_concurrency_bug is fix, message
 
 
+_TIMER_SERVER = """-module(t).
+-export([init/1, handle_info/2]).
+
+init(Opts) ->
+    Ref = erlang:send_after(1000, self(), tick),
+    {ok, #{ref => Ref, opts => Opts}}.
+
+handle_info(tick, State = #{ref := Ref}) ->
+    erlang:cancel_timer(Ref),
+    New = erlang:send_after(1000, self(), tick),
+    {noreply, State#{ref := New}}.
+"""
+
+
+def test_stale_timer_steps_need_a_change_to_the_timer() -> None:
+    """The stale-timer steps are this diff's only when the fix changed how the function arms
+    its timer; a fix elsewhere in a function that happens to arm one gets none."""
+    message = "Fix messages arriving out of order after a reconnect"
+    retimed = _TIMER_SERVER.replace("Ref = erlang:send_after(1000, self(), tick)",
+                                    "Ref = erlang:start_timer(1000, self(), tick)")
+    label = _label(_commit(message, "src/t.erl", _TIMER_SERVER, retimed, "erlang"))
+    assert label.bug_type == BugType.MESSAGE_ORDERING
+    assert [s.action.value for s in label.event_sequence] == ["timer", "send", "timer",
+                                                             "receive"]
+    elsewhere = _TIMER_SERVER.replace("opts => Opts}", "opts => maps:from_list(Opts)}")
+    label = _label(_commit(message, "src/t.erl", _TIMER_SERVER, elsewhere, "erlang"))
+    assert label.is_concurrency_bug and label.bug_type == BugType.MESSAGE_ORDERING
+    assert label.event_sequence == [] and label.explanation is None
+
+
+_HANDOFF_SERVER = """defmodule Fetcher do
+  def fetch(url) do
+    pid = spawn(fn -> Worker.get(url) end)
+    receive do
+      {:done, ^pid, body} -> body
+    end
+  end
+end
+"""
+
+
+def test_unwatched_handoff_steps_need_the_fix_to_watch_the_process() -> None:
+    """The "nothing notices it died" steps are this diff's only when the fix makes the
+    process watch the one it waits on (a monitor, a link)."""
+    message = "Fix leak of fetch processes"
+    watched = _HANDOFF_SERVER.replace(
+        "    receive do\n", "    ref = Process.monitor(pid)\n    receive do\n"
+        "      {:DOWN, ^ref, :process, ^pid, reason} -> exit(reason)\n")
+    label = _label(_commit(message, "lib/fetcher.ex", _HANDOFF_SERVER, watched))
+    assert label.bug_type == BugType.RESOURCE_LEAK
+    assert [s.action.value for s in label.event_sequence] == ["spawn", "receive"]
+    elsewhere = _HANDOFF_SERVER.replace("-> body", "-> String.trim(body)")
+    label = _label(_commit(message, "lib/fetcher.ex", _HANDOFF_SERVER, elsewhere))
+    assert label.is_concurrency_bug and label.event_sequence == []
+
+
 def test_send_after_replaced_by_start_timer() -> None:
     """start_timer tags each timeout message with its timer, so a stale one can be told
     apart: with a weak "timeout" message in production code, that is a fix."""
