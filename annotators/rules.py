@@ -141,7 +141,9 @@ MESSAGE_CUES: tuple[MessageCue, ...] = (
                    r"\b(?:after|on|when|if)\s+"
                    r"(?:(?:a |the )?(?:normal |abnormal )?(?:shutdown|exit\w*|termination|"
                    r"crash\w*)|"
-                   r"(?:the |a |its )?\w+ (?:dies|died|exits?|goes away|stops|terminates))\b"),
+                   r"(?:the |a |its )?\w+ (?:dies|died|exits?|goes away|stops|terminates)|"
+                   r"(?:\w+ ){0,2}(?:of )?(?:a |the )?(?-i:DOWN|'DOWN'|:DOWN))"
+                   r"(?![\w'])"),
                0.6),
     # A process that blocks (not a design made "non-blocking", which is a choice).
     MessageCue("blocking", B.DEADLOCK,

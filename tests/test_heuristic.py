@@ -243,6 +243,7 @@ def test_dropping_a_link_with_a_link_message() -> None:
     ("Fix issues with graceful shutdown of workers", BugType.EXIT_SIGNAL),
     ("Catch shutdown exits when calling the session", BugType.EXIT_SIGNAL),
     ("Catch process exits during graceful shutdown", BugType.EXIT_SIGNAL),
+    ("fix removal of names and cleanup after reception of DOWN", BugType.RESOURCE_LEAK),
     ("Kill pids started by apply/3 if the name is already registered to prevent leaks",
      BugType.RESOURCE_LEAK),
     ("Remove stale registry entries after abnormal exit", BugType.RESOURCE_LEAK),
