@@ -17,6 +17,7 @@ reports what each costs the mine and whether every query was answered.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -54,18 +55,37 @@ def core(git_dir: str, work: Path) -> tuple[int, int, int]:
     return result.matches, result.pairs, result.labels
 
 
-def _mine_cli(git_dir: str, warehouse: Path) -> float:
+def _run(args: list[str]) -> tuple[float, float, int, str]:
+    """Run a command: (wall seconds, its CPU seconds, exit code, stdout)."""
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "flows.cli", "mine", git_dir, "--warehouse",
-                    str(warehouse)], check=True, capture_output=True)
-    return time.perf_counter() - started
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert proc.stdout is not None
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)  # this child's own resource usage
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return (time.perf_counter() - started, usage.ru_utime + usage.ru_stime, proc.returncode,
+            out)
+
+
+def _mine_cli(git_dir: str, warehouse: Path, cpu: list[float] | None = None) -> float:
+    wall, used, code, _ = _run([sys.executable, "-m", "flows.cli", "mine", git_dir,
+                                "--warehouse", str(warehouse)])
+    if code != 0:
+        raise SystemExit(f"racemine mine {git_dir} failed (exit code {code})")
+    if cpu is not None:
+        cpu.append(used)
+    return wall
+
+
+_READER_CPU: list[float] = []  # CPU seconds of each `racemine sql` process
 
 
 def _sql_process(warehouse: Path) -> str | None:
-    out = subprocess.run([sys.executable, "-m", "flows.cli", "sql",
-                          "SELECT count(*) AS n FROM commits", "--format", "csv",
-                          "--warehouse", str(warehouse)], capture_output=True, text=True)
-    return out.stdout.split()[-1] if out.returncode == 0 else None
+    _, used, code, out = _run([sys.executable, "-m", "flows.cli", "sql",
+                               "SELECT count(*) AS n FROM commits", "--format", "csv",
+                               "--warehouse", str(warehouse)])
+    _READER_CPU.append(used)
+    return out.split()[-1] if code == 0 and out.split() else None
 
 
 def _sql_in_process(warehouse: Path) -> str | None:
@@ -100,6 +120,7 @@ def with_reader(git_dir: str, work: Path, repeat: int) -> None:
         "alone": None, "racemine sql each second": _sql_process,
         "query each second, one process": _sql_in_process}
     times: dict[str, list[float]] = {name: [] for name in readers}
+    cpu: dict[str, list[float]] = {name: [] for name in readers}
     answers: dict[str, list[str | None]] = {name: [] for name in readers}
     for i in range(repeat):
         for name, ask in readers.items():
@@ -110,7 +131,7 @@ def with_reader(git_dir: str, work: Path, repeat: int) -> None:
             if ask is not None:
                 reader.start()
             try:
-                times[name].append(_mine_cli(git_dir, warehouse))
+                times[name].append(_mine_cli(git_dir, warehouse, cpu[name]))
             finally:
                 done.set()
                 if ask is not None:
@@ -119,7 +140,13 @@ def with_reader(git_dir: str, work: Path, repeat: int) -> None:
     for name, values in times.items():
         median = statistics.median(values)
         print(f"mine, {name:<31} {median:6.2f} s  ({min(values):.2f} to {max(values):.2f})"
-              + ("" if name == "alone" else f"  {median / alone - 1:+.1%}"))
+              + ("" if name == "alone" else f"  {median / alone - 1:+.1%}")
+              + f"; the mine's own CPU {statistics.median(cpu[name]):.2f} s")
+    if _READER_CPU:
+        # On a machine the mine keeps busy, what the readers' own start-up costs comes out
+        # of the mine's time whatever the reads cost the mine.
+        print(f"  each `racemine sql` process: {statistics.median(_READER_CPU):.2f} CPU s "
+              f"(median of {len(_READER_CPU)}), {os.cpu_count()} cores")
     for name, got in answers.items():
         if readers[name] is not None:
             print(f"  {name}: {len(got)} queries, {sum(a is None for a in got)} unanswered; "
