@@ -59,6 +59,15 @@ def prompt_layout(warehouse: Path, config: LLMConfig) -> tuple[int, float, float
     return len(requests), len(shared), len(shared) / mean, mean
 
 
+def cpu_ticks() -> tuple[int, int] | None:
+    """(ticks stolen by the hypervisor, all ticks) of the machine so far, where Linux says."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return (fields[7] if len(fields) > 7 else 0), sum(fields[:8])
+
+
 def build_warehouse(path: Path, pairs: int) -> None:
     con = connect(path)
     body = "".join(f"  def f{i}(x), do: x + {i}\n" for i in range(40))
@@ -132,9 +141,11 @@ def main() -> None:
             started = time.perf_counter()
             AsyncOpenAI(base_url=base_url, api_key="bench")
             transport_import = time.perf_counter() - started
+            ticks = cpu_ticks()
             started = time.perf_counter()
             first = annotate_with_llm(warehouse, config, "bench-1")
             elapsed = time.perf_counter() - started
+            after = cpu_ticks()
             sent = first.summary.requests
             second = annotate_with_llm(warehouse, config, "bench-2")
             resent = second.summary.requests
@@ -158,6 +169,11 @@ def main() -> None:
     print(f"wall {elapsed:.2f} s, ideal {ideal:.2f} s, throughput {ideal / elapsed:.2f} of ideal "
           f"({args.pairs / elapsed:.1f} pairs/s)")
     print(f"bare openai client, same requests: {bare:.2f} s, {ideal / bare:.2f} of ideal")
+    if ticks and after and after[1] > ticks[1]:
+        # On a virtual machine the hypervisor may run others on these cores: the client's
+        # CPU per request then takes longer, and so does the run.
+        print(f"CPU time stolen by the hypervisor during the run: "
+              f"{(after[0] - ticks[0]) / (after[1] - ticks[1]):.0%}")
     print(f"openai transport import before the run: {transport_import:.2f} s")
     print(f"peak RSS {rss_before / 1024:.0f} MB before, {rss_after / 1024:.0f} MB after")
     print(f"second run: {second.commits} commits to label, {resent} requests")
