@@ -48,7 +48,7 @@ from annotators.steps import derive_steps
 # diffs.py): a new version labels every stored commit anew on the next mine, an unchanged one
 # keeps the labels made before. tests/test_rules_version.py holds the labels of a fixed set of
 # commits for this version and fails when they change without it.
-RULES_VERSION = 36
+RULES_VERSION = 37
 ANNOTATOR_ID = f"heuristic/rules-v{RULES_VERSION}/schema-{SCHEMA_VERSION}"
 
 
@@ -273,7 +273,11 @@ def annotate_heuristic(commit: CommitInput) -> Annotation:
     evidence += sorted({f"diff:{s.rule.name}@{s.file.path}" for s in signals})
 
     diff_weight = top.rule.weight if top else 0.0
-    strong_diff = diff_weight >= 0.9
+    # A fingerprint change outweighs a subject that reads as a feature or a refactoring when
+    # it is in the code, or in a test when the message names a problem too: beside a new
+    # feature, a test that now waits is the feature's test.
+    strong_diff = diff_weight >= 0.9 and (not top.file.is_test or msg_weight >= 0.6
+                                          or all(f.is_test for f in files))
     if not files and _not_a_code_fix(commit.message, phrase, negatives, msg_weight):
         label, source = _not_bug(commit, files, None, 0.6), (
             "none: not a concurrency fix; the commit changes no Elixir or Erlang code")

@@ -106,7 +106,9 @@ MESSAGE_CUES: tuple[MessageCue, ...] = (
     MessageCue("synchronous", B.RACE_CONDITION,
                _re(r"\b(?:synchronous(?:ly)?|non-?blocking)\b"), 0.45),
     MessageCue("hang", B.DEADLOCK,
-               _re(r"(?<!low[ -])\b(?:hangs?|hanging|hung|stuck|blocks? forever|never returns?|"
+               # (not what a function returns: "never returns nil", "never returns an ok tuple")
+               _re(r"(?<!low[ -])\b(?:hangs?|hanging|hung|stuck|blocks? forever|never returns?"
+                   r"(?!\s+(?:an?|any|nil|null|none|true|false|ok|error)\b|\s*[{\[:`'\"])|"
                    r"wait\w* forever)\b(?![ -]fruit)"), 0.6),
     MessageCue("flaky", B.RACE_CONDITION,
                _re(r"\b(?:(?:de-?)?flak(?:e|y|ey|iness|yness|es|ily)|intermittent(?:ly)?|sporadic\w*|"

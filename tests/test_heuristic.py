@@ -368,6 +368,38 @@ def test_unwatched_handoff_steps_need_the_fix_to_watch_the_process() -> None:
     assert label.is_concurrency_bug and label.event_sequence == []
 
 
+@pytest.mark.parametrize(("message", "fix"), [
+    ("Fix lookup that never returns when the server is down", True),
+    ("Fix return type: create_topics never returns an ok tuple", False),
+    ("Fix dialyzer errors\n\n* docs never returns nil", False),
+])
+def test_what_a_function_never_returns_is_no_hang(message: str, fix: bool) -> None:
+    label = _label_of_message(message)
+    assert label is not None and label.is_concurrency_bug is fix, message
+
+
+_SLEEPY_TEST = ('defmodule ServerTest do\n  use ExUnit.Case\n  test "evaluates" do\n'
+                '    send(Server, :eval)\n    Process.sleep(100)\n    assert Server.done?()\n'
+                '  end\nend\n')
+
+
+@pytest.mark.parametrize(("subject", "fix"), [
+    # A feature, whose test now waits: the test is the feature's.
+    ("Allow configuring the evaluation timeout", False),
+    # A subject that names a problem as well: the test's new wait is the fix.
+    ("Cleanup exit messages on evaluation", True),
+])
+def test_a_tests_new_wait_beside_a_feature_is_the_features_test(subject: str,
+                                                                 fix: bool) -> None:
+    waits = _SLEEPY_TEST.replace("Process.sleep(100)", "assert_receive :evaluated")
+    commit = CommitInput("r", "s", subject, (
+        file_input("lib/server.ex", _PLAIN, _PLAIN.replace("1", "2"), "elixir", False),
+        file_input("test/server_test.exs", _SLEEPY_TEST, waits, "elixir", True)))
+    ann = annotate_heuristic(commit)
+    assert any(e.startswith("diff:sleep_to_sync@") for e in ann.evidence)
+    assert ann.label is not None and ann.label.is_concurrency_bug is fix, subject
+
+
 def test_send_after_replaced_by_start_timer() -> None:
     """start_timer tags each timeout message with its timer, so a stale one can be told
     apart: with a weak "timeout" message in production code, that is a fix."""
