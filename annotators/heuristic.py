@@ -48,7 +48,7 @@ from annotators.steps import derive_steps
 # diffs.py): a new version labels every stored commit anew on the next mine, an unchanged one
 # keeps the labels made before. tests/test_rules_version.py holds the labels of a fixed set of
 # commits for this version and fails when they change without it.
-RULES_VERSION = 37
+RULES_VERSION = 38
 ANNOTATOR_ID = f"heuristic/rules-v{RULES_VERSION}/schema-{SCHEMA_VERSION}"
 
 
@@ -160,9 +160,11 @@ _TERMS = re.compile(r"\{\s*(?:atomic|aborted)\s*,[^}]*\}")
 
 def prose(message: str) -> str:
     """A commit message without what was pasted into it (fenced or indented code, crash
-    reports, stack frames, Erlang terms such as {atomic, ok}): the words its author wrote."""
-    text = _TERMS.sub(" ", _FENCED.sub(" ", message))
-    return "\n".join(line for line in text.split("\n") if not _NOT_PROSE.match(line))
+    reports, stack frames, Erlang terms such as {atomic, ok}): the words its author wrote.
+    The subject is always the author's ("[worker_pool] Fix deadlock …" is no Erlang list)."""
+    subject, _, body = _TERMS.sub(" ", message).partition("\n")
+    lines = _FENCED.sub(" ", body).split("\n") if body else []
+    return "\n".join([subject, *(line for line in lines if not _NOT_PROSE.match(line))])
 
 
 def negatives_of(message: str) -> list[str]:

@@ -612,6 +612,15 @@ def test_pasted_output_is_not_prose() -> None:
     assert prose("Fix\n\n```\n{'EXIT', x}\n```\nThere is a race") == "Fix\n\n \nThere is a race"
 
 
+def test_a_subject_is_prose_whatever_it_starts_with() -> None:
+    """A "[component]" tag before a subject does not make it a pasted Erlang list."""
+    label = _label_of_message("[worker_pool] Fix deadlock caused by a restarted worker\n\n"
+                              "[{pool, 1}]")
+    assert label is not None and label.is_concurrency_bug
+    assert label.bug_type == BugType.DEADLOCK
+    assert prose("[pool] Fix race\n\n[{a, 1}]\nThe race") == "[pool] Fix race\n\nThe race"
+
+
 def test_pasted_tool_warnings_are_not_prose() -> None:
     """Dialyzer's and the compiler's warnings pasted into a body ("will never return") are
     what a tool wrote, not a hang the author reports."""
