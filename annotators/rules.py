@@ -193,10 +193,10 @@ NEGATIVE_CUES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("revert", _re(r"^\s*revert(?:s|ed|ing)?\b")),
 )
 
-# A Conventional Commits type, "chore(deps): " or "refactor!: ", and gitmoji ("✨ ",
-# ":bug: "), before what the subject says.
+# A Conventional Commits type, "chore(deps): " or "refactor!: ", gitmoji ("✨ ", ":bug: ")
+# and bracketed tags ("[wpool] "), before what the subject says.
 CONVENTIONAL = _re(r"^\s*(?:(?:[\u2600-\u27bf\u2b00-\u2bff\U0001f300-\U0001faff\ufe0f\u200d]+|"
-                   r":[a-z0-9_+-]+:)\s*)*(?:[a-z]+(?:\([^)]*\))?!?:\s*)?")
+                   r":[a-z0-9_+-]+:|\[[^\]\n]{1,40}\])\s*)*(?:[a-z]+(?:\([^)]*\))?!?:\s*)?")
 
 # Subjects about the build, CI or scripts: with no Elixir/Erlang change, a race there is the
 # tooling's, not a BEAM concurrency bug.

@@ -289,6 +289,7 @@ def test_a_regression_test_is_no_fix_intent(subject: str, fix: bool) -> None:
     # Gitmoji before a feature subject hide neither the feature nor the fix.
     ("\u2728 add timeout option to the batched event handler", False),
     (":sparkles: add timeout option to the batched event handler", False),
+    ("[handler] add timeout option to the batched event handler", False),
     ("\U0001f41b fix deadlock when the handler times out", True),
 ])
 def test_feature_subjects_with_handlers_and_gitmoji(subject: str, fix: bool) -> None:
