@@ -25,14 +25,17 @@ def _parseable(f: FilePair) -> bool:
 
 
 def _exit_with_parent(parent: int) -> None:
-    """In a worker: end when the mining process is gone. A killed parent closes nothing a
-    forked worker waits on (the worker holds both ends of its job pipe), so it would wait
-    for work forever."""
+    """In a worker: end when the mining process is gone, whatever it left open."""
 
     def watch() -> None:
-        while os.getppid() == parent:
+        while True:
+            try:
+                os.kill(parent, 0)
+            except ProcessLookupError:
+                os._exit(0)
+            except OSError:
+                pass  # alive, owned by someone else
             time.sleep(1.0)
-        os._exit(0)
 
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
@@ -98,6 +101,23 @@ class _Done(Future):
         self.set_result(value)
 
 
+def _context(then: Then | None) -> multiprocessing.context.BaseContext:
+    """How workers start. Not by forking the mining process: its other threads run git
+    meanwhile, and a fork inherits the pipes they hold open, so git never sees the end of
+    its input and the run waits forever (seen: `git patch-id` of one repository waiting on
+    a worker forked for another). On Linux a fork server, started once, forks clean workers
+    with the parsing code (and `then`'s module) imported, not the caller's __main__ (a
+    script without a main guard would run again); elsewhere, spawn."""
+    if sys.platform != "linux":
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    modules = ["miners.functions"]
+    if then is not None:
+        modules.append(getattr(then, "func", then).__module__)
+    context.set_forkserver_preload(modules)
+    return context
+
+
 class FunctionParser:
     """Submits file pairs for function extraction; a context manager owning the workers."""
 
@@ -116,12 +136,7 @@ class FunctionParser:
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            # fork on Linux: forkserver and spawn re-import the caller's __main__, which breaks
-            # scripts without a main guard. The workers run only tree-sitter and our pure
-            # code, never a lock or a logger that another parent thread might hold.
-            method = "fork" if sys.platform == "linux" else "spawn"
-            context = multiprocessing.get_context(method)
-            self._pool = ProcessPoolExecutor(self._workers, mp_context=context,
+            self._pool = ProcessPoolExecutor(self._workers, mp_context=_context(self._then),
                                              initializer=_exit_with_parent,
                                              initargs=(os.getpid(),))
         return self._pool

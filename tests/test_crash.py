@@ -92,11 +92,13 @@ def test_kill_during_mining_then_resume(big_mined: tuple[Path, Path], tmp_path: 
     wal = crashed.with_name(crashed.name + ".wal")
     # The first batches are committed to the write-ahead log; stop while more are coming.
     _wait_for(lambda: wal.exists() and wal.stat().st_size > 400_000, 300, proc)
+    started = _descendants(proc.pid)  # git, the parse workers and the server that forks them
+    assert started
     proc.send_signal(stop)
     assert proc.wait(timeout=5) != 0
-    # Its parse workers (forks that share its command line) do not outlive it.
+    # None of the processes it started outlives it.
     deadline = time.monotonic() + 30
-    while left := _processes_mentioning(str(crashed)):
+    while left := [pid for pid in started if _alive(pid)]:
         assert time.monotonic() < deadline, f"processes outlived the killed run: {left}"
         time.sleep(0.1)
     partial = snapshot(crashed)
@@ -105,17 +107,25 @@ def test_kill_during_mining_then_resume(big_mined: tuple[Path, Path], tmp_path: 
     assert snapshot(crashed) == snapshot(clean)
 
 
-def _processes_mentioning(text: str) -> list[int]:
-    """Live processes whose command line holds text (zombies have none)."""
+def _descendants(pid: int) -> list[int]:
+    """The processes pid started, and theirs, as Linux lists them now."""
     found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if text.encode() in (entry / "cmdline").read_bytes():
-                    found.append(int(entry.name))
-            except OSError:
-                continue  # it ended while we looked
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children = [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue  # the thread ended while we looked
+        for child in children:
+            found += [child, *_descendants(child)]
     return found
+
+
+def _alive(pid: int) -> bool:
+    """Whether pid runs (a zombie, ended and not yet reaped, does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 ANNOTATE = """
