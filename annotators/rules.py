@@ -188,7 +188,9 @@ NEGATIVE_CUES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("feature", _re(r"^\s*(?:add|adds|added|support|allow|introduce|implement|expose|deprecate|"
                     r"optionally|make [\w ]{0,30}configurable|"
                     r"optimi[sz]e|refactor|clean ?up|cleanup|simplify|rename|move|format|remove "
-                    r"unused)\b")),
+                    r"unused)\b|"
+                    # ... or ends in a noun that says so: "Playback refactor (#432)"
+                    r"\b(?:refactor(?:ing)?|improvements|rework|overhaul)\s*(?:\(#\d+\))?\s*$")),
     # A revert undoes a commit, a fix among them ('Revert "Fix iex test race condition"').
     ("revert", _re(r"^\s*revert(?:s|ed|ing)?\b")),
 )

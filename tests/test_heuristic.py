@@ -297,6 +297,21 @@ def test_feature_subjects_with_handlers_and_gitmoji(subject: str, fix: bool) -> 
     assert label is not None and label.is_concurrency_bug is fix, subject
 
 
+@pytest.mark.parametrize(("subject", "fix"), [
+    ("Watch the worker on checkout timeout", True),
+    ("Checkout timeout improvements (#2078)", False),
+    ("Checkout timeout refactoring", False),
+])
+def test_a_subject_that_ends_in_improvements_is_a_feature(subject: str, fix: bool) -> None:
+    """A weak word and a monitor the change adds make a fix, unless the subject says the
+    commit improves or refactors."""
+    before = ("defmodule Pool do\n  def checkout(pool) do\n    GenServer.call(pool, :checkout)"
+              "\n  end\nend\n")
+    after = before.replace("    GenServer.call", "    Process.monitor(pool)\n    GenServer.call")
+    label = _label(_commit(subject, "lib/pool.ex", before, after))
+    assert label.is_concurrency_bug is fix, subject
+
+
 @pytest.mark.parametrize(("message", "fix"), [
     ("Drop invalid indexes concurrently when reindexing\n\nThe DROP INDEX query would lock "
      "the whole table.", False),
