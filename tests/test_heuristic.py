@@ -416,6 +416,16 @@ def test_a_tests_new_wait_beside_a_feature_is_the_features_test(subject: str,
     assert ann.label is not None and ann.label.is_concurrency_bug is fix, subject
 
 
+@pytest.mark.parametrize(("subject", "fix"), [
+    ("Return {:error, :unavailable} for ensure_compiled in a deadlock", False),
+    ("Fix stream format error message, fix race condition in handling child pad removed",
+     True),
+])
+def test_a_report_does_not_reach_across_a_clause_that_fixes(subject: str, fix: bool) -> None:
+    label = _label_of_message(subject)
+    assert label is not None and label.is_concurrency_bug is fix, subject
+
+
 def test_send_after_replaced_by_start_timer() -> None:
     """start_timer tags each timeout message with its timer, so a stale one can be told
     apart: with a weak "timeout" message in production code, that is a fix."""
