@@ -41,7 +41,10 @@ class Unit:
         if not points:
             return None
         first, last = self.span.before
-        return max(min(points), first), min(max(points), last)
+        # An insertion just past the span (a clause added after the last one, with a blank
+        # line between) touches the span's edge: the range stays inside it, never inverted.
+        low = min(max(min(points), first), last)
+        return low, max(min(max(points), last), low)
 
 
 def units_of(file: FileInput, hunks: list[Hunk] | None = None) -> list[Unit]:

@@ -507,6 +507,20 @@ def test_an_insertion_is_attributed_to_the_function_it_lands_in() -> None:
     assert start <= label.bug_location.start_line <= start + 2
 
 
+def test_a_clause_added_after_the_last_is_located_in_its_function() -> None:
+    """A catch-all clause added below a function's clauses, past a blank line, lands in that
+    function; its lines stay inside the function's before span (they were inverted, and the
+    location fell back to the file)."""
+    before = ("defmodule Runner do\n  def handle_info({:done, id}, state) do\n"
+              "    {:noreply, Map.delete(state, id)}\n  end\n\n  defp run(x), do: x\nend\n")
+    after = before.replace("  end\n\n", "  end\n\n  def handle_info(_, state) do\n"
+                                          "    {:noreply, state}\n  end\n\n")
+    label = _label(_commit("Handle DOWN messages in the runner", "lib/runner.ex", before, after))
+    assert label.is_concurrency_bug and label.bug_location is not None
+    assert label.bug_location.function == "handle_info/2"
+    assert label.bug_location.start_line == label.bug_location.end_line == 4
+
+
 def test_the_message_names_the_function() -> None:
     """Of two changed functions, the one the message names in code form is the location."""
     after = _SERVER.replace("{:fetch, key}})", "{:fetch, key}}, 10_000)").replace(
