@@ -45,6 +45,13 @@ def _label_of_message(message: str, path: str = "lib/a.ex") -> BugLabel | None:
     return annotate_heuristic(_commit(message, path, _PLAIN, _PLAIN.replace("1", "2"))).label
 
 
+def _is_fix(message: str, path: str = "lib/a.ex") -> bool:
+    """Whether the message alone (its diff shows nothing) makes a concurrency fix."""
+    label = _label_of_message(message, path)
+    assert label is not None
+    return label.is_concurrency_bug
+
+
 def test_ets_check_then_act() -> None:
     """lookup+insert replaced by update_counter is a race located in the function."""
     ann = annotate_heuristic(_commit("Fix race condition in Counter.bump", "lib/counter.ex",
@@ -278,8 +285,7 @@ def test_lifecycle_words_without_a_problem_are_not_fixes(message: str) -> None:
 def test_a_regression_test_is_no_fix_intent(subject: str, fix: bool) -> None:
     """A "regression" is a bug and says the commit fixes one; a regression test is a test
     that was added, and an added test fixes nothing."""
-    label = _label_of_message(subject, "test/session_SUITE.erl")
-    assert label is not None and label.is_concurrency_bug is fix
+    assert _is_fix(subject, "test/session_SUITE.erl") is fix
 
 
 @pytest.mark.parametrize(("subject", "fix"), [
@@ -293,8 +299,7 @@ def test_a_regression_test_is_no_fix_intent(subject: str, fix: bool) -> None:
     ("\U0001f41b fix deadlock when the handler times out", True),
 ])
 def test_feature_subjects_with_handlers_and_gitmoji(subject: str, fix: bool) -> None:
-    label = _label_of_message(subject)
-    assert label is not None and label.is_concurrency_bug is fix, subject
+    assert _is_fix(subject) is fix, subject
 
 
 @pytest.mark.parametrize(("subject", "fix"), [
@@ -324,8 +329,7 @@ def test_a_subject_that_ends_in_improvements_is_a_feature(subject: str, fix: boo
 def test_sqls_concurrently_is_not_a_concurrency_cue(message: str, fix: bool) -> None:
     """PostgreSQL's CONCURRENTLY (an index built or dropped without locking the table) is
     not a concurrency bug."""
-    label = _label_of_message(message, "lib/reindexer.ex")
-    assert label is not None and label.is_concurrency_bug is fix, message
+    assert _is_fix(message, "lib/reindexer.ex") is fix, message
 
 
 _TIMER_SERVER = """-module(t).
@@ -390,8 +394,7 @@ def test_unwatched_handoff_steps_need_the_fix_to_watch_the_process() -> None:
     ("Fix dialyzer errors\n\n* docs never returns nil", False),
 ])
 def test_what_a_function_never_returns_is_no_hang(message: str, fix: bool) -> None:
-    label = _label_of_message(message)
-    assert label is not None and label.is_concurrency_bug is fix, message
+    assert _is_fix(message) is fix, message
 
 
 _SLEEPY_TEST = ('defmodule ServerTest do\n  use ExUnit.Case\n  test "evaluates" do\n'
@@ -422,8 +425,7 @@ def test_a_tests_new_wait_beside_a_feature_is_the_features_test(subject: str,
      True),
 ])
 def test_a_report_does_not_reach_across_a_clause_that_fixes(subject: str, fix: bool) -> None:
-    label = _label_of_message(subject)
-    assert label is not None and label.is_concurrency_bug is fix, subject
+    assert _is_fix(subject) is fix, subject
 
 
 def test_send_after_replaced_by_start_timer() -> None:
