@@ -21,7 +21,6 @@ from annotators.locate import (
 )
 from annotators.rules import (
     CAUSE_FOLLOWS,
-    CONVENTIONAL,
     CUE_STATED,
     DIFF_RULES,
     FIX_INTENT,
@@ -30,6 +29,7 @@ from annotators.rules import (
     TOOLING,
     DiffRule,
     MessageCue,
+    bare_subject,
 )
 from annotators.schema import (
     SCHEMA_VERSION,
@@ -170,7 +170,7 @@ def prose(message: str) -> str:
 def negatives_of(message: str) -> list[str]:
     """The negative cues the subject holds (names from rules.NEGATIVE_CUES)."""
     subject = message.split("\n", 1)[0]
-    bare = CONVENTIONAL.sub("", subject, count=1)  # "chore: bump x" reads as "bump x"
+    bare = bare_subject(message)  # "chore: bump x" reads as "bump x"
     found = []
     for name, regex in NEGATIVE_CUES:
         if regex.search(subject) or regex.search(bare):
@@ -324,7 +324,7 @@ def _not_a_code_fix(message: str, phrase: str, negatives: list[str], msg_weight:
 
 def _updates_dependency(message: str) -> bool:
     """Whether the subject (after a conventional-commit type) updates or bumps something."""
-    return bool(_UPDATE.match(CONVENTIONAL.sub("", message.split("\n", 1)[0], count=1)))
+    return bool(_UPDATE.match(bare_subject(message)))
 
 
 def _checked(label: BugLabel, commit: CommitInput) -> tuple[BugLabel, LabelChecks]:

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 
 from annotators.diffs import Hunk, enclosing_function, function_after, parse_hunks
-from annotators.rules import CONVENTIONAL
+from annotators.rules import bare_subject
 from annotators.schema import BugLocation, FileInput, FunctionSpan
 
 
@@ -247,7 +247,7 @@ def choose_unit(units: list[Unit], message: str) -> Unit | None:
     production = [u for u in units if not u.file.is_test]
     pool = production or units
     names = message_names(message)
-    subject = CONVENTIONAL.sub("", message.split("\n", 1)[0], count=1)  # not "test(x): "
+    subject = bare_subject(message)  # not "test(x): "
     return max(pool, key=lambda u: (named_in(message, u.span.name, names),
                                     u.span.before is not None,
                                     process_words(u.text()),

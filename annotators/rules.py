@@ -203,6 +203,11 @@ NEGATIVE_CUES: tuple[tuple[str, re.Pattern[str]], ...] = (
 CONVENTIONAL = _re(r"^\s*(?:(?:[\u2600-\u27bf\u2b00-\u2bff\U0001f300-\U0001faff\ufe0f\u200d]+|"
                    r":[a-z0-9_+-]+:|\[[^\]\n]{1,40}\])\s*)*(?:[a-z]+(?:\([^)]*\))?!?:\s*)?")
 
+
+def bare_subject(message: str) -> str:
+    """A message's subject without its type, tag or gitmoji: "chore: bump x" is "bump x"."""
+    return CONVENTIONAL.sub("", message.split("\n", 1)[0], count=1)
+
 # Subjects about the build, CI or scripts: with no Elixir/Erlang change, a race there is the
 # tooling's, not a BEAM concurrency bug.
 TOOLING = _re(r"\b(?:makefile|make(?: -j| ci| check| test)?\b.{0,20}\b(?:target|rule|job)s?|ci\b|"
