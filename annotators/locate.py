@@ -227,13 +227,17 @@ def _stem(word: str) -> str:
     return word[:-1] if len(word) > 3 and word.endswith("s") else word
 
 
-def worded_in(subject: str, name: str) -> bool:
-    """Whether a subject names a function in words: every part of a name of two or more
-    parts, in any order and number ("behaviour checks" names check_behaviours/2)."""
+def subject_words(message: str) -> frozenset[str]:
+    """The words of a message's subject (past its type or tag), singular."""
+    return frozenset(_stem(w) for w in _WORD.findall(bare_subject(message).lower()))
+
+
+def worded_in(words: frozenset[str], name: str) -> bool:
+    """Whether a subject's words (subject_words) name a function: every part of a name of
+    two or more parts, in any order and number ("behaviour checks" names check_behaviours/2)."""
     parts = [p for p in name.split("/")[0].strip("?!").split("_") if p]
     if len(parts) < 2 or any(len(p) < 3 for p in parts) or name.startswith("test "):
         return False
-    words = {_stem(w) for w in _WORD.findall(subject.lower())}
     return all(_stem(p) in words for p in parts)
 
 
@@ -247,11 +251,11 @@ def choose_unit(units: list[Unit], message: str) -> Unit | None:
     production = [u for u in units if not u.file.is_test]
     pool = production or units
     names = message_names(message)
-    subject = bare_subject(message)  # not "test(x): "
+    words = subject_words(message)  # not those of a type: "test(x): "
     return max(pool, key=lambda u: (named_in(message, u.span.name, names),
                                     u.span.before is not None,
                                     process_words(u.text()),
-                                    worded_in(subject, u.span.name), u.changed,
+                                    worded_in(words, u.span.name), u.changed,
                                     -_order(units, u)))
 
 
