@@ -108,17 +108,24 @@ MESSAGE_CUES: tuple[MessageCue, ...] = (
     MessageCue("hang", B.DEADLOCK,
                # (not what a function returns: "never returns nil", "never returns an ok tuple")
                _re(r"(?<!low[ -])\b(?:hangs?|hanging|hung|stuck|blocks? forever|never returns?"
-                   r"(?!\s+(?:an?|any|nil|null|none|true|false|ok|error)\b|\s*[{\[:`'\"])|"
-                   r"wait\w* forever)\b(?![ -]fruit)"), 0.6),
+                   r"(?!\s+(?:an?|any|nil|null|none|undefined|true|false|ok|error)\b|"
+                   r"\s*[{\[:`'\"])|"
+                   r"wait\w* forever|(?:block|hang)\w* (?:\w+ ){0,3}indefinitely)\b"
+                   r"(?![ -]fruit)"), 0.6),
     MessageCue("flaky", B.RACE_CONDITION,
-               _re(r"\b(?:(?:de-?)?flak(?:e|y|ey|iness|yness|es|ily)|intermittent(?:ly)?|sporadic\w*|"
+               # (not a Nix flake: "fix up flake packaging", "update flake.lock")
+               _re(r"(?<!nix )\b(?:(?:de-?)?flak(?:e(?!\.(?:nix|lock)|[ -](?:packag\w*|inputs?|"
+                   r"outputs?|lock\w*|update\w*|check\w*|build\w*)\b)|y|ey|iness|yness|es|ily)|"
+                   r"intermittent(?:ly)?|sporadic\w*|"
                    r"non-?deterministic\w*|randomly fail\w*)\b"), 0.7),
     # Not SQL's sense: PostgreSQL builds, drops and refreshes indexes and views CONCURRENTLY
-    # (`create index(..., concurrently: true)` in an Ecto migration); nor a quoted `name`.
+    # (`create index(..., concurrently: true)` in an Ecto migration); nor a quoted `name`,
+    # nor the read or write concurrency an ETS table is tuned for.
     MessageCue("concurrency", B.RACE_CONDITION,
                _re(r"(?<!`)(?<!index )(?<!indexes )(?<!indices )(?<!view )"
                    r"\b(?:concurrent(?:ly\b(?!`|:| (?:create|drop|refresh|reindex)))?|"
-                   r"(?<!max )(?<!maximum )(?<!max_)(?<!default )(?<!min )concurrency"
+                   r"(?<!max )(?<!maximum )(?<!max_)(?<!default )(?<!min )(?<!read )"
+                   r"(?<!write )concurrency"
                    r"(?![ _-](?:level|limit|option|setting|factor|param\w*|to \d))|"
                    r"atomic(?:ally)?|non-?atomic|"
                    r"synchroni[sz]\w*|unsynchroni[sz]ed|at the same time|simultaneous\w*)\b"),

@@ -392,9 +392,34 @@ def test_unwatched_handoff_steps_need_the_fix_to_watch_the_process() -> None:
     ("Fix lookup that never returns when the server is down", True),
     ("Fix return type: create_topics never returns an ok tuple", False),
     ("Fix dialyzer errors\n\n* docs never returns nil", False),
+    ("Fix option parsing\n\n* parse_opt/2 can never return undefined", False),
+    ("Prevent the cache from blocking node handoff indefinitely", True),
+    ("Avoid hanging indefinitely when the peer is gone", True),
 ])
 def test_what_a_function_never_returns_is_no_hang(message: str, fix: bool) -> None:
     assert _is_fix(message) is fix, message
+
+
+@pytest.mark.parametrize(("message", "fix"), [
+    ("Enable write concurrency on the stats ETS table", False),
+    ("Use read concurrency for the registry table", False),
+    ("Fix concurrency bug in the stats table", True),
+])
+def test_an_ets_tables_read_or_write_concurrency_is_tuning(message: str, fix: bool) -> None:
+    """`{write_concurrency, true}` tunes a table for parallel access; turning it on fixes
+    no race."""
+    assert _is_fix(message, "src/stats.erl") is fix, message
+
+
+@pytest.mark.parametrize(("message", "fix"), [
+    ("fix up flake packaging", False),
+    ("Fix nix flake inputs for the dev shell", False),
+    ("Update flake.lock", False),
+    ("Fix flake in the registry test", True),
+    ("Fix flakes in the registry tests", True),
+])
+def test_a_nix_flake_is_no_flaky_test(message: str, fix: bool) -> None:
+    assert _is_fix(message, "test/registry_test.exs") is fix, message
 
 
 _SLEEPY_TEST = ('defmodule ServerTest do\n  use ExUnit.Case\n  test "evaluates" do\n'
