@@ -48,7 +48,7 @@ from annotators.steps import derive_steps
 # diffs.py): a new version labels every stored commit anew on the next mine, an unchanged one
 # keeps the labels made before. tests/test_rules_version.py holds the labels of a fixed set of
 # commits for this version and fails when they change without it.
-RULES_VERSION = 43
+RULES_VERSION = 44
 ANNOTATOR_ID = f"heuristic/rules-v{RULES_VERSION}/schema-{SCHEMA_VERSION}"
 
 
@@ -305,20 +305,23 @@ def annotate_heuristic(commit: CommitInput) -> Annotation:
 
 
 # A subject that updates something (a dependency, a version) in a commit with no Elixir or
-# Erlang code: "Update postgrex with fixed race condition" fixes nothing here.
-_UPDATE = re.compile(r"^\W*(?:update|updating|bump|bumping|upgrade|upgrading)\b", re.IGNORECASE)
+# Erlang code: "Update postgrex with fixed race condition" fixes nothing here; nor does one
+# that is a dependency's name and version ("Ra v2.11.0"), whose notes are the body.
+_UPDATE = re.compile(r"^\W*(?:update|updating|bump|bumping|upgrade|upgrading)\b|"
+                     r"^[\w.-]+ v?\d+(?:\.\d+)+\W*$", re.IGNORECASE)
 
 
 def _not_a_code_fix(message: str, phrase: str, negatives: list[str], msg_weight: float
                     ) -> bool:
     """Whether a commit that changes no Elixir or Erlang code is no concurrency fix: its
-    message must state one clearly (a race fixed in the JavaScript of a LiveView); neither
-    its subject nor the line that names the problem may be about tooling ("fixes race
-    condition when running make with simultaneous jobs"), nor the subject update a
-    dependency or a version."""
+    message must name the bug itself (a race fixed in the JavaScript of a LiveView) — a
+    flaky test alone is not one, as there it is a test marked flaky in a build file or a
+    Java or browser test made stable; neither its subject nor the line that names the
+    problem may be about tooling ("fixes race condition when running make with simultaneous
+    jobs"), nor the subject update a dependency or a version."""
     said = next((line for line in prose(message).split("\n")
                  if phrase and phrase.lower() in line.lower()), "")
-    return bool(negatives or msg_weight < 0.7 or TOOLING.search(message.split("\n", 1)[0])
+    return bool(negatives or msg_weight < 0.8 or TOOLING.search(message.split("\n", 1)[0])
                 or TOOLING.search(said) or _updates_dependency(message))
 
 

@@ -142,9 +142,20 @@ def test_without_elixir_or_erlang_code() -> None:
     assert make is not None and not make.is_concurrency_bug  # the build's race, not the BEAM's
 
 
+@pytest.mark.parametrize("subject", ["Mark the cluster suite as flaky in bazel",
+                                     "Fix a flaky Java client test",
+                                     "Reduce flakiness of the browser tests"])
+def test_a_flaky_test_with_no_code_is_not_a_fix(subject: str) -> None:
+    """With no Elixir or Erlang code, "flaky" is a test marked flaky in a build file or a
+    test in another language made stable, not a BEAM race."""
+    label = annotate_heuristic(CommitInput("r", "s", subject, ())).label
+    assert label is not None and not label.is_concurrency_bug
+
+
 @pytest.mark.parametrize("subject", ["Update postgrex with fixed race condition",
                                      "fix(pulsar): update pulsar -> 0.8.3 to fix a deadlock",
-                                     "Bump gen_leader: fixes the race on DOWN"])
+                                     "Bump gen_leader: fixes the race on DOWN",
+                                     "gen_leader v2.11.0\n\n* Fix a deadlock on DOWN"])
 def test_a_dependency_update_with_no_code_is_not_a_fix(subject: str) -> None:
     """A commit with no Elixir or Erlang code whose subject updates a dependency or version
     fixes nothing in this repository, whatever it says was fixed upstream; nor does one that
