@@ -175,11 +175,12 @@ NEGATIVE_CUES: tuple[tuple[str, re.Pattern[str]], ...] = (
     # A first commit or import brings whole subsystems, races named in passing included.
     ("initial_import", _re(r"^\s*(?:initial|first) (?:commit|import|version|implementation)\b")),
     ("release", _re(r"^\s*(?:release|bump|prepare|update changelog|changelog|v?\d+\.\d+\.\d+)\b")),
-    # (not across a clause that fixes: "Fix the error message, fix a race in ..." fixes it)
+    # (not across a word that fixes: "Fix the error message, fix a race in ...", "Logger
+    # exchange: fix race during init" fix it; a logger is a process that can race)
     ("reports_not_fixes", _re(r"\b(?:detect\w*|report\w*|diagnos\w*|better error|error message|"
-                              r"warn\w*|measure\w*|raise\w*|hide|hiding|show\w*|log\w*|"
-                              r"return\w*|debug\w*)\b"
-                              r"(?:(?![,;.]\s+(?:and\s+)?(?:fix|avoid|prevent|resolv|solv))"
+                              r"warn\w*|measure\w*|raise\w*|hide|hiding|show\w*|"
+                              r"log(?:s|ged|ging)?|return\w*|debug\w*)\b"
+                              r"(?:(?!\b(?:fix|avoid|prevent|resolv|solv))"
                               r"[^\n]){0,60}\b(?:dead[ -]?locks?|races?|stuck|"
                               r"hung|hangs?|hanging)\b|"
                               r"\b(?:dead[ -]?lock|race)s? (?:detection|reports?|errors?)\b|"

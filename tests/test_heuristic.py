@@ -459,6 +459,8 @@ def test_a_tests_new_wait_beside_a_feature_is_the_features_test(subject: str,
     ("Return {:error, :unavailable} for ensure_compiled in a deadlock", False),
     ("Fix stream format error message, fix race condition in handling child pad removed",
      True),
+    ("Logger handler: fix race condition during start-up", True),
+    ("Log a warning when the pool deadlocks", False),
 ])
 def test_a_report_does_not_reach_across_a_clause_that_fixes(subject: str, fix: bool) -> None:
     assert _is_fix(subject) is fix, subject
