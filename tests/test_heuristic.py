@@ -423,6 +423,17 @@ def test_an_ets_tables_read_or_write_concurrency_is_tuning(message: str, fix: bo
 
 
 @pytest.mark.parametrize(("message", "fix"), [
+    ("Fix timing issue in the bridge reconnect test", True),
+    ("Fix a few timing-sensitive suite tests", True),
+    ("Fix timing dependent test", True),
+    ("Fix the timing of the banner animation\n\nIt faded in too late.", False),
+])
+def test_a_timing_issue_is_a_flaky_test(message: str, fix: bool) -> None:
+    """A test that fails on timing races the work it waits for."""
+    assert _is_fix(message, "test/bridge_test.exs") is fix, message
+
+
+@pytest.mark.parametrize(("message", "fix"), [
     ("fix up flake packaging", False),
     ("Fix nix flake inputs for the dev shell", False),
     ("Update flake.lock", False),
