@@ -48,14 +48,17 @@ from annotators.steps import derive_steps
 # diffs.py): a new version labels every stored commit anew on the next mine, an unchanged one
 # keeps the labels made before. tests/test_rules_version.py holds the labels of a fixed set of
 # commits for this version and fails when they change without it.
-RULES_VERSION = 46
+RULES_VERSION = 47
 ANNOTATOR_ID = f"heuristic/rules-v{RULES_VERSION}/schema-{SCHEMA_VERSION}"
 
 
 # Negative cues that outweigh even a strong word such as "race" or "deadlock", and a diff
 # rule's fingerprint (a release or a first import carries many changes).
 _OVERRIDING = {"docs_only", "release", "reports_not_fixes", "filesystem_timing",
-               "initial_import", "revert"}
+               "initial_import", "revert", "sets_aside"}
+# Negatives a subject that also says it fixes outweighs ("Add a monitor to fix the leak",
+# "Reproduce and fix the race in ...").
+_UNLESS_FIXED = {"feature", "sets_aside"}
 
 
 @dataclass(frozen=True)
@@ -174,7 +177,7 @@ def negatives_of(message: str) -> list[str]:
     found = []
     for name, regex in NEGATIVE_CUES:
         if regex.search(subject) or regex.search(bare):
-            if name == "feature" and FIX_INTENT.search(subject):
+            if name in _UNLESS_FIXED and FIX_INTENT.search(subject):
                 continue
             found.append(name)
     return found

@@ -203,6 +203,11 @@ NEGATIVE_CUES: tuple[tuple[str, re.Pattern[str]], ...] = (
                     r"unused)\b|"
                     # ... or ends in a noun that says so: "Playback refactor (#432)"
                     r"\b(?:refactor(?:ing)?|improvements|rework|overhaul)\s*(?:\(#\d+\))?\s*$")),
+    # A test switched off or marked flaky, or one that shows a race, fixes nothing yet
+    # ("Skip flaky test", "Mark the cluster suite as flaky", "Demonstrate the race in ...").
+    ("sets_aside", _re(r"^\s*(?:(?:skip|disabl|mark|tag|quarantin|exclud)\w*\b.{0,60}\b"
+                       r"(?:flak\w*|intermittent\w*|unstable|racy)\b|"
+                       r"(?:demonstrat|reproduc)\w*\b)")),
     # A revert undoes a commit, a fix among them ('Revert "Fix iex test race condition"').
     ("revert", _re(r"^\s*revert(?:s|ed|ing)?\b")),
 )
