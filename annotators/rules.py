@@ -205,8 +205,9 @@ NEGATIVE_CUES: tuple[tuple[str, re.Pattern[str]], ...] = (
                     r"\b(?:refactor(?:ing)?|improvements|rework|overhaul)\s*(?:\(#\d+\))?\s*$")),
     # A test switched off or marked flaky, or one that shows a race, fixes nothing yet
     # ("Skip flaky test", "Mark the cluster suite as flaky", "Demonstrate the race in ...").
-    ("sets_aside", _re(r"^\s*(?:(?:skip|disabl|mark|tag|quarantin|exclud)\w*\b.{0,60}\b"
-                       r"(?:flak\w*|intermittent\w*|unstable|racy)\b|"
+    ("sets_aside", _re(r"^\s*(?:(?:re-?)?(?:skip|disabl|mark|tag|quarantin|exclud)\w*\b.{0,60}\b"
+                       r"(?:flak\w*|intermittent\w*|unstable|racy|non-?deterministic\w*|"
+                       r"race(?:[ -]conditions?)? (?:tests?|groups?|suites?|cases?))\b|"
                        r"(?:demonstrat|reproduc)\w*\b)")),
     # A revert undoes a commit, a fix among them ('Revert "Fix iex test race condition"').
     ("revert", _re(r"^\s*revert(?:s|ed|ing)?\b")),

@@ -438,6 +438,8 @@ def test_a_timing_issue_is_a_flaky_test(message: str, fix: bool) -> None:
     ("test(raft): mark test cases as flaky", False),
     ("Disable the flaky partition test until the race is understood", False),
     ("Demonstrate the race between the worker pool and its supervisor", False),
+    ("Re-disable the room race condition tests", False),
+    ("Disable buffer_outgoing_test. Nondeterministic on CI", False),
     ("Reproduce and fix the race between the worker pool and its supervisor", True),
     ("Fix flaky test", True),
 ])
