@@ -48,7 +48,7 @@ from annotators.steps import derive_steps
 # diffs.py): a new version labels every stored commit anew on the next mine, an unchanged one
 # keeps the labels made before. tests/test_rules_version.py holds the labels of a fixed set of
 # commits for this version and fails when they change without it.
-RULES_VERSION = 48
+RULES_VERSION = 49
 ANNOTATOR_ID = f"heuristic/rules-v{RULES_VERSION}/schema-{SCHEMA_VERSION}"
 
 
@@ -283,6 +283,12 @@ def annotate_heuristic(commit: CommitInput) -> Annotation:
     # feature, a test that now waits is the feature's test.
     strong_diff = diff_weight >= 0.9 and (not top.file.is_test or msg_weight >= 0.6
                                           or all(f.is_test for f in files))
+    # A subject that reads as a feature outweighs even a clear word that only its body holds
+    # (a test added to find a race, an option that avoids one) unless the body says the
+    # commit fixes it ("Refactor credit/5\n\nAnd fix a race condition flake") or the diff is
+    # a fingerprint: the subject says what the commit is for.
+    outweighed = msg_weight < 0.9 or ("feature" in negatives and _only_named_in_body(
+        commit.message, cue))
     if not files and _not_a_code_fix(commit.message, phrase, negatives, msg_weight):
         label, source = _not_bug(commit, files, None, 0.6), (
             "none: not a concurrency fix; the commit changes no Elixir or Erlang code")
@@ -293,7 +299,7 @@ def annotate_heuristic(commit: CommitInput) -> Annotation:
     elif files and only_docs(list(files), hunks):
         label, source = _not_bug(commit, files, _locate(top, files, commit.message, hunks), 0.7), (
             "none: not a concurrency fix; the change touches only documentation and comments")
-    elif set(negatives) & _OVERRIDING or (negatives and not strong_diff and msg_weight < 0.9):
+    elif set(negatives) & _OVERRIDING or (negatives and not strong_diff and outweighed):
         label, source = _not_bug(commit, files, _locate(top, files, commit.message, hunks), 0.65), (
             f"none: not a concurrency fix; the subject reads as {', '.join(negatives)}")
     elif not _enough(msg_weight, top):
@@ -312,6 +318,18 @@ def annotate_heuristic(commit: CommitInput) -> Annotation:
 # that is a dependency's name and version ("Ra v2.11.0"), whose notes are the body.
 _UPDATE = re.compile(r"^\W*(?:update|updating|bump|bumping|upgrade|upgrading)\b|"
                      r"^[\w.-]+ v?\d+(?:\.\d+)+\W*$", re.IGNORECASE)
+
+
+# (a fix, not what a feature is for: "add a primary key to avoid races" adds a key)
+_FIXED_BEFORE = re.compile(r"\b(?:fix\w*|solv\w*|resolv\w*)\b[^.!?\n]{0,40}$", re.IGNORECASE)
+
+
+def _only_named_in_body(message: str, cue: MessageCue | None) -> bool:
+    """Whether the cue's words are in the body only, in a sentence that does not fix them."""
+    text = prose(message)
+    m = cue.regex.search(text) if cue else None
+    return m is not None and m.start() > len(text.split("\n", 1)[0]) and not \
+        _FIXED_BEFORE.search(text, 0, m.start())
 
 
 def _not_a_code_fix(message: str, phrase: str, negatives: list[str], msg_weight: float

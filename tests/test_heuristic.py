@@ -434,6 +434,19 @@ def test_a_timing_issue_is_a_flaky_test(message: str, fix: bool) -> None:
 
 
 @pytest.mark.parametrize(("message", "fix"), [
+    ("Add a keepalive tolerance option\n\nThere is a race between the ping and its ack when "
+     "the peer is slow.", False),
+    ("Add a test for checkouts\n\nThe pool deadlocks when a checkout times out.", False),
+    ("Refactor credit/5\n\nAnd fix a race condition flake in the client suite.", True),
+    ("Add a race condition barrier for disconnect", True),
+])
+def test_a_feature_subject_outweighs_a_race_its_body_names(message: str, fix: bool) -> None:
+    """A commit whose subject adds or refactors something is that, whatever race its body
+    describes, unless the body says the commit fixes one or the subject names it."""
+    assert _is_fix(message, "lib/conn.ex") is fix, message
+
+
+@pytest.mark.parametrize(("message", "fix"), [
     ("Skip flaky test", False),
     ("test(raft): mark test cases as flaky", False),
     ("Disable the flaky partition test until the race is understood", False),
