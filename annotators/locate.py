@@ -243,16 +243,20 @@ def worded_in(words: frozenset[str], name: str) -> bool:
 
 def choose_unit(units: list[Unit], message: str) -> Unit | None:
     """The changed function most likely to hold the bug: production before tests (unless
-    only tests changed), then one the message names in code form, then one the before
-    version had, then the one whose changed lines are most about processes, then one the
-    subject names in words, then the one with the most changed lines."""
+    only tests changed), then one the message names in code form (the subject before the
+    body, which also names its callers and callees), then one the before version had, then
+    the one whose changed lines are most about processes, then one the subject names in
+    words, then the one with the most changed lines."""
     if not units:
         return None
     production = [u for u in units if not u.file.is_test]
     pool = production or units
     names = message_names(message)
+    subject = message.split("\n", 1)[0]
+    subject_names = message_names(subject)
     words = subject_words(message)  # not those of a type: "test(x): "
-    return max(pool, key=lambda u: (named_in(message, u.span.name, names),
+    return max(pool, key=lambda u: (named_in(subject, u.span.name, subject_names),
+                                    named_in(message, u.span.name, names),
                                     u.span.before is not None,
                                     process_words(u.text()),
                                     worded_in(words, u.span.name), u.changed,

@@ -610,6 +610,21 @@ def test_the_message_names_the_function() -> None:
     assert label.bug_location.function == "handle_call/3"
 
 
+def test_the_subject_names_the_function_before_the_body() -> None:
+    """A body names the callers and callees of the function a subject names: the subject's
+    is the location, though the caller's change is larger and about processes."""
+    after = _SERVER.replace("GenServer.call(pid, {:fetch, key})",
+                            "key = Task.await(Task.async(fn -> to_string(key) end))\n"
+                            "    GenServer.call(pid, {:fetch, key})"
+                            "\n    |> then(&elem(&1, 1))").replace(
+        "{:reply, Map.get(state, key), state}", "{:reply, Map.fetch(state, key), state}")
+    message = ("Fix race in handle_call/3 of the server\n\nA caller in fetch/2 could see the "
+               "old state.")
+    label = annotate_heuristic(_commit(message, "lib/server.ex", _SERVER, after)).label
+    assert label is not None and label.bug_location is not None
+    assert label.bug_location.function == "handle_call/3"
+
+
 _CHECKER = """defmodule Checker do
   def check_behaviours(module) do
     Enum.each(module.behaviours(), &verify/1)
