@@ -128,8 +128,12 @@ MESSAGE_CUES: tuple[MessageCue, ...] = (
                    r"(?<!max )(?<!maximum )(?<!max_)(?<!default )(?<!min )(?<!read )"
                    r"(?<!write )concurrency"
                    r"(?![ _-](?:level|limit|option|setting|factor|param\w*|to \d))|"
-                   r"atomic(?:ally)?|non-?atomic|"
-                   r"synchroni[sz]\w*|unsynchroni[sz]ed|at the same time|simultaneous\w*)\b"),
+                   r"synchroni[sz]\w*|unsynchroni[sz]ed|at the same time|simultaneous\w*)\b|"
+                   # atomic about shared state only: in Ash or Ecto an "atomic update" or
+                   # "atomic validation" is a kind of query, not a cure for a race
+                   r"\b(?:ets|tables?|counters?|registr\w*|sessions?)\b.{0,30}\b(?:non-?)?"
+                   r"atomic(?:ally)?\b|\b(?:non-?)?atomic(?:ally)?\b.{0,30}\b(?:ets|tables?|"
+                   r"counters?|registr\w*|sessions?)\b"),
                0.6),
     # A test that only passes once it waits longer is racing the work it waits for.
     MessageCue("test_timing", B.RACE_CONDITION,

@@ -412,6 +412,18 @@ def test_what_a_function_never_returns_is_no_hang(message: str, fix: bool) -> No
 
 
 @pytest.mark.parametrize(("message", "fix"), [
+    ("fix: handle nil values in atomic validations", False),
+    ("fix: ensure context is set on atomic changesets", False),
+    ("Update the ETS table atomically on tracker update", True),
+    ("Ensure carbons are applied atomically with session establishment", True),
+])
+def test_atomic_is_about_shared_state_only(message: str, fix: bool) -> None:
+    """An "atomic update" or "atomic validation" is a kind of query in Ash or Ecto; an
+    update of a table, a counter, a registry or a session made atomic cures a race."""
+    assert _is_fix(message, "lib/changeset.ex") is fix, message
+
+
+@pytest.mark.parametrize(("message", "fix"), [
     ("Enable write concurrency on the stats ETS table", False),
     ("Use read concurrency for the registry table", False),
     ("Fix concurrency bug in the stats table", True),
