@@ -207,11 +207,15 @@ NEGATIVE_CUES: tuple[tuple[str, re.Pattern[str]], ...] = (
                     r"unused)\b|"
                     # ... or ends in a noun that says so: "Playback refactor (#432)"
                     r"\b(?:refactor(?:ing)?|improvements|rework|overhaul)\s*(?:\(#\d+\))?\s*$")),
-    # A test switched off or marked flaky, or one that shows a race, fixes nothing yet
-    # ("Skip flaky test", "Mark the cluster suite as flaky", "Demonstrate the race in ...").
+    # A test switched off, deleted or marked flaky, or one that shows a race, fixes nothing
+    # yet ("Skip flaky test", "Mark the cluster suite as flaky", "Remove flaky tests",
+    # "Demonstrate the race in ...").
     ("sets_aside", _re(r"^\s*(?:(?:re-?)?(?:skip|disabl|mark|tag|quarantin|exclud)\w*\b.{0,60}\b"
                        r"(?:flak\w*|intermittent\w*|unstable|racy|non-?deterministic\w*|"
                        r"race(?:[ -]conditions?)? (?:tests?|groups?|suites?|cases?))\b|"
+                       r"(?:delet|remov|drop)\w*\b.{0,40}\b(?:flak\w*|intermittent\w*|"
+                       r"non-?deterministic\w*|unstable|racy)\b.{0,30}\b(?:tests?|suites?|"
+                       r"cases?|testcases?)\b(?!\s+assert)|"
                        r"(?:demonstrat|reproduc)\w*\b)")),
     # A revert undoes a commit, a fix among them ('Revert "Fix iex test race condition"').
     ("revert", _re(r"^\s*revert(?:s|ed|ing)?\b")),

@@ -465,6 +465,9 @@ def test_a_feature_subject_outweighs_a_race_its_body_names(message: str, fix: bo
     ("Demonstrate the race between the worker pool and its supervisor", False),
     ("Re-disable the room race condition tests", False),
     ("Disable buffer_outgoing_test. Nondeterministic on CI", False),
+    ("Remove intermittently failing keys test", False),
+    ("Delete non-deterministic mining test from the conductor suite", False),
+    ("Remove a racy test assertion", True),
     ("Reproduce and fix the race between the worker pool and its supervisor", True),
     ("Fix flaky test", True),
 ])
