@@ -118,7 +118,8 @@ MESSAGE_CUES: tuple[MessageCue, ...] = (
                    r"outputs?|lock\w*|update\w*|check\w*|build\w*)\b)|y|ey|iness|yness|es|ily)|"
                    r"intermittent(?:ly)?|sporadic\w*|"
                    r"non-?deterministic\w*|randomly fail\w*|"
-                   r"timing[ -](?:issues?|problems?|bugs?|sensitiv\w*|dependen\w*))\b"), 0.7),
+                   r"timing[ -](?:issues?|problems?|bugs?|errors?|failures?|sensitiv\w*|"
+                   r"dependen\w*))\b"), 0.7),
     # Not SQL's sense: PostgreSQL builds, drops and refreshes indexes and views CONCURRENTLY
     # (`create index(..., concurrently: true)` in an Ecto migration); nor a quoted `name`,
     # nor the read or write concurrency an ETS table is tuned for.

@@ -438,6 +438,7 @@ def test_an_ets_tables_read_or_write_concurrency_is_tuning(message: str, fix: bo
     ("Fix timing issue in the bridge reconnect test", True),
     ("Fix a few timing-sensitive suite tests", True),
     ("Fix timing dependent test", True),
+    ("test(limiter): avoid test case failure due to timing errors", True),
     ("Fix the timing of the banner animation\n\nIt faded in too late.", False),
 ])
 def test_a_timing_issue_is_a_flaky_test(message: str, fix: bool) -> None:
