@@ -202,7 +202,9 @@ NEGATIVE_CUES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("timeout_tuning", _re(r"\b(?:increase|bump|raise|longer|larger|bigger|extend|tweak|adjust|"
                            r"set)\w*\b.{0,30}\btime[ -]?outs?\b|\btime[ -]?outs?\b.{0,20}\b(?:to "
                            r"infinity|increase\w*|bump\w*)")),
-    ("feature", _re(r"^\s*(?:add|adds|added|support|allow|introduce|implement|expose|deprecate|"
+    # (a Conventional Commits "feat:" says so by its type)
+    ("feature", _re(r"^\s*feat(?:\([^)\n]*\))?!?:|"
+                    r"^\s*(?:add|adds|added|support|allow|introduce|implement|expose|deprecate|"
                     r"optionally|make [\w ]{0,30}configurable|"
                     r"optimi[sz]e|refactor|clean ?up|cleanup|simplify|rename|move|format|remove "
                     r"unused)\b|"

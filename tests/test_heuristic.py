@@ -452,6 +452,9 @@ def test_a_timing_issue_is_a_flaky_test(message: str, fix: bool) -> None:
     ("Add a test for checkouts\n\nThe pool deadlocks when a checkout times out.", False),
     ("Refactor credit/5\n\nAnd fix a race condition flake in the client suite.", True),
     ("Add a race condition barrier for disconnect", True),
+    ("feat(resource): non-blocking channel health checks\n\nHealth checks ran concurrently "
+     "with the channel's calls.", False),
+    ("feat(mq): fix flaky test", True),
 ])
 def test_a_feature_subject_outweighs_a_race_its_body_names(message: str, fix: bool) -> None:
     """A commit whose subject adds or refactors something is that, whatever race its body
