@@ -207,13 +207,14 @@ NEGATIVE_CUES: tuple[tuple[str, re.Pattern[str]], ...] = (
                     r"^\s*(?:add|adds|added|support|allow|introduce|implement|expose|deprecate|"
                     r"optionally|make [\w ]{0,30}configurable|"
                     r"optimi[sz]e|refactor|clean ?up|cleanup|simplify|rename|move|format|remove "
-                    r"unused)\b|"
+                    r"(?:the |a |an )?(?:unused|redundant|unnecessary|obsolete|superfluous))\b|"
                     # ... or ends in a noun that says so: "Playback refactor (#432)"
                     r"\b(?:refactor(?:ing)?|improvements|rework|overhaul)\s*(?:\(#\d+\))?\s*$")),
     # A test switched off, deleted or marked flaky, or one that shows a race, fixes nothing
     # yet ("Skip flaky test", "Mark the cluster suite as flaky", "Remove flaky tests",
     # "Demonstrate the race in ...").
-    ("sets_aside", _re(r"^\s*(?:(?:re-?)?(?:skip|disabl|mark|tag|quarantin|exclud)\w*\b.{0,60}\b"
+    ("sets_aside", _re(r"^\s*(?:temporarily |for now )?"
+                       r"(?:(?:re-?)?(?:skip|disabl|mark|tag|quarantin|exclud)\w*\b.{0,60}\b"
                        r"(?:flak\w*|intermittent\w*|unstable|racy|non-?deterministic\w*|"
                        r"race(?:[ -]conditions?)? (?:tests?|groups?|suites?|cases?))\b|"
                        r"(?:delet|remov|drop)\w*\b.{0,40}\b(?:flak\w*|intermittent\w*|"
