@@ -183,7 +183,8 @@ NEGATIVE_CUES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("release", _re(r"^\s*(?:release|bump|prepare|update changelog|changelog|v?\d+\.\d+\.\d+)\b")),
     # (not across a word that fixes: "Fix the error message, fix a race in ...", "Logger
     # exchange: fix race during init" fix it; a logger is a process that can race)
-    ("reports_not_fixes", _re(r"\b(?:detect\w*|report\w*|diagnos\w*|better error|error message|"
+    ("reports_not_fixes", _re(r"\b(?:detect\w*|report\w*|diagnos\w*|identif(?:y|ies|ying)|"
+                              r"pinpoint\w*|investigat\w*|better error|error message|"
                               r"warn\w*|measure\w*|raise\w*|hide|hiding|show\w*|"
                               r"log(?:s|ged|ging)?|return\w*|debug\w*)\b"
                               r"(?:(?!\b(?:fix|avoid|prevent|resolv|solv))"
@@ -212,6 +213,7 @@ NEGATIVE_CUES: tuple[tuple[str, re.Pattern[str]], ...] = (
                     r"\b(?:refactor(?:ing)?|improvements|rework|overhaul)\s*(?:\(#\d+\))?\s*$")),
     # A test switched off, deleted or marked flaky, or one that shows a race, fixes nothing
     # yet ("Skip flaky test", "Mark the cluster suite as flaky", "Remove flaky tests",
+    # "Repeat the flaky test until it passes", "Tests for a race between ...",
     # "Demonstrate the race in ...").
     ("sets_aside", _re(r"^\s*(?:temporarily |for now )?"
                        r"(?:(?:re-?)?(?:skip|disabl|mark|tag|quarantin|exclud)\w*\b.{0,60}\b"
@@ -220,6 +222,8 @@ NEGATIVE_CUES: tuple[tuple[str, re.Pattern[str]], ...] = (
                        r"(?:delet|remov|drop)\w*\b.{0,40}\b(?:flak\w*|intermittent\w*|"
                        r"non-?deterministic\w*|unstable|racy)\b.{0,30}\b(?:tests?|suites?|"
                        r"cases?|testcases?)\b(?!\s+assert)|"
+                       r"(?:repeat|retr|re-?run)\w*\b.{0,40}\b(?:flak\w*|intermittent\w*)\b|"
+                       r"tests? (?:for|of|covering)\b|"
                        r"(?:demonstrat|reproduc)\w*\b)")),
     # A revert undoes a commit, a fix among them ('Revert "Fix iex test race condition"').
     ("revert", _re(r"^\s*revert(?:s|ed|ing)?\b")),

@@ -475,6 +475,8 @@ def test_a_feature_subject_outweighs_a_race_its_body_names(message: str, fix: bo
     ("Delete non-deterministic mining test from the conductor suite", False),
     ("Remove a racy test assertion", True),
     ("test(gateway): temporarily remove flaky case", False),
+    ("Repeat the flaky payment test until it passes", False),
+    ("Tests for a race condition between unload/1 and calls to the mocked module", False),
     ("Reproduce and fix the race between the worker pool and its supervisor", True),
     ("Fix flaky test", True),
 ])
@@ -521,6 +523,8 @@ def test_a_tests_new_wait_beside_a_feature_is_the_features_test(subject: str,
     ("Fix stream format error message, fix race condition in handling child pad removed",
      True),
     ("Logger handler: fix race condition during start-up", True),
+    ("Add a timer to identify the race condition", False),
+    ("Fix repo identifier test race condition", True),
     ("Log a warning when the pool deadlocks", False),
 ])
 def test_a_report_does_not_reach_across_a_clause_that_fixes(subject: str, fix: bool) -> None:
