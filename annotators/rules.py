@@ -134,7 +134,10 @@ MESSAGE_CUES: tuple[MessageCue, ...] = (
                    # "atomic validation" is a kind of query, not a cure for a race
                    r"\b(?:ets|tables?|counters?|registr\w*|sessions?)\b.{0,30}\b(?:non-?)?"
                    r"atomic(?:ally)?\b|\b(?:non-?)?atomic(?:ally)?\b.{0,30}\b(?:ets|tables?|"
-                   r"counters?|registr\w*|sessions?)\b"),
+                   r"counters?|registr\w*|sessions?)\b|"
+                   # ... or said of what the old code did: "this sequence is not atomic"
+                   r"\b(?:is|are|was|were|it's)\s+(?:also\s+|still\s+)?not\s+atomic\b|"
+                   r"\b(?:isn't|aren't|wasn't|weren't)\s+atomic\b"),
                0.6),
     # A test that only passes once it waits longer is racing the work it waits for.
     MessageCue("test_timing", B.RACE_CONDITION,

@@ -416,6 +416,9 @@ def test_what_a_function_never_returns_is_no_hang(message: str, fix: bool) -> No
     ("fix: ensure context is set on atomic changesets", False),
     ("Update the ETS table atomically on tracker update", True),
     ("Ensure carbons are applied atomically with session establishment", True),
+    ("fix(pool): recreate the pool if it exists\n\nCreating a pool is a sequence of "
+     "operations on the registry's state, and this sequence is not atomic.", True),
+    ("fix: properly express not atomic reason in bulk updates", False),
 ])
 def test_atomic_is_about_shared_state_only(message: str, fix: bool) -> None:
     """An "atomic update" or "atomic validation" is a kind of query in Ash or Ecto; an
