@@ -185,15 +185,18 @@ NEGATIVE_CUES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("initial_import", _re(r"^\s*(?:initial|first) (?:commit|import|version|implementation)\b")),
     ("release", _re(r"^\s*(?:release|bump|prepare|update changelog|changelog|v?\d+\.\d+\.\d+)\b")),
     # (not across a word that fixes: "Fix the error message, fix a race in ...", "Logger
-    # exchange: fix race during init" fix it; a logger is a process that can race)
+    # exchange: fix race during init", "disable reporting, remove race for nodes" fix it; a
+    # logger is a process that can race; a "race error" is what a race caused, a "deadlock
+    # error" what a deadlock detector reports)
     ("reports_not_fixes", _re(r"\b(?:detect\w*|report\w*|diagnos\w*|identif(?:y|ies|ying)|"
                               r"pinpoint\w*|investigat\w*|better error|error message|"
                               r"warn\w*|measure\w*|raise\w*|hide|hiding|show\w*|"
                               r"log(?:s|ged|ging)?|return\w*|debug\w*)\b"
-                              r"(?:(?!\b(?:fix|avoid|prevent|resolv|solv))"
+                              r"(?:(?!\b(?:fix|avoid|prevent|resolv|solv|remov|eliminat|de-rac))"
                               r"[^\n]){0,60}\b(?:dead[ -]?locks?|races?|stuck|"
                               r"hung|hangs?|hanging)\b|"
-                              r"\b(?:dead[ -]?lock|race)s? (?:detection|reports?|errors?)\b|"
+                              r"\b(?:dead[ -]?lock|race)s? (?:detection|reports?)\b|"
+                              r"\bdead[ -]?locks? errors?\b|"
                               r"\b(?:dead[ -]?lock|race)s? (?:is |are |was |were )?"
                               r"(?:found|detected)\b")),
     ("filesystem_timing", _re(r"\b(?:file ?system|mtime|timestamps?|granularity|clock|"
