@@ -253,11 +253,13 @@ TOOLING = _re(r"\b(?:makefile|make(?: -j| ci| check| test)?\b.{0,20}\b(?:target|
               r"cmake|nif build)")
 
 # Words before a cue, in its own sentence, that make a body's mention the commit's point:
-# "Solves a race condition where…", "this caused a deadlock because…", "There is a race…".
+# "Solves a race condition where…", "this caused a deadlock because…", "There is a race…",
+# "queue.delete can hang", "the processes would race".
 CUE_STATED = _re(r"(?:\b(?:fix\w*|solv\w*|resolv\w*|prevent\w*|avoid\w*|caus\w*|led to|"
                  r"leads? to|result\w* in|trigger\w*)\b[^.!?\n]{0,40}|"
                  r"(?<!\bif )(?<!whether )(?<!in case )\bthere(?: is|'s| was| are|"
-                 r" were| can be| could be| might be)\b[^.!?\n]{0,20})$")
+                 r" were| can be| could be| might be)\b[^.!?\n]{0,20}|"
+                 r"\b(?:could|can|may|might|would)\s+(?:\w+\s+)?)$")
 # ...or words after it, in its sentence, that say when the bug happens: "a race occurs when".
 CAUSE_FOLLOWS = _re(r"^[^.!?\n]{0,50}\b(?:occur\w*|happen\w*|when|whereby|if the|between|"
                     r"caus\w*|leads? to|result\w* in)\b")

@@ -211,6 +211,8 @@ def test_bug_type_names_the_cause(message: str, bug_type: BugType) -> None:
     ("This reworks the module. Races were a concern in the old design.", False),
     ("There is a race when the owner exits before the reply.", True),
     ("We retry anyway, so if there is a race condition, it would be good to see it.", False),
+    ("Without it, queue.delete can hang on a dead master.", True),
+    ("The two processes would race to register the name.", True),
 ])
 def test_body_sentence_that_states_the_bug(body: str, is_bug: bool) -> None:
     """A body cue counts in full when its own sentence says the commit fixes or the old code
