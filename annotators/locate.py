@@ -241,16 +241,23 @@ def worded_in(words: frozenset[str], name: str) -> bool:
     return all(_stem(p) in words for p in parts)
 
 
+# A project's build definition (its dependencies, its version) is code tree-sitter cuts into
+# functions, but no process runs it: a fix that also bumps one is located in the code.
+_BUILD_FILE = re.compile(r"(?:^|/)(?:mix\.exs|rebar\.config(?:\.\w+)?|[^/]+\.app\.src)$")
+
+
 def choose_unit(units: list[Unit], message: str) -> Unit | None:
-    """The changed function most likely to hold the bug: production before tests (unless
-    only tests changed), then one the message names in code form (the subject before the
-    body, which also names its callers and callees), then one the before version had, then
-    the one whose changed lines are most about processes, then one the subject names in
-    words, then the one with the most changed lines."""
+    """The changed function most likely to hold the bug: code before a build definition
+    (mix.exs, rebar.config), production before tests (unless only tests changed), then one
+    the message names in code form (the subject before the body, which also names its
+    callers and callees), then one the before version had, then the one whose changed lines
+    are most about processes, then one the subject names in words, then the one with the
+    most changed lines."""
     if not units:
         return None
-    production = [u for u in units if not u.file.is_test]
-    pool = production or units
+    code = [u for u in units if not _BUILD_FILE.search(u.file.path)] or units
+    production = [u for u in code if not u.file.is_test]
+    pool = production or code
     names = message_names(message)
     subject = message.split("\n", 1)[0]
     subject_names = message_names(subject)

@@ -659,6 +659,21 @@ def test_the_subject_names_the_function_before_the_body() -> None:
     assert label.bug_location.function == "handle_call/3"
 
 
+def test_a_build_definition_is_not_the_location() -> None:
+    """A fix that also bumps the project's version in mix.exs is located in the code it
+    changed, here the test it makes wait."""
+    mix = ('defmodule App.MixProject do\n  use Mix.Project\n\n  def project do\n'
+           '    [app: :app, version: "1.0.0"]\n  end\nend\n')
+    commit = CommitInput("r", "s", "Fix flaky test of the evaluator", (
+        file_input("mix.exs", mix, mix.replace("1.0.0", "1.0.1"), "elixir", False),
+        file_input("test/server_test.exs", _SLEEPY_TEST,
+                   _SLEEPY_TEST.replace("Process.sleep(100)", "assert_receive :evaluated"),
+                   "elixir", True)))
+    label = _label(commit)
+    assert label.is_concurrency_bug and label.bug_location is not None
+    assert label.bug_location.file == "test/server_test.exs"
+
+
 _CHECKER = """defmodule Checker do
   def check_behaviours(module) do
     Enum.each(module.behaviours(), &verify/1)
