@@ -371,6 +371,15 @@ DIFF_RULES: tuple[DiffRule, ...] = (
          "process outlives the one that should have taken it down"),
         "links tie two processes' lifetimes together"),
     DiffRule(
+        "call_to_cast", B.DEADLOCK,
+        _code(r"(?:GenServer\.cast|gen_server:cast|:gen_server\.cast|gen_statem:cast)\("),
+        _code(r"(?:GenServer\.call|gen_server:call|:gen_server\.call|gen_statem:call)\("), 0.55,
+        "made a synchronous call asynchronous, so the caller no longer waits on the callee",
+        ("1. process A calls process B synchronously and waits for the reply",
+         "2. B, to serve that request or one queued before it, waits on A",
+         "3. neither proceeds until a call times out"),
+        "a synchronous call blocks the caller until the callee replies"),
+    DiffRule(
         "spawn_linked", B.RESOURCE_LEAK,
         _code(r"spawn_link\("), _code(r"\bspawn\("), 0.55,
         "spawned the helper process linked to the process that owns its work",

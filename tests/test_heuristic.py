@@ -704,6 +704,22 @@ def test_the_subject_names_the_function_in_words(subject: str, function: str) ->
     assert label.bug_location.function == function
 
 
+def test_a_call_made_a_cast_backs_a_weak_word() -> None:
+    """A synchronous call made asynchronous backs a weak "non-blocking": the caller no
+    longer waits on a process that may be waiting on it."""
+    before = ("defmodule Manager do\n  def process_event(pid, event) do\n"
+              "    GenServer.call(pid, {:event, event})\n  end\nend\n")
+    after = before.replace("GenServer.call(pid, {:event, event})",
+                           "GenServer.cast(pid, {:event, event})")
+    label = _label(_commit("Process events non-blocking", "lib/manager.ex", before, after))
+    assert label.is_concurrency_bug and label.bug_type == BugType.DEADLOCK
+    assert label.bug_location is not None
+    assert label.bug_location.function == "process_event/2"
+    unchanged = _label(_commit("Process events non-blocking", "lib/manager.ex", before,
+                               before.replace(":event", ":handle")))
+    assert not unchanged.is_concurrency_bug
+
+
 def test_a_spawn_made_linked_is_a_leak_fix() -> None:
     """A helper that is now spawned linked to its owner backs a weak "link" message: the
     process no longer outlives the request it works for."""
