@@ -24,6 +24,7 @@ from annotators.rules import (
     CUE_STATED,
     DIFF_RULES,
     FIX_INTENT,
+    FIX_STATED,
     MESSAGE_CUES,
     NEGATIVE_CUES,
     TOOLING,
@@ -320,16 +321,12 @@ _UPDATE = re.compile(r"^\W*(?:update|updating|bump|bumping|upgrade|upgrading)\b|
                      r"^[\w.-]+ v?\d+(?:\.\d+)+\W*$", re.IGNORECASE)
 
 
-# (a fix, not what a feature is for: "add a primary key to avoid races" adds a key)
-_FIXED_BEFORE = re.compile(r"\b(?:fix\w*|solv\w*|resolv\w*)\b[^.!?\n]{0,40}$", re.IGNORECASE)
-
-
 def _only_named_in_body(message: str, cue: MessageCue | None) -> bool:
     """Whether the cue's words are in the body only, in a sentence that does not fix them."""
     text = prose(message)
     m = cue.regex.search(text) if cue else None
     return m is not None and m.start() > len(text.split("\n", 1)[0]) and not \
-        _FIXED_BEFORE.search(text, 0, m.start())
+        FIX_STATED.search(text, 0, m.start())
 
 
 def _not_a_code_fix(message: str, phrase: str, negatives: list[str], msg_weight: float

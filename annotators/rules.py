@@ -260,6 +260,9 @@ CUE_STATED = _re(r"(?:\b(?:fix\w*|solv\w*|resolv\w*|prevent\w*|avoid\w*|caus\w*|
                  r"(?<!\bif )(?<!whether )(?<!in case )\bthere(?: is|'s| was| are|"
                  r" were| can be| could be| might be)\b[^.!?\n]{0,20}|"
                  r"\b(?:could|can|may|might|would)\s+(?:\w+\s+)?)$")
+# Of those, the ones that say the commit fixes it, not what it is for: "add a primary key to
+# avoid races" adds a key, "And fix a race condition flake" fixes one.
+FIX_STATED = _re(r"\b(?:fix\w*|solv\w*|resolv\w*)\b[^.!?\n]{0,40}$")
 # ...or words after it, in its sentence, that say when the bug happens: "a race occurs when".
 CAUSE_FOLLOWS = _re(r"^[^.!?\n]{0,50}\b(?:occur\w*|happen\w*|when|whereby|if the|between|"
                     r"caus\w*|leads? to|result\w* in)\b")
