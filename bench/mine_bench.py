@@ -68,7 +68,7 @@ def _run(args: list[str]) -> tuple[float, float, int, str]:
 
 
 def _mine_cli(git_dir: str, warehouse: Path, cpu: list[float] | None = None) -> float:
-    wall, used, code, _ = _run([sys.executable, "-m", "flows.cli", "mine", git_dir,
+    wall, used, code, _ = _run([sys.executable, "-m", "flows", "mine", git_dir,
                                 "--warehouse", str(warehouse)])
     if code != 0:
         raise SystemExit(f"racemine mine {git_dir} failed (exit code {code})")
@@ -81,7 +81,7 @@ _READER_CPU: list[float] = []  # CPU seconds of each `racemine sql` process
 
 
 def _sql_process(warehouse: Path) -> str | None:
-    _, used, code, out = _run([sys.executable, "-m", "flows.cli", "sql",
+    _, used, code, out = _run([sys.executable, "-m", "flows", "sql",
                                "SELECT count(*) AS n FROM commits", "--format", "csv",
                                "--warehouse", str(warehouse)])
     _READER_CPU.append(used)

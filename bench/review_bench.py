@@ -31,7 +31,7 @@ import httpx
 
 
 def _start(warehouse: Path, port: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "review", "-w", str(warehouse),
+    proc = subprocess.Popen([sys.executable, "-m", "flows", "review", "-w", str(warehouse),
                              "--port", str(port)], stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     while True:

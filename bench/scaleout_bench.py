@@ -39,7 +39,7 @@ def _tree_rss(proc: psutil.Process) -> int:
 def run(paths: list[str], warehouse: Path, extra: list[str], env: dict[str, str]
         ) -> tuple[float, int]:
     started = time.perf_counter()
-    child = subprocess.Popen([sys.executable, "-m", "flows.cli", "mine", *paths, "--warehouse",
+    child = subprocess.Popen([sys.executable, "-m", "flows", "mine", *paths, "--warehouse",
                               str(warehouse), *extra], env=env, stdout=subprocess.DEVNULL,
                              stderr=subprocess.PIPE, text=True)
     peak = 0

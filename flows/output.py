@@ -10,10 +10,9 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.table import Table
+if TYPE_CHECKING:  # the mining code is not imported by `sql` or `stats`; nor rich by CSV
+    from rich.console import Console
 
-if TYPE_CHECKING:  # the mining code is not imported by `sql` or `stats`
     from flows.jobs.mining import RepoResult
 
 _COUNTS = (("scanned", "commits_scanned"), ("matched", "matches"), ("pairs", "pairs"),
@@ -58,6 +57,15 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def csv_text(columns: list[str], rows: list[tuple]) -> str:
+    """Query results as CSV, a header row first."""
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(columns)
+    writer.writerows([[_plain(v) for v in row] for row in rows])
+    return buf.getvalue()
+
+
 def render_rows(console: Console, columns: list[str], rows: list[tuple], fmt: str,
                 title: str | None = None) -> None:
     """Print query results as a rich table, CSV, or JSON lines."""
@@ -67,12 +75,10 @@ def render_rows(console: Console, columns: list[str], rows: list[tuple], fmt: st
                                           ensure_ascii=False), indent=None)
         return
     if fmt == "csv":
-        buf = io.StringIO()
-        writer = csv.writer(buf)
-        writer.writerow(columns)
-        writer.writerows([[_plain(v) for v in row] for row in rows])
-        console.out(buf.getvalue(), end="", highlight=False)
+        console.out(csv_text(columns, rows), end="", highlight=False)
         return
+    from rich.table import Table
+
     table = Table(title=title)
     for i, col in enumerate(columns):
         # The first column names the row (a repository, a bug type): keep it on one line.
@@ -94,6 +100,8 @@ def _value(value: float | None) -> str:
 
 def print_eval(console: Console, report: Any) -> None:
     """The evaluation report as tables: headline rates, patterns, confusion, misses."""
+    from rich.table import Table
+
     head = Table(title=f"racemine eval — {report.gold} gold commits (95% Wilson intervals)")
     head.add_column("measure")
     head.add_column("value  [95% CI]  (hits/total)")
@@ -155,6 +163,8 @@ def print_eval(console: Console, report: Any) -> None:
 
 def render_vertical(console: Console, columns: list[str], rows: list[tuple], title: str) -> None:
     """One small table per row, a measure per line: for wide rows such as LLM cost."""
+    from rich.table import Table
+
     if not rows:
         console.print(f"{title}: nothing recorded yet", highlight=False)
     for row in rows:

@@ -14,6 +14,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from flows.defaults import CONFIG_FILE, WAREHOUSE
+
 
 class Settings(BaseSettings):
     """Everything a run can be configured with; secrets are SecretStr and never printed."""
@@ -21,7 +23,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RACEMINE_", extra="ignore",
                                       populate_by_name=True)
 
-    warehouse: Path = Path("racemine.duckdb")
+    warehouse: Path = Path(WAREHOUSE)
     cache_dir: Path = Field(default_factory=lambda: Path(user_cache_dir("racemine")))
     github_token: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("RACEMINE_GITHUB_TOKEN", "GITHUB_TOKEN"))
@@ -63,7 +65,7 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Precedence: command-line values, then environment, then the config file.
-        config = os.environ.get("RACEMINE_CONFIG", "racemine.toml")
+        config = os.environ.get("RACEMINE_CONFIG", CONFIG_FILE)
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         if Path(config).is_file():
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config))

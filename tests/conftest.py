@@ -239,7 +239,7 @@ def clean_env(home: Path, **extra: str) -> dict[str, str]:
 def run_cli(*args: str, home: Path, extra: dict[str, str] | None = None
             ) -> subprocess.CompletedProcess[str]:
     """Run `racemine ARGS` in a child process, as a user runs it."""
-    return subprocess.run([sys.executable, "-m", "flows.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "flows", *args], capture_output=True,
                           text=True, env=clean_env(home, **(extra or {})), cwd=home,
                           timeout=600)
 

@@ -256,7 +256,7 @@ def test_kill_during_szz_then_resume(big_mined: tuple[Path, Path], szz_whole: li
 
 
 def _export(warehouse: Path, out: Path, home: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "flows.cli", "export", str(out), "--format",
+    return subprocess.Popen([sys.executable, "-m", "flows", "export", str(out), "--format",
                              "jsonl", "--format", "hf", "--format", "dspy", "--level",
                              "function", "--include-unknown-license", "-w", str(warehouse)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,

@@ -31,6 +31,7 @@ from tests.conftest import (
     COUNTER_FIXED,
     COUNTER_RACY,
     RepoBuilder,
+    clean_env,
     mine_local,
     run_cli,
     snapshot,
@@ -409,6 +410,62 @@ def test_reads_are_answered_by_the_racemine_process_that_writes(
         holder.communicate("", timeout=30)
     assert not (tmp_path / "w.duckdb.reads").exists()
     assert sql("SELECT count(*) AS n FROM scratch").stdout.split() == ["n", "2"]
+
+
+_LOADED = """import sys
+sys.argv = ['racemine', *sys.argv[1:]]
+from flows.entry import main
+try:
+    main()
+finally:  # also after the full command's exit
+    print(sorted({m.split('.')[0] for m in sys.modules} & {'typer', 'click', 'duckdb',
+          'pydantic', 'pydantic_settings', 'rich', 'flows'} | {'flows.cli'} & set(sys.modules)),
+          file=sys.stderr)
+"""
+
+
+def test_a_read_the_writer_answers_prints_what_the_full_command_does_without_loading_it(
+        history: tuple[RepoBuilder, dict[str, str]], tmp_path: Path,
+        patterns: PatternSet) -> None:
+    """`racemine sql` answered by the writing process is served without the CLI framework,
+    settings or DuckDB (a query each second must cost a mine little), and prints what the
+    full command prints, in every format; what it cannot answer goes to the full command."""
+    repo, _ = history
+    warehouse = tmp_path / "w.duckdb"
+    mine(repo.path, warehouse, patterns)
+    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(warehouse)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    query = ("SELECT * EXCLUDE (run_id), 'ünïcode, \"quoted\"' AS text, NULL AS nothing "
+             "FROM commits ORDER BY sha")
+
+    def racemine(how: tuple[str, str], *args: str, env: dict[str, str] | None = None
+                 ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, *how, *args], capture_output=True,
+                              text=True, env=env or clean_env(tmp_path), cwd=tmp_path,
+                              timeout=120)
+
+    try:
+        assert holder.stdout and holder.stdout.readline() == "holding\n"
+        for fmt in ("table", "csv", "json"):
+            args = ("sql", query, "--format", fmt, "-w", str(warehouse))
+            quick, full = racemine(("-m", "flows"), *args), racemine(("-m", "flows.cli"), *args)
+            assert quick.returncode == 0 and quick.stdout == full.stdout != "", quick.stderr
+            loaded = racemine(("-c", _LOADED), *args)
+            assert loaded.stdout == full.stdout
+            expected = ["flows"] + (["rich"] if fmt != "csv" else [])
+            assert loaded.stderr.strip().splitlines()[-1] == repr(expected)
+        # the warehouse named by the environment, whatever the case of the variable's name
+        env = clean_env(tmp_path, racemine_warehouse=str(warehouse))
+        loaded = racemine(("-c", _LOADED), "sql", "SELECT 1 AS one", "-f", "csv", env=env)
+        assert (loaded.stdout.split(), loaded.stderr.split()[-1]) == (["one", "1"], "['flows']")
+        # a failing query, a write and --help are the full command's: same words as before
+        for args, words in ((("sql", "SELECT nope FROM commits"), "query failed"),
+                            (("sql", "DELETE FROM commits"), "read-only"),
+                            (("sql", "--help"), "Run a read-only SQL query")):
+            out = racemine(("-c", _LOADED), *args, "-w", str(warehouse))
+            assert words in out.stdout + out.stderr and "flows.cli" in out.stderr, out.stderr
+    finally:
+        holder.communicate("", timeout=30)
 
 
 def test_a_dead_writers_announcement_misleads_no_reader(

@@ -243,7 +243,7 @@ def test_batch_run_killed_then_collected_pays_once(mined: Path, tmp_path: Path) 
     with FakeLLM(batch_create_delay=30, batch_seconds=0.5) as llm:
         env = clean_env(tmp_path, RACEMINE_LLM_BASE_URL=llm.base_url,
                         RACEMINE_LLM_MODEL="gpt-4.1-mini", RACEMINE_LLM_API_KEY="sk-test")
-        submit = subprocess.Popen([sys.executable, "-m", "flows.cli", "annotate", "--batch",
+        submit = subprocess.Popen([sys.executable, "-m", "flows", "annotate", "--batch",
                                    "-w", str(mined)], env=env, stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 60
@@ -253,7 +253,7 @@ def test_batch_run_killed_then_collected_pays_once(mined: Path, tmp_path: Path) 
         submit.wait()
         assert len(llm.batches) == 1
         for _ in range(20):  # a new process collects once the server is done
-            out = subprocess.run([sys.executable, "-m", "flows.cli", "annotate", "-w",
+            out = subprocess.run([sys.executable, "-m", "flows", "annotate", "-w",
                                   str(mined)], env=env, capture_output=True, text=True,
                                  timeout=120)
             assert out.returncode == 0, out.stderr

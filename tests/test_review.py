@@ -67,7 +67,7 @@ def server(reviewed: tuple[Path, dict[str, str]], tmp_path: Path) -> Iterator[tu
     warehouse = tmp_path / "w.duckdb"
     shutil.copy(reviewed[0], warehouse)
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "review", "-w", str(warehouse),
+    proc = subprocess.Popen([sys.executable, "-m", "flows", "review", "-w", str(warehouse),
                              "--port", str(port)], env=clean_env(
                                  tmp_path, RACEMINE_REVIEWER="ada"), cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

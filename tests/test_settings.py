@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -45,3 +46,47 @@ def test_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("RACEMINE_WAREHOUSE", raising=False)
     s = Settings()
     assert s.warehouse == Path("/data/from-file.duckdb") and s.llm_concurrency == 3
+
+
+@pytest.mark.parametrize(("env", "config", "given"), [
+    ({}, None, None),
+    ({}, None, "given.duckdb"),
+    ({"RACEMINE_WAREHOUSE": "env.duckdb"}, None, None),
+    ({"racemine_Warehouse": "lower.duckdb"}, None, None),
+    ({"RACEMINE_WAREHOUSE": "env.duckdb"}, None, "given.duckdb"),
+    ({}, "warehouse = 'toml.duckdb'\n", None),
+    ({}, "warehouse = 'toml.duckdb'\n", "given.duckdb"),
+])
+def test_the_quick_read_takes_the_warehouse_the_settings_name(
+        env: dict[str, str], config: str | None, given: str | None, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The entry point that answers a hosted `racemine sql` without loading the settings
+    reads the warehouse they would choose, or leaves the command to them (a config file)."""
+    from flows.entry import hosted_sql_args
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("RACEMINE_CONFIG", raising=False)
+    for name in [n for n in os.environ if n.lower() == "racemine_warehouse"]:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    if config is not None:
+        (tmp_path / "racemine.toml").write_text(config)
+    for argv in (["sql", "SELECT 1", *(["-w", given] if given else [])],
+                 ["sql", "-f", "csv", *([f"--warehouse={given}"] if given else []), "SELECT 1"]):
+        got = hosted_sql_args(argv)
+        if got is None:  # left to the full command: only when the config file decides
+            assert config is not None and given is None
+        else:
+            assert got[:2] == ("SELECT 1", Settings.load(given).warehouse)
+
+
+@pytest.mark.parametrize("argv", [
+    ["sql"], ["sql", "--help"], ["sql", "SELECT 1", "-fcsv"], ["sql", "SELECT 1", "SELECT 2"],
+    ["sql", "SELECT 1", "-f", "csv", "-f", "json"], ["sql", "SELECT 1", "-f", "xml"],
+    ["sql", "SELECT 1", "--warehouse"], ["sql", "SELECT 1", "--limit=3"], ["stats"], [],
+])
+def test_the_quick_read_leaves_every_other_command_line_to_the_cli(argv: list[str]) -> None:
+    from flows.entry import hosted_sql_args
+
+    assert hosted_sql_args(argv) is None

@@ -104,7 +104,7 @@ def test_served_cron_schedule_fires(history: tuple[RepoBuilder, dict[str, str]],
     # seconds): the test waits for one firing, not for the next minute to begin.
     second = (datetime.now(UTC).second + 12) % 60
     served = subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", "serve", "--cron", f"* * * * * {second}", "--name",
+        [sys.executable, "-m", "flows", "serve", "--cron", f"* * * * * {second}", "--name",
          "every-minute", "--skip", "discover", "--skip", "annotate", "--repo", str(repo.path),
          "--export-dir", str(out), "--warehouse", str(warehouse)],
         env=clean_env(tmp_path, **prefect_server.env()), cwd=tmp_path,
