@@ -263,9 +263,10 @@ CUE_STATED = _re(r"(?:\b(?:fix\w*|solv\w*|resolv\w*|prevent\w*|avoid\w*|caus\w*|
 # Of those, the ones that say the commit fixes it, not what it is for: "add a primary key to
 # avoid races" adds a key, "And fix a race condition flake" fixes one.
 FIX_STATED = _re(r"\b(?:fix\w*|solv\w*|resolv\w*)\b[^.!?\n]{0,40}$")
-# ...or words after it, in its sentence, that say when the bug happens: "a race occurs when".
+# ...or words after it, in its sentence, that say when or why the bug happens: "a race occurs
+# when", "the test was flaky because".
 CAUSE_FOLLOWS = _re(r"^[^.!?\n]{0,50}\b(?:occur\w*|happen\w*|when|whereby|if the|between|"
-                    r"caus\w*|leads? to|result\w* in)\b")
+                    r"because|due to|caus\w*|leads? to|result\w* in)\b")
 
 # Message words that make a fix intent explicit; a "feature" subject with them is a fix.
 FIX_INTENT = _re(r"\b(?:fix\w*|bug\w*|avoid\w*|prevent\w*|solve\w*|address\w*|handle[sd]?|"

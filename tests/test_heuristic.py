@@ -834,7 +834,9 @@ def test_pasted_tool_warnings_are_not_prose() -> None:
 def test_a_stated_cause_in_the_body_counts_whole() -> None:
     """A neutral subject whose body states the bug keeps the cue's full weight."""
     for body in ("There is a race between checkout and checkin.",
-                 "A race occurs when two callers check out at once."):
+                 "A race occurs when two callers check out at once.",
+                 "The test was flaky because it checked out before the pool started.",
+                 "Callers could hang forever due to a lost reply."):
         label = _label_of_message(f"Rework checkout\n\n{body}")
         assert label is not None and label.is_concurrency_bug, body
 
