@@ -60,6 +60,10 @@ class DiffRule:
 _EXCHANGED = (r"messages?|events?|repl(?:y|ies)|requests?|packets?|frames?|stanzas?|"
               r"deliver\w*|casts?|calls?|signals?|acks?")
 
+# What a test run or processes do, beside which "non-deterministic" is a flaky outcome.
+_RUNS = (r"(?:tests?|specs?|suites?|CI|fail\w*|errors?|async\w*|parallel\w*|concurren\w*|"
+         r"simultaneous\w*|process\w*|interleav\w*|rac(?:e|es|y|ing))")
+
 MESSAGE_CUES: tuple[MessageCue, ...] = (
     MessageCue("race", B.RACE_CONDITION,
                _re(r"\b(?:data[ -])?rac(?:e|es|y|ing|iness)\b(?:[ -]?conditions?)?"), 0.9),
@@ -116,8 +120,11 @@ MESSAGE_CUES: tuple[MessageCue, ...] = (
                # (not a Nix flake: "fix up flake packaging", "update flake.lock")
                _re(r"(?<!nix )\b(?:(?:de-?)?flak(?:e(?!\.(?:nix|lock)|[ -](?:packag\w*|inputs?|"
                    r"outputs?|lock\w*|update\w*|check\w*|build\w*)\b)|y|ey|iness|yness|es|ily)|"
-                   r"intermittent(?:ly)?|sporadic\w*|"
-                   r"non-?deterministic\w*|randomly fail\w*|"
+                   r"intermittent(?:ly)?|sporadic\w*|randomly fail\w*|"
+                   # (nondeterminism of tests or of processes, not of a value, an order or a
+                   # build: "non-deterministic hostname resolution", "number of events")
+                   r"non-?determinis\w*(?=[^.;\n]{0,30}\b" + _RUNS + r")|"
+                   r"\b" + _RUNS + r"\b[^.;\n]{0,60}\bnon-?determinis\w*|"
                    r"timing[ -](?:issues?|problems?|bugs?|errors?|failures?|sensitiv\w*|"
                    r"dependen\w*))\b"), 0.7),
     # Not SQL's sense: PostgreSQL builds, drops and refreshes indexes and views CONCURRENTLY

@@ -501,6 +501,21 @@ def test_a_nix_flake_is_no_flaky_test(message: str, fix: bool) -> None:
     assert _is_fix(message, "test/registry_test.exs") is fix, message
 
 
+@pytest.mark.parametrize(("message", "fix"), [
+    ("Sort peers by index\n\nThe API returns interfaces in arbitrary order, causing "
+     "non-deterministic hostname resolution.", False),
+    ("Remove use of non-deterministic function", False),
+    ("Fix non-deterministic tests", True),
+    ("Fix non-deterministic failures in the pool suite", True),
+    ("Fix the advisory upsert\n\nThe upsert is non-deterministic under async tests.", True),
+    ("Fix the policy tests\n\nRunning them in parallel leads to non-determinism.", True),
+])
+def test_non_determinism_is_flaky_only_of_tests_or_processes(message: str, fix: bool) -> None:
+    """A value, an order or a function that is non-deterministic is no race; a test, a
+    failure or processes that are is a flaky one."""
+    assert _is_fix(message, "lib/peers.ex") is fix, message
+
+
 _SLEEPY_TEST = ('defmodule ServerTest do\n  use ExUnit.Case\n  test "evaluates" do\n'
                 '    send(Server, :eval)\n    Process.sleep(100)\n    assert Server.done?()\n'
                 '  end\nend\n')
