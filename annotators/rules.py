@@ -150,6 +150,12 @@ MESSAGE_CUES: tuple[MessageCue, ...] = (
     MessageCue("test_timing", B.RACE_CONDITION,
                _re(r"\b(?:time[ -]?outs?|wait\w*|sleep\w*|delay\w*)\b.{0,40}"
                    r"\b(?:get|make)s?\s+(?:the |this |these |that )?tests?\s+(?:to )?pass"), 0.6),
+    # A subject that orders two processes' steps ("Wait for the replica before consuming",
+    # "queue_SUITE: wait for the connection to bootstrap before shutdown") fixes a race
+    # between them; in a body the words describe a design.
+    MessageCue("wait_before", B.RACE_CONDITION,
+               _re(r"\A\s*(?:[\w./-]+(?:\([\w./-]+\))?:\s*)?(?:make sure (?:to |we )?)?"
+                   r"wait(?:s|ing)?\s+(?:for|until)\b[^.\n]{0,60}?\bbefore\b"), 0.6),
     # Shutdown is an exit reason: a problem with it is about how processes stop.
     MessageCue("shutdown", B.EXIT_SIGNAL,
                _re(r"\b(?:problems?|bugs?|issues?)\b.{0,30}\b(?:graceful(?:ly)?\s+)?"

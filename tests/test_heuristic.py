@@ -516,6 +516,19 @@ def test_non_determinism_is_flaky_only_of_tests_or_processes(message: str, fix: 
     assert _is_fix(message, "lib/peers.ex") is fix, message
 
 
+@pytest.mark.parametrize(("message", "fix"), [
+    ("Wait for the crash sentinel to stop before starting a new one", True),
+    ("queue_SUITE: wait for the stream replica before consuming.", True),
+    ("Make sure to wait until the pool is ready before checking out", True),
+    ("Add a pool\n\nCallers wait for a worker before they send.", False),
+    ("Wait for a worker", False),
+])
+def test_a_subject_that_orders_two_steps_fixes_a_race(message: str, fix: bool) -> None:
+    """"Wait for X before Y" as what a commit does orders two processes' steps; the same
+    words in a body describe a design."""
+    assert _is_fix(message, "test/pool_test.exs") is fix, message
+
+
 _SLEEPY_TEST = ('defmodule ServerTest do\n  use ExUnit.Case\n  test "evaluates" do\n'
                 '    send(Server, :eval)\n    Process.sleep(100)\n    assert Server.done?()\n'
                 '  end\nend\n')
