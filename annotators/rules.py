@@ -156,6 +156,12 @@ MESSAGE_CUES: tuple[MessageCue, ...] = (
     MessageCue("wait_before", B.RACE_CONDITION,
                _re(r"\A\s*(?:[\w./-]+(?:\([\w./-]+\))?:\s*)?(?:make sure (?:to |we )?)?"
                    r"wait(?:s|ing)?\s+(?:for|until)\b[^.\n]{0,60}?\bbefore\b"), 0.6),
+    # A subject about a process found dead (noproc) or already started: another process's
+    # life ran concurrently with the code that assumed it ("catch noproc instead of doing
+    # alive check", "handle already_started errors").
+    MessageCue("process_lifecycle", B.RACE_CONDITION,
+               _re(r"\A[^\n]*\b(?:noproc|already[_ ]started|not[_ ]alive|alive[ -]checks?|"
+                   r"is_process_alive|process\.alive\?)"), 0.6),
     # Shutdown is an exit reason: a problem with it is about how processes stop.
     MessageCue("shutdown", B.EXIT_SIGNAL,
                _re(r"\b(?:problems?|bugs?|issues?)\b.{0,30}\b(?:graceful(?:ly)?\s+)?"

@@ -529,6 +529,19 @@ def test_a_subject_that_orders_two_steps_fixes_a_race(message: str, fix: bool) -
     assert _is_fix(message, "test/pool_test.exs") is fix, message
 
 
+@pytest.mark.parametrize(("message", "fix"), [
+    ("catch noproc instead of doing alive check", True),
+    ("core: Let the supervisor handle already_started errors gracefully", True),
+    ("Replica: Handle nodedowns and noproc when starting the reader.", True),
+    ("Add a pool\n\nA checkout of a dead worker returns noproc.", False),
+])
+def test_a_subject_about_a_process_found_dead_or_started_is_a_race(message: str,
+                                                                   fix: bool) -> None:
+    """noproc or already_started in what a commit does: another process's life ran
+    concurrently with code that assumed it; in a body, often a pasted error."""
+    assert _is_fix(message, "src/pool.erl") is fix, message
+
+
 _SLEEPY_TEST = ('defmodule ServerTest do\n  use ExUnit.Case\n  test "evaluates" do\n'
                 '    send(Server, :eval)\n    Process.sleep(100)\n    assert Server.done?()\n'
                 '  end\nend\n')
