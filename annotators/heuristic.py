@@ -26,7 +26,9 @@ from annotators.rules import (
     FIX_INTENT,
     FIX_STATED,
     MESSAGE_CUES,
+    NAMED_AS,
     NEGATIVE_CUES,
+    STRONG_CUES,
     TOOLING,
     DiffRule,
     MessageCue,
@@ -49,7 +51,7 @@ from annotators.steps import derive_steps
 # diffs.py): a new version labels every stored commit anew on the next mine, an unchanged one
 # keeps the labels made before. tests/test_rules_version.py holds the labels of a fixed set of
 # commits for this version and fails when they change without it.
-RULES_VERSION = 65
+RULES_VERSION = 66
 ANNOTATOR_ID = f"heuristic/rules-v{RULES_VERSION}/schema-{SCHEMA_VERSION}"
 
 
@@ -136,7 +138,8 @@ def cue_weights(message: str) -> list[tuple[MessageCue, str, float]]:
         w = cue.weight
         if m.start() > len(subject) and not FIX_INTENT.search(subject) and not any(
                 c.regex.search(subject) for c in MESSAGE_CUES) and not CUE_STATED.search(
-                message, 0, m.start()) and not CAUSE_FOLLOWS.search(message[m.end():]):
+                message, 0, m.start()) and not CAUSE_FOLLOWS.search(message[m.end():]) and not (
+                cue.name in STRONG_CUES and NAMED_AS.search(message, 0, m.start())):
             w *= 0.5
         found.append((cue, m.group(0), w))
     return found

@@ -279,6 +279,11 @@ CUE_STATED = _re(r"(?:\b(?:fix\w*|solv\w*|resolv\w*|prevent\w*|avoid\w*|caus\w*|
                  r"(?<!\bif )(?<!whether )(?<!in case )\bthere(?: is|'s| was| are|"
                  r" were| can be| could be| might be)\b[^.!?\n]{0,20}|"
                  r"\b(?:could|can|may|might|would)\s+(?:\w+\s+)?)$")
+# ...and, for the words that name a race or deadlock outright, saying what the old code is:
+# "the former is racy", "the post condition is race prone", "this was a deadlock".
+NAMED_AS = _re(r"(?<!\bif )(?<!whether )(?<!there )\b(?:is|was|are|were|became)\s+"
+               r"(?:(?:a|an|also|still|quite|very|inherently|potentially|known to be)\s+){0,2}$")
+STRONG_CUES = frozenset({"race", "deadlock", "livelock"})
 # Of those, the ones that say the commit fixes it, not what it is for: "add a primary key to
 # avoid races" adds a key, "And fix a race condition flake" fixes one.
 FIX_STATED = _re(r"\b(?:fix\w*|solv\w*|resolv\w*)\b[^.!?\n]{0,40}$")

@@ -877,9 +877,20 @@ def test_a_stated_cause_in_the_body_counts_whole() -> None:
     for body in ("There is a race between checkout and checkin.",
                  "A race occurs when two callers check out at once.",
                  "The test was flaky because it checked out before the pool started.",
+                 "The former is race prone.",
+                 "The problem with the post condition is that it is racy.",
                  "Callers could hang forever due to a lost reply."):
         label = _label_of_message(f"Rework checkout\n\n{body}")
         assert label is not None and label.is_concurrency_bug, body
+
+
+@pytest.mark.parametrize("body", [
+    "This is not a bug, it's a race in start-up we cannot fix.",
+    "We retry anyway, so if there is a race condition it would be good to see it.",
+    "The test is flaky.",  # flaky is said of many things a test does
+])
+def test_a_body_that_names_no_race_of_the_old_code_counts_half(body: str) -> None:
+    assert not _is_fix(f"Rework checkout\n\n{body}"), body
 
 
 def test_initial_imports_and_tooling_are_not_fixes() -> None:
