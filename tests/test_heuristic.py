@@ -879,6 +879,8 @@ def test_a_stated_cause_in_the_body_counts_whole() -> None:
                  "The test was flaky because it checked out before the pool started.",
                  "The former is race prone.",
                  "The problem with the post condition is that it is racy.",
+                 "To reduce the likelihood of the shovel's start racing with the queues'.",
+                 "Attempt to reduce flaky subscription tests.",
                  "Callers could hang forever due to a lost reply."):
         label = _label_of_message(f"Rework checkout\n\n{body}")
         assert label is not None and label.is_concurrency_bug, body
