@@ -28,6 +28,7 @@ from annotators.rules import (
     MESSAGE_CUES,
     NAMED_AS,
     NEGATIVE_CUES,
+    RULED_OUT,
     STRONG_CUES,
     TOOLING,
     DiffRule,
@@ -51,7 +52,7 @@ from annotators.steps import derive_steps
 # diffs.py): a new version labels every stored commit anew on the next mine, an unchanged one
 # keeps the labels made before. tests/test_rules_version.py holds the labels of a fixed set of
 # commits for this version and fails when they change without it.
-RULES_VERSION = 67
+RULES_VERSION = 68
 ANNOTATOR_ID = f"heuristic/rules-v{RULES_VERSION}/schema-{SCHEMA_VERSION}"
 
 
@@ -125,8 +126,9 @@ def cue_weights(message: str) -> list[tuple[MessageCue, str, float]]:
     A cue only in the body of a commit whose subject neither names a concurrency problem
     nor says it fixes something (a rewrite that mentions races in passing) counts half,
     unless its own sentence says the commit fixes it, the old code caused it, or when it
-    happens ("There is a race…", "…a deadlock occurs when…"). Pasted output is not read
-    (see prose).
+    happens ("There is a race…", "…a deadlock occurs when…"); any cue of the body whose
+    sentence rules the bug out ("now that races are not possible") counts half. Pasted
+    output is not read (see prose).
     """
     message = prose(message)
     subject = message.split("\n", 1)[0]
@@ -135,14 +137,23 @@ def cue_weights(message: str) -> list[tuple[MessageCue, str, float]]:
         m = cue.regex.search(message)
         if not m:
             continue
-        w = cue.weight
-        if m.start() > len(subject) and not FIX_INTENT.search(subject) and not any(
-                c.regex.search(subject) for c in MESSAGE_CUES) and not CUE_STATED.search(
-                message, 0, m.start()) and not CAUSE_FOLLOWS.search(message[m.end():]) and not (
-                cue.name in STRONG_CUES and NAMED_AS.search(message, 0, m.start())):
-            w *= 0.5
+        w = cue.weight if _the_point(message, subject, cue, m) else cue.weight * 0.5
         found.append((cue, m.group(0), w))
     return found
+
+
+def _the_point(message: str, subject: str, cue: MessageCue, m: re.Match[str]) -> bool:
+    """Whether a cue is what the commit is about: it is in the subject; or the subject names
+    a concurrency problem or a fix, or the cue's sentence says the commit fixes it, what the
+    old code caused or was, or when it happens — unless the sentence rules the bug out."""
+    if m.start() <= len(subject):
+        return True
+    if RULED_OUT.search(message[m.end():]):
+        return False
+    return bool(FIX_INTENT.search(subject) or any(c.regex.search(subject) for c in MESSAGE_CUES)
+                or CUE_STATED.search(message, 0, m.start())
+                or CAUSE_FOLLOWS.search(message[m.end():])
+                or (cue.name in STRONG_CUES and NAMED_AS.search(message, 0, m.start())))
 
 
 def _best_cue(message: str) -> tuple[MessageCue | None, str, float]:

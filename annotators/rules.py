@@ -279,7 +279,13 @@ CUE_STATED = _re(r"(?:\b(?:fix\w*|solv\w*|resolv\w*|prevent\w*|avoid\w*|reduc\w*
                  r"leads? to|result\w* in|trigger\w*)\b[^.!?\n]{0,40}|"
                  r"(?<!\bif )(?<!whether )(?<!in case )\bthere(?: is|'s| was| are|"
                  r" were| can be| could be| might be)\b[^.!?\n]{0,20}|"
-                 r"\b(?:could|can|may|might|would)\s+(?:\w+\s+)?)$")
+                 r"\b(?:could|can|may|might|would)\s+(?:\w+\s+)?|"
+                 r"(?<!\bonly )(?<!\bexcept )\bwhen\b[^,;.!?\n]{0,40})$")
+# ...unless its sentence goes on to say the bug cannot happen: "now that race conditions are
+# not possible".
+RULED_OUT = _re(r"^[^.!?\n]{0,30}\b(?:(?:is|are|was|were)\s+(?:not|no longer|never)\s+"
+                r"(?:possible|an issue|a problem)|can(?:not|'t| not| no longer)\s+"
+                r"(?:happen|occur))\b")
 # ...and, for the words that name a race or deadlock outright, saying what the old code is:
 # "the former is racy", "the post condition is race prone", "this was a deadlock".
 NAMED_AS = _re(r"(?<!\bif )(?<!whether )(?<!there )\b(?:is|was|are|were|became)\s+"
@@ -291,7 +297,8 @@ FIX_STATED = _re(r"\b(?:fix\w*|solv\w*|resolv\w*)\b[^.!?\n]{0,40}$")
 # ...or words after it, in its sentence, that say when or why the bug happens: "a race occurs
 # when", "the test was flaky because".
 CAUSE_FOLLOWS = _re(r"^[^.!?\n]{0,50}\b(?:occur\w*|happen\w*|when|whereby|if the|between|"
-                    r"because|due to|caus\w*|leads? to|result\w* in)\b")
+                    r"because|due to|caus\w*|leads? to|result\w* in|"
+                    r"(?:is|was|are|were)\s+(?:(?!not\b|never\b|no\b)\w+\s+)?possible)\b")
 
 # Message words that make a fix intent explicit; a "feature" subject with them is a fix.
 FIX_INTENT = _re(r"\b(?:fix\w*|bug\w*|avoid\w*|prevent\w*|solve\w*|address\w*|handle[sd]?|"

@@ -881,6 +881,8 @@ def test_a_stated_cause_in_the_body_counts_whole() -> None:
                  "The problem with the post condition is that it is racy.",
                  "To reduce the likelihood of the shovel's start racing with the queues'.",
                  "Attempt to reduce flaky subscription tests.",
+                 "Without confirms, a race condition was possible.",
+                 "When a replica start races the writer shutting down, the replica fails.",
                  "Callers could hang forever due to a lost reply."):
         label = _label_of_message(f"Rework checkout\n\n{body}")
         assert label is not None and label.is_concurrency_bug, body
@@ -890,9 +892,14 @@ def test_a_stated_cause_in_the_body_counts_whole() -> None:
     "This is not a bug, it's a race in start-up we cannot fix.",
     "We retry anyway, so if there is a race condition it would be good to see it.",
     "The test is flaky.",  # flaky is said of many things a test does
+    "Remove error handling when starting pools now that race conditions are not possible.",
 ])
 def test_a_body_that_names_no_race_of_the_old_code_counts_half(body: str) -> None:
     assert not _is_fix(f"Rework checkout\n\n{body}"), body
+
+
+def test_a_race_the_body_rules_out_is_no_fix_whatever_the_subject() -> None:
+    assert not _is_fix("Fix checkout errors\n\nDrop the retry now that races are not possible.")
 
 
 def test_initial_imports_and_tooling_are_not_fixes() -> None:
