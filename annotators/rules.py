@@ -273,7 +273,8 @@ TOOLING = _re(r"\b(?:makefile|make(?: -j| ci| check| test)?\b.{0,20}\b(?:target|
 
 # Words before a cue, in its own sentence, that make a body's mention the commit's point:
 # "Solves a race condition where…", "this caused a deadlock because…", "There is a race…",
-# "queue.delete can hang", "the processes would race", "to reduce the likelihood of … racing".
+# "queue.delete can hang", "the processes would race", "to reduce the likelihood of … racing",
+# "when a replica start races the writer".
 CUE_STATED = _re(r"(?:\b(?:fix\w*|solv\w*|resolv\w*|prevent\w*|avoid\w*|reduc\w*|mitigat\w*|"
                  r"minimi[sz]\w*|caus\w*|led to|"
                  r"leads? to|result\w* in|trigger\w*)\b[^.!?\n]{0,40}|"
@@ -281,24 +282,26 @@ CUE_STATED = _re(r"(?:\b(?:fix\w*|solv\w*|resolv\w*|prevent\w*|avoid\w*|reduc\w*
                  r" were| can be| could be| might be)\b[^.!?\n]{0,20}|"
                  r"\b(?:could|can|may|might|would)\s+(?:\w+\s+)?|"
                  r"(?<!\bonly )(?<!\bexcept )\bwhen\b[^,;.!?\n]{0,40})$")
-# ...unless its sentence goes on to say the bug cannot happen: "now that race conditions are
-# not possible".
-RULED_OUT = _re(r"^[^.!?\n]{0,30}\b(?:(?:is|are|was|were)\s+(?:not|no longer|never)\s+"
-                r"(?:possible|an issue|a problem)|can(?:not|'t| not| no longer)\s+"
-                r"(?:happen|occur))\b")
-# ...and, for the words that name a race or deadlock outright, saying what the old code is:
-# "the former is racy", "the post condition is race prone", "this was a deadlock".
-NAMED_AS = _re(r"(?<!\bif )(?<!whether )(?<!there )\b(?:is|was|are|were|became)\s+"
-               r"(?:(?:a|an|also|still|quite|very|inherently|potentially|known to be)\s+){0,2}$")
-STRONG_CUES = frozenset({"race", "deadlock", "livelock"})
 # Of those, the ones that say the commit fixes it, not what it is for: "add a primary key to
 # avoid races" adds a key, "And fix a race condition flake" fixes one.
 FIX_STATED = _re(r"\b(?:fix\w*|solv\w*|resolv\w*)\b[^.!?\n]{0,40}$")
 # ...or words after it, in its sentence, that say when or why the bug happens: "a race occurs
-# when", "the test was flaky because".
-CAUSE_FOLLOWS = _re(r"^[^.!?\n]{0,50}\b(?:occur\w*|happen\w*|when|whereby|if the|between|"
-                    r"because|due to|caus\w*|leads? to|result\w* in|"
-                    r"(?:is|was|are|were)\s+(?:(?!not\b|never\b|no\b)\w+\s+)?possible)\b")
+# when", "the test was flaky because" (not a reason for something else after a comma: "a
+# test that would run forever to provoke a race condition, because EUnit stops it").
+CAUSE_FOLLOWS = _re(r"^(?:[^.!?\n]{0,50}\b(?:occur\w*|happen\w*|when|whereby|if the|between|"
+                    r"caus\w*|leads? to|result\w* in|"
+                    r"(?:is|was|are|were)\s+(?:(?!not\b|never\b|no\b)\w+\s+)?possible)|"
+                    r"[^.!?\n,;]{0,50}\b(?:because|due to))\b")
+# ...or, for the words that name a race or deadlock outright, what the old code was: "the
+# former is racy", "the post condition is race prone", "this was a deadlock".
+NAMED_AS = _re(r"(?<!\bif )(?<!whether )(?<!there )\b(?:is|was|are|were|became)\s+"
+               r"(?:(?:a|an|also|still|quite|very|inherently|potentially|known to be)\s+){0,2}$")
+STRONG_CUES = frozenset({"race", "deadlock", "livelock"})
+# Words after a cue, in its sentence, that rule the bug out: "now that race conditions are
+# not possible", "orphan processes are not a problem".
+RULED_OUT = _re(r"^[^.!?\n]{0,30}\b(?:(?:is|are|was|were)\s+(?:not|no longer|never)\s+"
+                r"(?:possible|an issue|a problem)|can(?:not|'t| not| no longer)\s+"
+                r"(?:happen|occur))\b")
 
 # Message words that make a fix intent explicit; a "feature" subject with them is a fix.
 FIX_INTENT = _re(r"\b(?:fix\w*|bug\w*|avoid\w*|prevent\w*|solve\w*|address\w*|handle[sd]?|"

@@ -893,6 +893,8 @@ def test_a_stated_cause_in_the_body_counts_whole() -> None:
     "We retry anyway, so if there is a race condition it would be good to see it.",
     "The test is flaky.",  # flaky is said of many things a test does
     "Remove error handling when starting pools now that race conditions are not possible.",
+    "I did not want a test that would run forever to provoke a race condition, because EUnit "
+    "stops tests that run too long.",
 ])
 def test_a_body_that_names_no_race_of_the_old_code_counts_half(body: str) -> None:
     assert not _is_fix(f"Rework checkout\n\n{body}"), body
