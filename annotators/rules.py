@@ -274,10 +274,12 @@ TOOLING = _re(r"\b(?:makefile|make(?: -j| ci| check| test)?\b.{0,20}\b(?:target|
 # Words before a cue, in its own sentence, that make a body's mention the commit's point:
 # "Solves a race condition where…", "this caused a deadlock because…", "There is a race…",
 # "queue.delete can hang", "the processes would race", "to reduce the likelihood of … racing",
-# "when a replica start races the writer".
+# "when a replica start races the writer", "as this deadlocks the supervisor", "Close a
+# potential race".
 CUE_STATED = _re(r"(?:\b(?:fix\w*|solv\w*|resolv\w*|prevent\w*|avoid\w*|reduc\w*|mitigat\w*|"
-                 r"minimi[sz]\w*|caus\w*|led to|"
-                 r"leads? to|result\w* in|trigger\w*)\b[^.!?\n]{0,40}|"
+                 r"minimi[sz]\w*|clos(?:e|es|ed|ing)|caus\w*|led to|leads? to|result\w* in|"
+                 r"trigger\w*)\b[^.!?\n]{0,40}|"
+                 r"\b(?:as|since|because)\s+(?:this|that|it|they)\s+(?:\w+\s+)?|"
                  r"(?<!\bif )(?<!whether )(?<!in case )\bthere(?: is|'s| was| are|"
                  r" were| can be| could be| might be)\b[^.!?\n]{0,20}|"
                  r"\b(?:could|can|may|might|would)\s+(?:\w+\s+)?|"
