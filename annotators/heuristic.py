@@ -27,6 +27,7 @@ from annotators.rules import (
     FIX_STATED,
     MESSAGE_CUES,
     NAMED_AS,
+    NAMING_CUES,
     NEGATIVE_CUES,
     RULED_OUT,
     STRONG_CUES,
@@ -52,7 +53,7 @@ from annotators.steps import derive_steps
 # diffs.py): a new version labels every stored commit anew on the next mine, an unchanged one
 # keeps the labels made before. tests/test_rules_version.py holds the labels of a fixed set of
 # commits for this version and fails when they change without it.
-RULES_VERSION = 70
+RULES_VERSION = 71
 ANNOTATOR_ID = f"heuristic/rules-v{RULES_VERSION}/schema-{SCHEMA_VERSION}"
 
 
@@ -132,12 +133,16 @@ def cue_weights(message: str) -> list[tuple[MessageCue, str, float]]:
     """
     message = prose(message)
     subject = message.split("\n", 1)[0]
+    whole = flowed(message)
     found = []
     for cue in MESSAGE_CUES:
-        m = cue.regex.search(message)
+        # A word that names the bug outright is read in its whole sentence, however the body
+        # is wrapped; a weak word ("concurrently", "linked", "leak") only within its line.
+        text = whole if cue.name in NAMING_CUES else message
+        m = cue.regex.search(text)
         if not m:
             continue
-        w = cue.weight if _the_point(message, subject, cue, m) else cue.weight * 0.5
+        w = cue.weight if _the_point(text, subject, cue, m) else cue.weight * 0.5
         found.append((cue, m.group(0), w))
     return found
 
@@ -183,6 +188,19 @@ def prose(message: str) -> str:
     subject, _, body = _TERMS.sub(" ", message).partition("\n")
     lines = _FENCED.sub(" ", body).split("\n") if body else []
     return "\n".join([subject, *(line for line in lines if not _NOT_PROSE.match(line))])
+
+
+# A line break inside a paragraph: not before a blank line, a list item or the end.
+_WRAPPED = re.compile(r"(?<=\S)[ \t]*\r?\n"
+                      r"(?![ \t]*(?:\r?\n|[-*+\u2022][ \t]|\d+[.)][ \t]|$))[ \t]*")
+
+
+def flowed(message: str) -> str:
+    """The body's hard-wrapped paragraphs as one line each, so that a sentence read for what
+    it says about a cue ("as this will result\nin a deadlock") is whole; the subject, blank
+    lines and list items keep their breaks."""
+    subject, sep, body = message.partition("\n")
+    return subject + sep + _WRAPPED.sub(" ", body)
 
 
 def negatives_of(message: str) -> list[str]:

@@ -299,6 +299,7 @@ CAUSE_FOLLOWS = _re(r"^(?:[^.!?\n]{0,50}\b(?:occur\w*|happen\w*|when|whereby|if 
 NAMED_AS = _re(r"(?<!\bif )(?<!whether )(?<!there )\b(?:is|was|are|were|became)\s+"
                r"(?:(?:a|an|also|still|quite|very|inherently|potentially|known to be)\s+){0,2}$")
 STRONG_CUES = frozenset({"race", "deadlock", "livelock"})
+NAMING_CUES = STRONG_CUES | {"hang"}  # words that name the bug, read in whole sentences
 # Words after a cue, in its sentence, that rule the bug out: "now that race conditions are
 # not possible", "orphan processes are not a problem".
 RULED_OUT = _re(r"^[^.!?\n]{0,30}\b(?:(?:is|are|was|were)\s+(?:not|no longer|never)\s+"

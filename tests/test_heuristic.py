@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from annotators.heuristic import ANNOTATOR_ID, annotate_heuristic, find_signals, prose
+from annotators.heuristic import ANNOTATOR_ID, annotate_heuristic, find_signals, flowed, prose
 from annotators.rules import _code
 from annotators.schema import BugLabel, BugType, CommitInput, Scope
 from tests.conftest import (
@@ -904,6 +904,19 @@ def test_a_body_that_names_no_race_of_the_old_code_counts_half(body: str) -> Non
 
 def test_a_race_the_body_rules_out_is_no_fix_whatever_the_subject() -> None:
     assert not _is_fix("Fix checkout errors\n\nDrop the retry now that races are not possible.")
+
+
+def test_a_sentence_wrapped_across_lines_is_read_whole() -> None:
+    """Bodies are hard-wrapped: the words that state a race may sit on the line before it,
+    for the words that name the bug; a weak word stays within its line."""
+    assert _is_fix("Include the route table in the definitions\n\nDo not add tables here, as "
+                   "this will result\nin a deadlock where the migration is stuck.")
+    assert _is_fix("Check for the same-node special case\n\nIf the owner is this node, do not "
+                   "call the manager.  Otherwise, a\ndeadlock occurs.")
+    assert not _is_fix("Move the session info to maps\n\nThis is relevant, as it would "
+                       "affect how the tables are\nsynchronised across nodes.")
+    assert flowed("Subject\nwrapped\nline\n\n* item\n* next\n  more") == (
+        "Subject\nwrapped line\n\n* item\n* next more")
 
 
 def test_initial_imports_and_tooling_are_not_fixes() -> None:
