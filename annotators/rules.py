@@ -118,8 +118,9 @@ MESSAGE_CUES: tuple[MessageCue, ...] = (
                    r"(?![ -]fruit)"), 0.6),
     MessageCue("flaky", B.RACE_CONDITION,
                # (not a Nix flake: "fix up flake packaging", "update flake.lock")
-               _re(r"(?<!nix )\b(?:(?:de-?)?flak(?:e(?!\.(?:nix|lock)|[ -](?:packag\w*|inputs?|"
-                   r"outputs?|lock\w*|update\w*|check\w*|build\w*)\b)|y|ey|iness|yness|es|ily)|"
+               _re(r"(?<!nix )\b(?:(?:(?:de|un)-?)?flak(?:e(?!\.(?:nix|lock)|[ -](?:packag\w*|"
+                   r"inputs?|outputs?|lock\w*|update\w*|check\w*|build\w*)\b)|y|ey|iness|yness|"
+                   r"es|ily)|"
                    r"intermittent(?:ly)?|sporadic\w*|randomly fail\w*|"
                    # (nondeterminism of tests or of processes, not of a value, an order or a
                    # build: "non-deterministic hostname resolution", "number of events")

@@ -496,6 +496,7 @@ def test_a_test_set_aside_fixes_nothing(message: str, fix: bool) -> None:
     ("Update flake.lock", False),
     ("Fix flake in the registry test", True),
     ("Fix flakes in the registry tests", True),
+    ("Unflake the registry test", True),
 ])
 def test_a_nix_flake_is_no_flaky_test(message: str, fix: bool) -> None:
     assert _is_fix(message, "test/registry_test.exs") is fix, message
