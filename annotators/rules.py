@@ -137,7 +137,9 @@ MESSAGE_CUES: tuple[MessageCue, ...] = (
                    r"(?<!max )(?<!maximum )(?<!max_)(?<!default )(?<!min )(?<!read )"
                    r"(?<!write )concurrency"
                    r"(?![ _-](?:level|limit|option|setting|factor|param\w*|to \d))|"
-                   r"synchroni[sz]\w*|unsynchroni[sz]ed|at the same time|simultaneous\w*)\b|"
+                   # (not a clock's: "a host which does not have clock synchronized")
+                   r"(?<!clock )(?<!clocks )(?<!time )(?:un)?synchroni[sz]\w*(?! clocks?\b)|"
+                   r"at the same time|simultaneous\w*)\b|"
                    # atomic about shared state only: in Ash or Ecto an "atomic update" or
                    # "atomic validation" is a kind of query, not a cure for a race
                    r"\b(?:ets|tables?|counters?|registr\w*|sessions?)\b.{0,30}\b(?:non-?)?"

@@ -503,6 +503,15 @@ def test_a_nix_flake_is_no_flaky_test(message: str, fix: bool) -> None:
 
 
 @pytest.mark.parametrize(("message", "fix"), [
+    ("fix: do not validate the token's issue time\n\nThis caused trouble for tokens issued on "
+     "a host which does not have clock synchronized.", False),
+    ("Fix: the registry is not synchronized with its callers", True),
+])
+def test_a_clock_that_is_synchronized_is_no_concurrency(message: str, fix: bool) -> None:
+    assert _is_fix(message, "src/auth.erl") is fix, message
+
+
+@pytest.mark.parametrize(("message", "fix"), [
     ("Sort peers by index\n\nThe API returns interfaces in arbitrary order, causing "
      "non-deterministic hostname resolution.", False),
     ("Remove use of non-deterministic function", False),
