@@ -133,7 +133,9 @@ MESSAGE_CUES: tuple[MessageCue, ...] = (
     # nor the read or write concurrency an ETS table is tuned for.
     MessageCue("concurrency", B.RACE_CONDITION,
                _re(r"(?<!`)(?<!index )(?<!indexes )(?<!indices )(?<!view )"
-                   r"\b(?:concurrent(?:ly\b(?!`|:| (?:create|drop|refresh|reindex)))?|"
+                   # (not a load: "max concurrent users", "384 concurrent requests")
+                   r"\b(?:(?<!max )(?<!maximum )(?<!\d )"
+                   r"concurrent(?:ly\b(?!`|:| (?:create|drop|refresh|reindex)))?|"
                    r"(?<!max )(?<!maximum )(?<!max_)(?<!default )(?<!min )(?<!read )"
                    r"(?<!write )concurrency"
                    r"(?![ _-](?:level|limit|option|setting|factor|param\w*|to \d))|"
@@ -231,6 +233,9 @@ NEGATIVE_CUES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("timeout_tuning", _re(r"\b(?:increase|bump|raise|longer|larger|bigger|extend|tweak|adjust|"
                            r"set)\w*\b.{0,30}\btime[ -]?outs?\b|\btime[ -]?outs?\b.{0,20}\b(?:to "
                            r"infinity|increase\w*|bump\w*)")),
+    # how much runs at once, tuned: "raise storage transfer concurrency"
+    ("concurrency_tuning", _re(r"\b(?:rais|increas|lower|reduc|decreas|bump|tun|limit|cap)\w*"
+                               r"\s+(?:\w+\s+){0,3}concurrency\b")),
     # (a Conventional Commits "feat:" says so by its type)
     ("feature", _re(r"^\s*feat(?:\([^)\n]*\))?!?:|"
                     r"^\s*(?:add|adds|added|support|allow|introduce|implement|expose|deprecate|"

@@ -512,6 +512,16 @@ def test_a_clock_that_is_synchronized_is_no_concurrency(message: str, fix: bool)
 
 
 @pytest.mark.parametrize(("message", "fix"), [
+    ("Skip symlinks when walking tarballs and raise storage transfer concurrency", False),
+    ("fix: check the max concurrent users per tenant", False),
+    ("Fix concurrent checkouts of one connection", True),
+])
+def test_concurrency_as_an_amount_is_no_race(message: str, fix: bool) -> None:
+    """How much runs at once (tuned, or a load) is no race between processes."""
+    assert _is_fix(message, "lib/storage.ex") is fix, message
+
+
+@pytest.mark.parametrize(("message", "fix"), [
     ("Sort peers by index\n\nThe API returns interfaces in arbitrary order, causing "
      "non-deterministic hostname resolution.", False),
     ("Remove use of non-deterministic function", False),
