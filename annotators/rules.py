@@ -139,8 +139,9 @@ MESSAGE_CUES: tuple[MessageCue, ...] = (
                    r"(?<!max )(?<!maximum )(?<!max_)(?<!default )(?<!min )(?<!read )"
                    r"(?<!write )concurrency"
                    r"(?![ _-](?:level|limit|option|setting|factor|param\w*|to \d))|"
-                   # (not a clock's: "a host which does not have clock synchronized")
-                   r"(?<!clock )(?<!clocks )(?<!time )(?:un)?synchroni[sz]\w*(?! clocks?\b)|"
+                   # (not "synchronize": far more often a sync of data, versions, nodes'
+                   # state or clocks than processes coordinated; what lacked it is a race)
+                   r"unsynchroni[sz]ed|"
                    r"at the same time|simultaneous\w*)\b|"
                    # atomic about shared state only: in Ash or Ecto an "atomic update" or
                    # "atomic validation" is a kind of query, not a cure for a race

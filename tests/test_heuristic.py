@@ -505,9 +505,13 @@ def test_a_nix_flake_is_no_flaky_test(message: str, fix: bool) -> None:
 @pytest.mark.parametrize(("message", "fix"), [
     ("fix: do not validate the token's issue time\n\nThis caused trouble for tokens issued on "
      "a host which does not have clock synchronized.", False),
-    ("Fix: the registry is not synchronized with its callers", True),
+    ("Synchronize federation_up/0 logic for both link types", False),
+    ("Run a synchronize whenever the contributors change", False),
+    ("Fix unsynchronized access to the registry table", True),
 ])
-def test_a_clock_that_is_synchronized_is_no_concurrency(message: str, fix: bool) -> None:
+def test_synchronizing_is_no_concurrency_but_its_lack_is(message: str, fix: bool) -> None:
+    """"Synchronize" names a sync of data, versions, logic or clocks far more often than
+    processes coordinated; access that was "unsynchronized" is a race."""
     assert _is_fix(message, "src/auth.erl") is fix, message
 
 
