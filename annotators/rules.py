@@ -110,8 +110,10 @@ MESSAGE_CUES: tuple[MessageCue, ...] = (
     MessageCue("synchronous", B.RACE_CONDITION,
                _re(r"\b(?:synchronous(?:ly)?|non-?blocking)\b"), 0.45),
     MessageCue("hang", B.DEADLOCK,
-               # (not what a function returns: "never returns nil", "never returns an ok tuple")
-               _re(r"(?<!low[ -])\b(?:hangs?|hanging|hung|stuck|blocks? forever|never returns?"
+               # (not what a function returns: "never returns nil", "never returns an ok tuple";
+               # nor a client that "hangs up")
+               _re(r"(?<!low[ -])\b(?:(?:hangs?|hanging|hung)(?!\s+up\b)|stuck|blocks? forever|"
+                   r"never returns?"
                    r"(?!\s+(?:an?|any|nil|null|none|undefined|true|false|ok|error)\b|"
                    r"\s*[{\[:`'\"])|"
                    r"wait\w* forever|(?:block|hang)\w* (?:\w+ ){0,3}indefinitely)\b"

@@ -516,6 +516,15 @@ def test_synchronizing_is_no_concurrency_but_its_lack_is(message: str, fix: bool
 
 
 @pytest.mark.parametrize(("message", "fix"), [
+    ("fix(portal): keep the handler attached\n\nWhen a client hangs\nup in the middle of a "
+     "request, the handler raises.", False),
+    ("Fix the handler that hangs when a client disconnects", True),
+])
+def test_a_client_that_hangs_up_is_no_hang(message: str, fix: bool) -> None:
+    assert _is_fix(message, "lib/handler.ex") is fix, message
+
+
+@pytest.mark.parametrize(("message", "fix"), [
     ("Skip symlinks when walking tarballs and raise storage transfer concurrency", False),
     ("fix: check the max concurrent users per tenant", False),
     ("Fix concurrent checkouts of one connection", True),
