@@ -128,8 +128,9 @@ def cue_weights(message: str) -> list[tuple[MessageCue, str, float]]:
     nor says it fixes something (a rewrite that mentions races in passing) counts half,
     unless its own sentence says the commit fixes it, the old code caused it, or when it
     happens ("There is a race…", "…a deadlock occurs when…"); any cue of the body whose
-    sentence rules the bug out ("now that races are not possible") counts half. Pasted
-    output is not read (see prose).
+    sentence rules the bug out ("now that races are not possible") counts half. The words
+    that name a bug are read in their whole sentence however the body is wrapped (see
+    flowed). Pasted output is not read (see prose).
     """
     message = prose(message)
     subject = message.split("\n", 1)[0]
