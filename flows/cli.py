@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
+from flows.output import OutputFormat
+
 if TYPE_CHECKING:
     from flows.jobs.pipeline import PipelinePlan
     from flows.settings import Settings
@@ -407,12 +409,6 @@ def review(
 
     console.print(f"racemine review: http://{host}:{port}/  (Ctrl-C stops)", highlight=False)
     uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
-
-
-class OutputFormat(StrEnum):
-    TABLE = "table"
-    CSV = "csv"
-    JSON = "json"
 
 
 @app.command()

@@ -5,7 +5,7 @@ warehouse.host). A `racemine sql` it answers needs nothing but that socket, yet 
 line's framework and DuckDB cost ~0.4 CPU s to load: a script that asks once a second during
 a nightly mine would take that from the mine, on cores the mine keeps busy. So a plain
 `racemine sql QUERY [--warehouse PATH] [--format FORMAT]` whose warehouse is announced by a
-live writer is answered here (~0.05 CPU s); everything else, and any query this path cannot
+live writer is answered here (~0.07 CPU s); everything else, and any query this path cannot
 answer as the full command would (an error, a writer that went away, a spelling of the
 options it does not read), goes to flows.cli, which says the same things in the same words.
 """
@@ -21,7 +21,6 @@ from flows.defaults import CONFIG_FILE, WAREHOUSE
 
 _OPTIONS = {"--warehouse": "warehouse", "-w": "warehouse", "--format": "format",
             "-f": "format"}
-_FORMATS = ("table", "csv", "json")
 
 
 def _warehouse_setting() -> str | None:
@@ -41,6 +40,8 @@ def hosted_sql_args(argv: Sequence[str]) -> tuple[str, Path, str] | None:
     other command line, which flows.cli parses."""
     if not argv or argv[0] != "sql":
         return None
+    from flows.output import OutputFormat
+
     query: str | None = None
     given: dict[str, str] = {}
     rest = iter(argv[1:])
@@ -59,7 +60,7 @@ def hosted_sql_args(argv: Sequence[str]) -> tuple[str, Path, str] | None:
         given[_OPTIONS[name]] = value
     warehouse = given.get("warehouse") or _warehouse_setting()
     fmt = given.get("format", "table")
-    if query is None or warehouse is None or fmt not in _FORMATS:
+    if query is None or warehouse is None or fmt not in set(OutputFormat):
         return None
     return query, Path(warehouse), fmt
 

@@ -8,6 +8,7 @@ import io
 import json
 from collections.abc import Sequence
 from dataclasses import replace
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the mining code is not imported by `sql` or `stats`; nor rich by CSV
@@ -55,6 +56,14 @@ def _plain(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     return value
+
+
+class OutputFormat(StrEnum):
+    """How query results are printed (`racemine sql --format`)."""
+
+    TABLE = "table"
+    CSV = "csv"
+    JSON = "json"
 
 
 def csv_text(columns: list[str], rows: list[tuple]) -> str:
