@@ -309,7 +309,8 @@ CAUSE_FOLLOWS = _re(r"^(?:[^.!?\n]{0,50}\b(?:occur\w*|happen\w*|when|whereby|if 
 # former is racy", "the post condition is race prone", "this was a deadlock".
 NAMED_AS = _re(r"(?<!\bif )(?<!whether )(?<!there )\b(?:is|was|are|were|became)\s+"
                r"(?:(?:a|an|also|still|quite|very|inherently|potentially|known to be)\s+){0,2}$")
-STRONG_CUES = frozenset({"race", "deadlock", "livelock"})
+# (the cues as clear as a fingerprint diff: race, deadlock, livelock)
+STRONG_CUES = frozenset(c.name for c in MESSAGE_CUES if c.weight >= 0.9)
 NAMING_CUES = STRONG_CUES | {"hang"}  # words that name the bug, read in whole sentences
 # Words after a cue, in its sentence, that rule the bug out: "now that race conditions are
 # not possible", "orphan processes are not a problem".
