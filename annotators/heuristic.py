@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -53,7 +54,7 @@ from annotators.steps import derive_steps
 # diffs.py): a new version labels every stored commit anew on the next mine, an unchanged one
 # keeps the labels made before. tests/test_rules_version.py holds the labels of a fixed set of
 # commits for this version and fails when they change without it.
-RULES_VERSION = 76
+RULES_VERSION = 77
 ANNOTATOR_ID = f"heuristic/rules-v{RULES_VERSION}/schema-{SCHEMA_VERSION}"
 
 
@@ -84,21 +85,58 @@ def find_signals(file: FileInput, hunks: list[Hunk] | None = None) -> list[Signa
         return []
     added = "\n".join(text for h in hunks for _, text in h.added).lower()
     removed = "\n".join(text for h in hunks for _, text in h.removed).lower()
+    places: list[tuple[str, str]] | None = None  # read only for a rule that might fire
     signals = []
     for rule in DIFF_RULES:
         if rule.test_only and not file.is_test:
             continue
-        if rule.removed is None:  # the construct must be new, not merely re-qualified
+        if rule.added is rule.removed:  # a construct changed in place: a value, not a move
             assert rule.added is not None
-            found = rule.added.findall(added)
-            if not found or len(found) <= len(rule.added.findall(removed)):
+            if not _changed(rule.added, removed, added):
                 continue
-        elif not rule.removed.search(removed) or (
-                rule.added is not None and not rule.added.search(added)):
-            continue
+        else:
+            # one construct replaced by another needs both (the old way may stay behind
+            # for older releases, the new one may have been in use elsewhere already)
+            if (rule.added is not None and not rule.added.search(added)) or (
+                    rule.removed is not None and not rule.removed.search(removed)):
+                continue
+            places = _places(file, hunks) if places is None else places
+            if not any((rule.added is not None and _grew(rule.added, a, r)) or (
+                    rule.removed is not None and _grew(rule.removed, r, a)) for r, a in places):
+                continue
         start, end = _span(hunks, rule)
         signals.append(Signal(rule, file, start, end))
     return signals
+
+
+def _places(file: FileInput, hunks: list[Hunk]) -> list[tuple[str, str]]:
+    """The (removed, added) code, lowered, of each function the change modified, and of the
+    rest of the file's change (functions added or removed whole, lines outside functions): a
+    construct moved or re-wrapped inside one function is no change; one moved from one
+    function to another (a link now made by the other process) is."""
+    modified = [u for u in units_of(file, hunks)
+                if u.span.before is not None and u.span.after is not None]
+    held = ({n for u in modified for n, _ in u.removed}, {n for u in modified for n, _ in u.added})
+    rest = ("\n".join(t for h in hunks for n, t in h.removed if n not in held[0]),
+            "\n".join(t for h in hunks for n, t in h.added if n not in held[1]))
+    return [("\n".join(t for _, t in u.removed).lower(), "\n".join(t for _, t in u.added).lower())
+            for u in modified] + [(rest[0].lower(), rest[1].lower())]
+
+
+def _grew(pattern: re.Pattern[str], side: str, other: str) -> bool:
+    """Whether a construct occurs more often on one side of a change than on the other: a
+    line moved, re-indented or re-qualified (`monitor(` to `erlang:monitor(`) shows it on
+    both."""
+    found = len(pattern.findall(side))
+    return found > 0 and found > len(pattern.findall(other))
+
+
+def _changed(pattern: re.Pattern[str], removed: str, added: str) -> bool:
+    """Whether some occurrence of a construct is on one side only, spaces aside (a timeout
+    whose value changed), not merely moved or re-wrapped with the lines around it."""
+    def spelled(text: str) -> Counter[str]:
+        return Counter(" ".join(m.group(0).split()) for m in pattern.finditer(text))
+    return bool(spelled(removed) - spelled(added) or spelled(added) - spelled(removed))
 
 
 def _span(hunks: list[Hunk], rule: DiffRule) -> tuple[int | None, int | None]:

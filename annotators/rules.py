@@ -40,8 +40,11 @@ class DiffRule:
     """A code change that is the fingerprint of a concurrency fix.
 
     The rule fires on a file when `added` occurs in its added lines and `removed` (if any) in
-    its removed lines; without `removed`, `added` must occur more often in the added lines
-    than in the removed ones (re-qualifying `monitor(` as `erlang:monitor(` adds nothing).
+    its removed lines, and one of them is new or gone in some changed function (or in the
+    rest of the change): it occurs more often on its own side there. A construct moved,
+    re-wrapped or re-qualified (`monitor(` to `erlang:monitor(`) inside one function changes
+    nothing. A rule whose two patterns are one object is about a construct changed in place
+    (a timeout's value): some spelling of it must be on one side only.
     `test_only` rules fire on test files only. The patterns match lowered text (see _code).
     """
 
@@ -327,6 +330,9 @@ FIX_INTENT = _re(r"\b(?:fix\w*|bug\w*|avoid\w*|prevent\w*|solve\w*|address\w*|ha
                  r"went down|is killed|was killed|terminates))\b")
 
 _ETS_READ = r"(?::ets\.|ets:)(?:lookup|member|insert)\b"
+# (one object for both sides of a rule about a construct changed in place)
+_TIMEOUT_VALUE = _code(r"\b(?:timeout|:infinity|infinity|after)\b.{0,40}\d|\d.{0,40}\btimeout\b|"
+                       r":infinity|\binfinity\b")
 _SLEEP = r"(?:Process\.sleep|:timer\.sleep|timer:sleep|\bsleep)\s*\("
 SYNC = (r"(?:assert_receive|assert_received|refute_receive|:sys\.get_state|sys:get_state|"
          r":sys\.get_status|sys:get_status|Process\.monitor|erlang:monitor|assert_down|"
@@ -451,10 +457,7 @@ DIFF_RULES: tuple[DiffRule, ...] = (
         "a process's mailbox has no built-in bound"),
     DiffRule(
         "timeout_changed", B.TIMEOUT,
-        _code(r"\b(?:timeout|:infinity|infinity|after)\b.{0,40}\d|\d.{0,40}\btimeout\b|"
-              r":infinity|\binfinity\b"),
-        _code(r"\b(?:timeout|:infinity|infinity|after)\b.{0,40}\d|\d.{0,40}\btimeout\b|"
-              r":infinity|\binfinity\b"), 0.4,
+        _TIMEOUT_VALUE, _TIMEOUT_VALUE, 0.4,
         "changed a timeout",
         ("1. a caller waits on another process with a timeout",
          "2. the other process is busy or blocked longer than that",

@@ -652,6 +652,68 @@ def test_diff_rules_ignore_case(line: str) -> None:
     assert [s.rule.name for s in find_signals(file)] == ["trap_exit"]
 
 
+def _rules_fired(path: str, before: str, after: str, language: str = "elixir") -> list[str]:
+    [file] = _commit("Change it", path, before, after, language).files
+    return [s.rule.name for s in find_signals(file)]
+
+
+_REGISTRY_ERL = """-module(reg).
+-export([collect/1, clear/1]).
+
+collect(R) ->
+  [C:collect(R) || {_, C} <- ets:lookup(tab, R)].
+
+clear(R) ->
+  [C:cleanup(R) || {_, C} <- ets:take(tab, R)].
+"""
+
+
+def test_a_construct_rewrapped_inside_its_function_fires_no_rule() -> None:
+    """A line that keeps its ETS read and its atomic take, only re-wrapped and given a
+    trailing `ok`, replaces nothing: no check-then-act fix is claimed."""
+    after = _REGISTRY_ERL.replace(
+        "<- ets:take(tab, R)].", "\n    <- ets:take(tab, R)],\n  ok.").replace(
+        "<- ets:lookup(tab, R)].", "<- ets:lookup(tab, R)],\n  ok.")
+    assert _rules_fired("src/reg.erl", _REGISTRY_ERL, after, "erlang") == []
+
+
+def test_a_link_renamed_in_place_is_no_link_change_but_one_moved_to_another_process_is() -> None:
+    """`spawn_link(Mod, Fun, Args)` becoming `spawn_link(M, F, A)` links nothing new; a
+    spawn_link moved out of start_link into the spawned process links it to another."""
+    before = ("-module(hc).\n-export([start_link/1, run/1]).\n\nstart_link(N) ->\n"
+              "    Pid = proc_lib:spawn_link(?MODULE, run, [N]),\n"
+              "    _ = proc_lib:spawn_link(?MODULE, check, [Pid, N]),\n    {ok, Pid}.\n\n"
+              "run(N) ->\n    receive go -> run(N) end.\n")
+    renamed = before.replace("[Pid, N]", "[P, N]").replace("{ok, Pid}", "{ok, P}").replace(
+        "Pid = ", "P = ")
+    assert "link_changed" not in _rules_fired("src/hc.erl", before, renamed, "erlang")
+    moved = before.replace("    _ = proc_lib:spawn_link(?MODULE, check, [Pid, N]),\n", "").replace(
+        "run(N) ->\n    receive", "run(N) ->\n    _ = proc_lib:spawn_link(?MODULE, check, "
+        "[self(), N]),\n    receive")
+    assert "link_changed" in _rules_fired("src/hc.erl", before, moved, "erlang")
+
+
+def test_a_timeout_fires_when_its_value_changes_not_when_its_line_moves() -> None:
+    before = ("defmodule C do\n  def get(s) do\n    Client.get(s, timeout: 5_000)\n  end\n\n"
+              "  def put(s, v), do: GenServer.cast(s, {:put, v})\nend\n")
+    longer = before.replace("5_000", "30_000")
+    assert "timeout_changed" in _rules_fired("lib/c.ex", before, longer)
+    reindented = before.replace("    Client.get(s, timeout: 5_000)",
+                                "    s\n    |> Client.get(timeout:  5_000)")
+    assert "timeout_changed" not in _rules_fired("lib/c.ex", before, reindented)
+
+
+def test_a_replacement_that_keeps_the_old_way_for_older_releases_still_fires() -> None:
+    """handle_continue added beside the zero timeout it replaces, kept for old OTP
+    releases: the new construct is new, so the change is the fix it looks like."""
+    before = ("defmodule G do\n  use GenServer\n  def init(s) do\n    {:ok, s, 0}\n  end\n\n"
+              "  def handle_info(:timeout, s), do: {:noreply, s}\nend\n")
+    after = before.replace("    {:ok, s, 0}\n", "    if continue?(), do: {:ok, s, {:continue, :go}}"
+                           ", else: {:ok, s, 0}\n").replace(
+        "  def handle_info", "  def handle_continue(:go, s), do: {:noreply, s}\n  def handle_info")
+    assert "init_timeout_to_continue" in _rules_fired("lib/g.ex", before, after)
+
+
 def test_diff_rule_patterns_keep_their_escapes() -> None:
     """Lowering a rule's pattern leaves its escapes alone: `\\S` still means a non-space."""
     assert _code(r"Process\.Sleep\S").search("process.sleep(")
