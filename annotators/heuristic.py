@@ -54,7 +54,7 @@ from annotators.steps import derive_steps
 # diffs.py): a new version labels every stored commit anew on the next mine, an unchanged one
 # keeps the labels made before. tests/test_rules_version.py holds the labels of a fixed set of
 # commits for this version and fails when they change without it.
-RULES_VERSION = 77
+RULES_VERSION = 78
 ANNOTATOR_ID = f"heuristic/rules-v{RULES_VERSION}/schema-{SCHEMA_VERSION}"
 
 
@@ -104,6 +104,8 @@ def find_signals(file: FileInput, hunks: list[Hunk] | None = None) -> list[Signa
             if not any((rule.added is not None and _grew(rule.added, a, r)) or (
                     rule.removed is not None and _grew(rule.removed, r, a)) for r, a in places):
                 continue
+        if rule.needs is not None and not rule.needs.search((file.after or "").lower()):
+            continue
         start, end = _span(hunks, rule)
         signals.append(Signal(rule, file, start, end))
     return signals

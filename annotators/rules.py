@@ -45,7 +45,8 @@ class DiffRule:
     re-wrapped or re-qualified (`monitor(` to `erlang:monitor(`) inside one function changes
     nothing. A rule whose two patterns are one object is about a construct changed in place
     (a timeout's value): some spelling of it must be on one side only.
-    `test_only` rules fire on test files only. The patterns match lowered text (see _code).
+    `test_only` rules fire on test files only; `needs`, when set, must occur in the file's
+    after version. The patterns match lowered text (see _code).
     """
 
     name: str
@@ -57,6 +58,9 @@ class DiffRule:
     events: tuple[str, ...]
     why: str
     test_only: bool = False
+    # what the file must hold after the change for it to mean what the rule says (a
+    # `{:continue, state}` is a GenServer continue only in a module with handle_continue)
+    needs: re.Pattern[str] | None = None
 
 
 # What processes exchange, whose order a reordering is about.
@@ -347,7 +351,7 @@ DIFF_RULES: tuple[DiffRule, ...] = (
          "2. a message reaches the new process's mailbox before the timeout fires",
          "3. the message cancels the timeout, so the first work never runs"),
         "any message that arrives first cancels a GenServer timeout, while a continue "
-        "always runs before the next message"),
+        "always runs before the next message", needs=_code(r"handle_continue")),
     DiffRule(
         "ets_check_then_act", B.RACE_CONDITION,
         _code(r"(?::ets\.|ets:)(?:insert_new|update_counter|select_replace|update_element|"

@@ -714,6 +714,18 @@ def test_a_replacement_that_keeps_the_old_way_for_older_releases_still_fires() -
     assert "init_timeout_to_continue" in _rules_fired("lib/g.ex", before, after)
 
 
+def test_a_continue_tuple_is_a_genserver_continue_only_where_handle_continue_is() -> None:
+    """`{:continue, state}` is what a ThousandIsland handler returns; it replaces a zero
+    timeout the way a GenServer continue does only in a module that handles continues."""
+    before = ("defmodule H do\n  def handle_data(data, socket, state) do\n"
+              "    {:ok, state, 0}\n  end\nend\n")
+    after = before.replace("{:ok, state, 0}", "{:continue, state}")
+    assert "init_timeout_to_continue" not in _rules_fired("lib/h.ex", before, after)
+    handled = after.replace("  end\nend\n", "  end\n\n  def handle_continue(_, state), "
+                            "do: {:noreply, state}\nend\n")
+    assert "init_timeout_to_continue" in _rules_fired("lib/h.ex", before, handled)
+
+
 def test_diff_rule_patterns_keep_their_escapes() -> None:
     """Lowering a rule's pattern leaves its escapes alone: `\\S` still means a non-space."""
     assert _code(r"Process\.Sleep\S").search("process.sleep(")
