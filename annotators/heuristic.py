@@ -101,8 +101,7 @@ def find_signals(file: FileInput, hunks: list[Hunk] | None = None) -> list[Signa
                     rule.removed is not None and not rule.removed.search(removed)):
                 continue
             places = _places(file, hunks) if places is None else places
-            if not any((rule.added is not None and _grew(rule.added, a, r)) or (
-                    rule.removed is not None and _grew(rule.removed, r, a)) for r, a in places):
+            if not any(_shows(rule, r, a) for r, a in places):
                 continue
         if rule.needs is not None and not rule.needs.search((file.after or "").lower()):
             continue
@@ -123,6 +122,16 @@ def _places(file: FileInput, hunks: list[Hunk]) -> list[tuple[str, str]]:
             "\n".join(t for h in hunks for n, t in h.added if n not in held[1]))
     return [("\n".join(t for _, t in u.removed).lower(), "\n".join(t for _, t in u.added).lower())
             for u in modified] + [(rest[0].lower(), rest[1].lower())]
+
+
+def _shows(rule: DiffRule, removed: str, added: str) -> bool:
+    """Whether a change's removed and added code (lowered) show the rule's construct new or
+    gone; for a construct changed in place, some spelling of it on one side only."""
+    if rule.added is rule.removed:
+        assert rule.added is not None
+        return _changed(rule.added, removed, added)
+    return (rule.added is not None and _grew(rule.added, added, removed)) or (
+        rule.removed is not None and _grew(rule.removed, removed, added))
 
 
 def _grew(pattern: re.Pattern[str], side: str, other: str) -> bool:
