@@ -26,6 +26,7 @@ from annotators.rules import (
     DIFF_RULES,
     FIX_INTENT,
     FIX_STATED,
+    HAPPENED,
     MESSAGE_CUES,
     NAMED_AS,
     NAMING_CUES,
@@ -54,7 +55,7 @@ from annotators.steps import derive_steps
 # diffs.py): a new version labels every stored commit anew on the next mine, an unchanged one
 # keeps the labels made before. tests/test_rules_version.py holds the labels of a fixed set of
 # commits for this version and fails when they change without it.
-RULES_VERSION = 78
+RULES_VERSION = 79
 ANNOTATOR_ID = f"heuristic/rules-v{RULES_VERSION}/schema-{SCHEMA_VERSION}"
 
 
@@ -200,7 +201,8 @@ def cue_weights(message: str) -> list[tuple[MessageCue, str, float]]:
 def _the_point(message: str, subject: str, cue: MessageCue, m: re.Match[str]) -> bool:
     """Whether a cue is what the commit is about: it is in the subject; or the subject names
     a concurrency problem or a fix, or the cue's sentence says the commit fixes it, what the
-    old code caused or was, or when it happens — unless the sentence rules the bug out."""
+    old code caused or was, or when it happens, or the cue is what happened ("the check
+    raced") — unless the sentence rules the bug out."""
     if m.start() <= len(subject):
         return True
     if RULED_OUT.search(message[m.end():]):
@@ -208,7 +210,8 @@ def _the_point(message: str, subject: str, cue: MessageCue, m: re.Match[str]) ->
     return bool(FIX_INTENT.search(subject) or any(c.regex.search(subject) for c in MESSAGE_CUES)
                 or CUE_STATED.search(message, 0, m.start())
                 or CAUSE_FOLLOWS.search(message[m.end():])
-                or (cue.name in STRONG_CUES and NAMED_AS.search(message, 0, m.start())))
+                or (cue.name in STRONG_CUES and NAMED_AS.search(message, 0, m.start()))
+                or (cue.name in NAMING_CUES and HAPPENED.fullmatch(m.group(0)) is not None))
 
 
 def _best_cue(message: str) -> tuple[MessageCue | None, str, float]:

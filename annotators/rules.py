@@ -73,7 +73,7 @@ _RUNS = (r"(?:tests?|specs?|suites?|CI|fail\w*|errors?|async\w*|parallel\w*|conc
 
 MESSAGE_CUES: tuple[MessageCue, ...] = (
     MessageCue("race", B.RACE_CONDITION,
-               _re(r"\b(?:data[ -])?rac(?:e|es|y|ing|iness)\b(?:[ -]?conditions?)?"), 0.9),
+               _re(r"\b(?:data[ -])?rac(?:e|es|ed|y|ing|iness)\b(?:[ -]?conditions?)?"), 0.9),
     MessageCue("deadlock", B.DEADLOCK, _re(r"\bdead[ -]?lock(?:s|ed|ing)?\b|"
                                           r"\bmutual(?:ly)?\s+block\w*|"
                                           r"\b(?:block|wait)\w*\s+(?:on\s+|for\s+)?each\s+other\b"),
@@ -119,8 +119,8 @@ MESSAGE_CUES: tuple[MessageCue, ...] = (
     MessageCue("hang", B.DEADLOCK,
                # (not what a function returns: "never returns nil", "never returns an ok tuple";
                # nor a client that "hangs up")
-               _re(r"(?<!low[ -])\b(?:(?:hangs?|hanging|hung)(?!\s+up\b)|stuck|blocks? forever|"
-                   r"never returns?"
+               _re(r"(?<!low[ -])\b(?:(?:hangs?|hanging|hung)(?!\s+up\b)|stuck|"
+                   r"block(?:s|ed)? forever|never returns?"
                    r"(?!\s+(?:an?|any|nil|null|none|undefined|true|false|ok|error)\b|"
                    r"\s*[{\[:`'\"])|"
                    r"wait\w* forever|(?:block|hang)\w* (?:\w+ ){0,3}indefinitely)\b"
@@ -302,6 +302,10 @@ CUE_STATED = _re(r"(?:\b(?:fix\w*|solv\w*|resolv\w*|prevent\w*|avoid\w*|reduc\w*
                  r" were| can be| could be| might be)\b[^.!?\n]{0,20}|"
                  r"\b(?:could|can|may|might|would)\s+(?:\w+\s+)?|"
                  r"(?<!\bonly )(?<!\bexcept )\bwhen\b[^,;.!?\n]{0,40})$")
+# ...or, for the words that name a race, deadlock or hang, the word itself as what happened:
+# "the check raced", "the node hung", "two pods ran it and deadlocked", "a stream blocked
+# forever inside a call".
+HAPPENED = _re(r"(?:hung|deadlocked|livelocked|raced|blocked forever)")
 # Of those, the ones that say the commit fixes it, not what it is for: "add a primary key to
 # avoid races" adds a key, "And fix a race condition flake" fixes one.
 FIX_STATED = _re(r"\b(?:fix\w*|solv\w*|resolv\w*)\b[^.!?\n]{0,40}$")

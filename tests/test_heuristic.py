@@ -992,7 +992,12 @@ def test_a_stated_cause_in_the_body_counts_whole() -> None:
                  "When a replica start races the writer shutting down, the replica fails.",
                  "Relax the timing a bit, as it flakes on Windows runners.",
                  "* Close a potential registration race condition between RPC and signing",
-                 "Callers could hang forever due to a lost reply."):
+                 "Callers could hang forever due to a lost reply.",
+                 # what happened, told in the past: the bug the commit fixes
+                 "The bare assertions raced the asynchronous failover.",
+                 "A stream that outran the send window blocked forever inside a call.",
+                 "Two pods ran the same migration at once and deadlocked.",
+                 "The node hung waiting for the gatherer."):
         label = _label_of_message(f"Rework checkout\n\n{body}")
         assert label is not None and label.is_concurrency_bug, body
 
