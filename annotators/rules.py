@@ -233,6 +233,12 @@ NEGATIVE_CUES: tuple[tuple[str, re.Pattern[str]], ...] = (
                               r"\bdead[ -]?locks? errors?\b|"
                               r"\b(?:dead[ -]?lock|race)s? (?:is |are |was |were )?"
                               r"(?:found|detected)\b")),
+    # Output added to find a flaky test's cause ("Provide more debug output for flaky test",
+    # "Verbose logging to track down intermittently failing testcase") fixes nothing yet.
+    ("debugs_flake", _re(r"\b(?:diagnos\w*|pinpoint\w*|investigat\w*|track(?:ing)? down|"
+                         r"log(?:s|ged|ging)?|debug\w*|trac(?:e|es|ed|ing))\b"
+                         r"(?:(?!\b(?:fix|avoid|prevent|resolv|solv|remov|eliminat|reduc|mitigat|"
+                         r"stabili[sz]|de-?flak|unflak))[^\n]){0,60}\b(?:flak\w*|intermittent\w*)")),
     ("filesystem_timing", _re(r"\b(?:file ?system|mtime|timestamps?|granularity|clock|"
                               r"file modification)\b")),
     ("non_process_leak", _re(r"\bleak\w*\b.{0,30}\b(?:vars?|variables?|representation|"

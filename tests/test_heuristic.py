@@ -979,6 +979,18 @@ def test_pasted_tool_warnings_are_not_prose() -> None:
     assert label is not None and not label.is_concurrency_bug
 
 
+@pytest.mark.parametrize(("message", "fix"), [
+    ("Provide more debug output for flaky test", False),
+    ("Verbose logging to track down intermittently failing testcase.", False),
+    ("Add log message to help diagnose flaky test", False),
+    ("Add fix & debug info for intermittent EUnit test failures", True),  # it fixes, too
+    ("Log less to reduce flakiness", True),
+])
+def test_output_added_to_find_a_flaky_tests_cause_fixes_nothing_yet(message: str,
+                                                                     fix: bool) -> None:
+    assert _is_fix(message, "test/a_test.exs") is fix
+
+
 def test_a_stated_cause_in_the_body_counts_whole() -> None:
     """A neutral subject whose body states the bug keeps the cue's full weight."""
     for body in ("There is a race between checkout and checkin.",
