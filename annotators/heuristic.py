@@ -55,7 +55,7 @@ from annotators.steps import derive_steps
 # diffs.py): a new version labels every stored commit anew on the next mine, an unchanged one
 # keeps the labels made before. tests/test_rules_version.py holds the labels of a fixed set of
 # commits for this version and fails when they change without it.
-RULES_VERSION = 80
+RULES_VERSION = 81
 ANNOTATOR_ID = f"heuristic/rules-v{RULES_VERSION}/schema-{SCHEMA_VERSION}"
 
 
@@ -388,7 +388,7 @@ def annotate_heuristic(commit: CommitInput) -> Annotation:
     elif set(negatives) & _OVERRIDING or (negatives and not strong_diff and outweighed):
         label, source = _not_bug(commit, files, _locate(top, files, commit.message, hunks), 0.65), (
             f"none: not a concurrency fix; the subject reads as {', '.join(negatives)}")
-    elif not _enough(msg_weight, top):
+    elif not _enough(msg_weight, top, files):
         label, source = _not_bug(commit, files, _locate(top, files, commit.message, hunks), 0.55), (
             "none: not a concurrency fix; the matched words are not stated as a fix and no "
             "diff rule fired")
@@ -447,15 +447,18 @@ def _checked(label: BugLabel, commit: CommitInput) -> tuple[BugLabel, LabelCheck
     return label, checks
 
 
-def _enough(msg_weight: float, top: Signal | None) -> bool:
+def _enough(msg_weight: float, top: Signal | None, files: tuple[FileInput, ...]) -> bool:
     """Whether message and diff together make the case for a concurrency fix.
 
-    A clear message suffices; so does a fingerprint diff (weight >= 0.9). A weak message
-    (a bare "timeout") needs a production-code signal: test changes add monitors, receives
-    and timeouts for many reasons that are not fixes.
+    A clear message suffices; so does a fingerprint diff (weight >= 0.9), though one in a
+    test beside a production change needs the message to name a problem at all: there the
+    test that now waits is the change's test. A weak message (a bare "timeout") needs a
+    production-code signal: test changes add monitors, receives and timeouts for many
+    reasons that are not fixes.
     """
     diff_weight = top.rule.weight if top else 0.0
-    if msg_weight >= 0.6 or diff_weight >= 0.9:
+    if msg_weight >= 0.6 or (diff_weight >= 0.9 and (
+            msg_weight > 0 or not top.file.is_test or all(f.is_test for f in files))):
         return True
     return top is not None and not top.file.is_test and msg_weight >= 0.45 and diff_weight >= 0.55
 

@@ -991,6 +991,23 @@ def test_output_added_to_find_a_flaky_tests_cause_fixes_nothing_yet(message: str
     assert _is_fix(message, "test/a_test.exs") is fix
 
 
+@pytest.mark.parametrize(("message", "fix"), [
+    ("Remove stale entries from the peer book", False),  # names no problem: the test's
+    ("Fix flaky counter test", True),
+])
+def test_a_test_that_now_waits_beside_a_production_change_needs_a_named_problem(
+        message: str, fix: bool) -> None:
+    """A sleep replaced by a wait in a test, beside a change to the code it tests, is that
+    change's test unless the message names a problem; alone in a commit it is the fix."""
+    code = file_input("lib/book.ex", _PLAIN, _PLAIN.replace("1", "2"), "elixir", False)
+    test = file_input("test/counter_test.exs", COUNTER_TEST_FLAKY, COUNTER_TEST_FIXED,
+                      "elixir", True)
+    label = annotate_heuristic(CommitInput("r", "s", message, (code, test))).label
+    assert label is not None and label.is_concurrency_bug is fix
+    alone = annotate_heuristic(CommitInput("r", "s", message, (test,))).label
+    assert alone is not None and alone.is_concurrency_bug
+
+
 def test_a_stated_cause_in_the_body_counts_whole() -> None:
     """A neutral subject whose body states the bug keeps the cue's full weight."""
     for body in ("There is a race between checkout and checkin.",
