@@ -168,9 +168,14 @@ MESSAGE_CUES: tuple[MessageCue, ...] = (
     # A subject that orders two processes' steps ("Wait for the replica before consuming",
     # "queue_SUITE: wait for the connection to bootstrap before shutdown") fixes a race
     # between them; in a body the words describe a design.
+    # (or makes sure one process is gone or ready before the next step: "Ensure current
+    # task terminates before shutting down serving")
     MessageCue("wait_before", B.RACE_CONDITION,
-               _re(r"\A\s*(?:[\w./-]+(?:\([\w./-]+\))?:\s*)?(?:make sure (?:to |we )?)?"
-                   r"wait(?:s|ing)?\s+(?:for|until)\b[^.\n]{0,60}?\bbefore\b"), 0.6),
+               _re(r"\A\s*(?:[\w./-]+(?:\([\w./-]+\))?:\s*)?(?:(?:make sure (?:to |we )?)?"
+                   r"wait(?:s|ing)?\s+(?:for|until)\b|(?:ensure|make sure)\b[^.\n]{0,60}?\b"
+                   r"(?:terminat\w*|stop(?:s|ped)?|exit(?:s|ed)?|die[sd]?|shut\w* down|"
+                   r"(?:is|are|has|have been) (?:started|ready|registered|running|alive|dead|"
+                   r"down|gone|stopped|terminated))\b)[^.\n]{0,60}?\bbefore\b"), 0.6),
     # A subject about a process found dead (noproc) or already started: another process's
     # life ran concurrently with the code that assumed it ("catch noproc instead of doing
     # alive check", "handle already_started errors").

@@ -553,8 +553,11 @@ def test_non_determinism_is_flaky_only_of_tests_or_processes(message: str, fix: 
     ("Wait for the crash sentinel to stop before starting a new one", True),
     ("queue_SUITE: wait for the stream replica before consuming.", True),
     ("Make sure to wait until the pool is ready before checking out", True),
+    ("Ensure current task terminates before shutting down serving", True),
+    ("fix(portal): ensure postgrex is started before app", True),
     ("Add a pool\n\nCallers wait for a worker before they send.", False),
     ("Wait for a worker", False),
+    ("Ensure the docs are built before publishing", False),
 ])
 def test_a_subject_that_orders_two_steps_fixes_a_race(message: str, fix: bool) -> None:
     """"Wait for X before Y" as what a commit does orders two processes' steps; the same
