@@ -16,6 +16,7 @@ from annotators.locate import (
     file_location,
     function_at,
     location_of,
+    moved_whole,
     only_docs,
     unit_at,
     units_of,
@@ -55,7 +56,7 @@ from annotators.steps import derive_steps
 # diffs.py): a new version labels every stored commit anew on the next mine, an unchanged one
 # keeps the labels made before. tests/test_rules_version.py holds the labels of a fixed set of
 # commits for this version and fails when they change without it.
-RULES_VERSION = 82
+RULES_VERSION = 83
 ANNOTATOR_ID = f"heuristic/rules-v{RULES_VERSION}/schema-{SCHEMA_VERSION}"
 
 
@@ -78,14 +79,22 @@ class Signal:
     end: int | None
 
 
-def find_signals(file: FileInput, hunks: list[Hunk] | None = None) -> list[Signal]:
-    """Every diff rule that fires on this file (its hunks, when parsed already), with the
-    before-version lines it rests on."""
+def find_signals(file: FileInput, hunks: list[Hunk] | None = None,
+                 units: list[Unit] | None = None, moved: frozenset[int] = frozenset()
+                 ) -> list[Signal]:
+    """Every diff rule that fires on this file (its hunks and changed functions, when read
+    already), with the before-version lines it rests on. The code of functions the change
+    moved whole (the ids in moved, see moved_whole) is no change."""
     hunks = parse_hunks(file.diff) if hunks is None else hunks
     if not hunks:
         return []
-    added = "\n".join(text for h in hunks for _, text in h.added).lower()
-    removed = "\n".join(text for h in hunks for _, text in h.removed).lower()
+    units = units_of(file, hunks) if units is None else units
+    gone = {n for u in units if id(u) in moved for n, _ in u.removed}
+    arrived = {n for u in units if id(u) in moved for n, _ in u.added}
+    removed_lines = [(n, t) for h in hunks for n, t in h.removed if n not in gone]
+    added_lines = [(n, t) for h in hunks for n, t in h.added if n not in arrived]
+    added = "\n".join(t for _, t in added_lines).lower()
+    removed = "\n".join(t for _, t in removed_lines).lower()
     places: list[tuple[str, str]] | None = None  # read only for a rule that might fire
     signals = []
     for rule in DIFF_RULES:
@@ -101,7 +110,9 @@ def find_signals(file: FileInput, hunks: list[Hunk] | None = None) -> list[Signa
             if (rule.added is not None and not rule.added.search(added)) or (
                     rule.removed is not None and not rule.removed.search(removed)):
                 continue
-            places = _places(file, hunks) if places is None else places
+            if places is None:
+                places = _places([u for u in units if id(u) not in moved],
+                                 removed_lines, added_lines)
             if not any(_shows(rule, r, a) for r, a in places):
                 continue
         if rule.needs is not None and not rule.needs.search((file.after or "").lower()):
@@ -111,16 +122,16 @@ def find_signals(file: FileInput, hunks: list[Hunk] | None = None) -> list[Signa
     return signals
 
 
-def _places(file: FileInput, hunks: list[Hunk]) -> list[tuple[str, str]]:
+def _places(units: list[Unit], removed: list[tuple[int, str]], added: list[tuple[int, str]]
+            ) -> list[tuple[str, str]]:
     """The (removed, added) code, lowered, of each function the change modified, and of the
     rest of the file's change (functions added or removed whole, lines outside functions): a
     construct moved or re-wrapped inside one function is no change; one moved from one
     function to another (a link now made by the other process) is."""
-    modified = [u for u in units_of(file, hunks)
-                if u.span.before is not None and u.span.after is not None]
+    modified = [u for u in units if u.span.before is not None and u.span.after is not None]
     held = ({n for u in modified for n, _ in u.removed}, {n for u in modified for n, _ in u.added})
-    rest = ("\n".join(t for h in hunks for n, t in h.removed if n not in held[0]),
-            "\n".join(t for h in hunks for n, t in h.added if n not in held[1]))
+    rest = ("\n".join(t for n, t in removed if n not in held[0]),
+            "\n".join(t for n, t in added if n not in held[1]))
     return [("\n".join(t for _, t in u.removed).lower(), "\n".join(t for _, t in u.added).lower())
             for u in modified] + [(rest[0].lower(), rest[1].lower())]
 
@@ -287,11 +298,10 @@ class Place:
 
 
 def _locate(signal: Signal | None, files: tuple[FileInput, ...], message: str,
-            hunks: dict[str, list[Hunk]]) -> Place:
+            hunks: dict[str, list[Hunk]], units: list[Unit]) -> Place:
     """The changed function holding the signal, else the changed function most likely to
     hold the bug (see choose_unit); never an export list, spec, import, attribute or doc
     line. Files with no changed function give a line range at most."""
-    units = [u for f in files for u in units_of(f, hunks[f.path])]
     if signal is not None and signal.file.is_test and any(not u.file.is_test for u in units):
         signal = None  # a test that now waits for the fix's effect: the fix is elsewhere
     if signal is not None:
@@ -356,7 +366,10 @@ def annotate_heuristic(commit: CommitInput) -> Annotation:
     hunks = {f.path: parse_hunks(f.diff) for f in files}  # read once, used by every step
     cue, phrase, msg_weight = _best_cue(commit.message)
     negatives = negatives_of(commit.message)
-    signals = [s for f in files for s in find_signals(f, hunks[f.path])]
+    units = {f.path: units_of(f, hunks[f.path]) for f in files}
+    changed = [u for f in files for u in units[f.path]]  # every changed function, in order
+    moved = frozenset(moved_whole(changed))
+    signals = [s for f in files for s in find_signals(f, hunks[f.path], units[f.path], moved)]
     signals.sort(key=lambda s: (-s.rule.weight, not _agrees(s, cue)))
     top = signals[0] if signals else None
     evidence = [f"message:{cue.name}"] if cue else []
@@ -375,6 +388,7 @@ def annotate_heuristic(commit: CommitInput) -> Annotation:
     # a fingerprint: the subject says what the commit is for.
     outweighed = msg_weight < 0.9 or ("feature" in negatives and _only_named_in_body(
         commit.message, cue))
+    place = _locate(top, files, commit.message, hunks, changed)
     if not files and _not_a_code_fix(commit.message, phrase, negatives, msg_weight):
         label, source = _not_bug(commit, files, None, 0.6), (
             "none: not a concurrency fix; the commit changes no Elixir or Erlang code")
@@ -383,17 +397,17 @@ def annotate_heuristic(commit: CommitInput) -> Annotation:
         label, source = _not_bug(commit, files, None, 0.65), (
             "none: not a concurrency fix; the commit updates a dependency")
     elif files and only_docs(list(files), hunks):
-        label, source = _not_bug(commit, files, _locate(top, files, commit.message, hunks), 0.7), (
+        label, source = _not_bug(commit, files, place, 0.7), (
             "none: not a concurrency fix; the change touches only documentation and comments")
     elif set(negatives) & _OVERRIDING or (negatives and not strong_diff and outweighed):
-        label, source = _not_bug(commit, files, _locate(top, files, commit.message, hunks), 0.65), (
+        label, source = _not_bug(commit, files, place, 0.65), (
             f"none: not a concurrency fix; the subject reads as {', '.join(negatives)}")
     elif not _enough(msg_weight, top, files):
-        label, source = _not_bug(commit, files, _locate(top, files, commit.message, hunks), 0.55), (
+        label, source = _not_bug(commit, files, place, 0.55), (
             "none: not a concurrency fix; the matched words are not stated as a fix and no "
             "diff rule fired")
     else:
-        label, source = _bug(commit, cue, phrase, top, files, hunks, msg_weight, diff_weight)
+        label, source = _bug(commit, cue, phrase, top, files, place, msg_weight, diff_weight)
     label, checks = _checked(label, commit)
     return Annotation(annotator=ANNOTATOR_ID, label=label, evidence=tuple(evidence),
                       explanation_source=source, checks=checks)
@@ -468,7 +482,7 @@ def _agrees(signal: Signal, cue: MessageCue | None) -> bool:
 
 
 def _bug(commit: CommitInput, cue: MessageCue | None, phrase: str, top: Signal | None,
-         files: tuple[FileInput, ...], hunks: dict[str, list[Hunk]], msg_weight: float,
+         files: tuple[FileInput, ...], place: Place, msg_weight: float,
          diff_weight: float) -> tuple[BugLabel, str]:
     if cue is not None and (msg_weight >= 0.7 or top is None):
         bug_type = cue.bug_type
@@ -483,7 +497,6 @@ def _bug(commit: CommitInput, cue: MessageCue | None, phrase: str, top: Signal |
     confidence = min(0.95, 0.35 + 0.4 * msg_weight + 0.2 * diff_weight + (0.1 if agree else 0))
     if not files:  # the fix is in code racemine does not extract (JavaScript, C, ...)
         confidence = min(confidence, 0.5)
-    place = _locate(top, files, commit.message, hunks)
     location = place.location
     derived = derive_steps(place.unit, bug_type)
     subject = commit.message.splitlines()[0].strip() if commit.message else ""

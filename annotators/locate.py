@@ -252,7 +252,8 @@ def choose_unit(units: list[Unit], message: str) -> Unit | None:
     the message names in code form (the subject before the body, which also names its
     callers and callees), then one the before version had, then the one whose changed lines
     are most about processes, then one the subject names in words, then the one with the
-    most changed lines."""
+    most changed lines. A function the change only moved (see moved_whole) comes after the
+    ones it changed, unless the message names it."""
     if not units:
         return None
     code = [u for u in units if not _BUILD_FILE.search(u.file.path)] or units
@@ -262,12 +263,31 @@ def choose_unit(units: list[Unit], message: str) -> Unit | None:
     subject = message.split("\n", 1)[0]
     subject_names = message_names(subject)
     words = subject_words(message)  # not those of a type: "test(x): "
+    moved = moved_whole(units)
     return max(pool, key=lambda u: (named_in(subject, u.span.name, subject_names),
                                     named_in(message, u.span.name, names),
+                                    id(u) not in moved,
                                     u.span.before is not None,
                                     process_words(u.text()),
                                     worded_in(words, u.span.name), u.changed,
                                     -_order(units, u)))
+
+
+def moved_whole(units: list[Unit]) -> set[int]:
+    """The ids of the functions a change moved whole: removed in one place and added with the
+    same code, spaces aside, in another of the same change (a helper taken out into a
+    shared test module, tests moved to a file of their own)."""
+    def code(lines: list[tuple[int, str]]) -> tuple[str, ...]:
+        return tuple(" ".join(t.split()) for _, t in lines if t.strip())
+    removed: dict[tuple[str, ...], list[Unit]] = {}
+    for u in units:
+        if u.span.after is None and u.removed:
+            removed.setdefault(code(u.removed), []).append(u)
+    moved: set[int] = set()
+    for u in units:
+        if u.span.before is None and u.added and (twins := removed.get(code(u.added))):
+            moved |= {id(u), *(id(t) for t in twins)}
+    return moved
 
 
 def caller_of(unit: Unit, units: list[Unit]) -> Unit | None:

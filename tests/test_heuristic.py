@@ -795,6 +795,31 @@ def test_the_message_names_the_function() -> None:
     assert label.bug_location.function == "handle_call/3"
 
 
+def test_a_function_moved_whole_is_not_where_the_fix_is() -> None:
+    """A helper moved from one test module into a shared one is neither the bug nor its
+    cure: the located function is the test whose sleep became a wait for the value."""
+    helper = ("read_until(Key) ->\n    case get(Key) of\n        undefined ->\n"
+              "            receive after 100 -> read_until(Key) end;\n"
+              "        Value ->\n            Value\n    end.\n")
+    a_before = "-module(a_test).\n-export([scenario/0]).\n\nscenario() ->\n" \
+               "    timer:sleep(60000),\n    ok = get(k).\n"
+    a_after = "-module(a_test).\n-export([scenario/0]).\n\nscenario() ->\n" \
+              "    ens:read_until(k).\n"
+    b_before = "-module(b_test).\n-export([scenario/0]).\n\nscenario() ->\n" \
+               "    read_until(k).\n\n" + helper
+    b_after = "-module(b_test).\n-export([scenario/0]).\n\nscenario() ->\n" \
+              "    ens:read_until(k).\n"
+    shared_before = "-module(ens).\n-export([start/0]).\n\nstart() ->\n    ok.\n"
+    shared_after = shared_before.replace("[start/0]", "[start/0, read_until/1]") + "\n" + helper
+    files = tuple(file_input(path, before, after, "erlang", True) for path, before, after in (
+        ("test/a_test.erl", a_before, a_after), ("test/b_test.erl", b_before, b_after),
+        ("test/ens.erl", shared_before, shared_after)))
+    label = annotate_heuristic(CommitInput("r", "s", "Fix flaky tests", files)).label
+    assert label is not None and label.bug_location is not None
+    assert (label.bug_location.file, label.bug_location.function) == (
+        "test/a_test.erl", "scenario/0")
+
+
 def test_the_subject_names_the_function_before_the_body() -> None:
     """A body names the callers and callees of the function a subject names: the subject's
     is the location, though the caller's change is larger and about processes."""
