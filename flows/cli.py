@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
+from flows.interrupts import stopping_on_interrupt
 from flows.output import OutputFormat
 
 if TYPE_CHECKING:
@@ -600,7 +601,8 @@ def main() -> None:
     # racemine uses no pydantic plugins, and looking them up reads the entry points of every
     # installed package: ~50 ms of each command. A user who wants them sets the variable.
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
-    app(prog_name="racemine")
+    with stopping_on_interrupt():
+        app(prog_name="racemine")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing
+import multiprocessing.forkserver
 import os
+import signal
 import sys
 import threading
 import time
@@ -25,7 +27,10 @@ def _parseable(f: FilePair) -> bool:
 
 
 def _exit_with_parent(parent: int) -> None:
-    """In a worker: end when the mining process is gone, whatever it left open."""
+    """In a worker: end when the mining process is gone, whatever it left open; leave
+    Ctrl-C, which a terminal sends to every process of the command, to the mining process,
+    which stops the workers itself (a worker would only print its own traceback)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def watch() -> None:
         while True:
@@ -115,6 +120,16 @@ def _context(then: Then | None) -> multiprocessing.context.BaseContext:
     if then is not None:
         modules.append(getattr(then, "func", then).__module__)
     context.set_forkserver_preload(modules)
+    if threading.current_thread() is threading.main_thread():
+        # The fork server imports those modules before it shields itself from Ctrl-C, so a
+        # Ctrl-C in that second would print its traceback: it starts ignoring SIGINT (the
+        # processes it starts inherit that), and the mining process, which handles the
+        # interrupt, stops the workers. (Ctrl-C in the milliseconds of the start is lost.)
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            multiprocessing.forkserver.ensure_running()
+        finally:
+            signal.signal(signal.SIGINT, previous)
     return context
 
 

@@ -3,6 +3,7 @@ warehouse then equals a clean run's (same rows, nothing doubled, no label lost o
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from flows.interrupts import STOPPED
 from tests.conftest import clean_env, snapshot
 from tests.llm_server import FakeLLM, Reply, default_script
 
@@ -282,3 +284,70 @@ def test_stopped_export_keeps_the_previous_one(big_mined: tuple[Path, Path],
     assert not staging.exists()
     assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == {
         p.relative_to(again): p.read_bytes() for p in again.rglob("*") if p.is_file()}
+
+
+def test_ctrl_c_stops_a_mine_with_one_sentence_and_the_next_run_resumes(
+        big_mined: tuple[Path, Path], tmp_path: Path) -> None:
+    """Ctrl-C, which a terminal sends to every process of the command (the mine, its fork
+    server and parse workers), ends `racemine mine` within 5 s with status 130 and one
+    sentence, no worker's traceback; the next run resumes to a clean run's rows."""
+    repo, clean = big_mined
+    crashed = tmp_path / "crashed.duckdb"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flows", "mine", f"{repo}=acme/big", "-w", str(crashed)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=clean_env(tmp_path),
+        cwd=tmp_path, start_new_session=True,  # a process group of its own, as in a shell
+        preexec_fn=_as_from_a_shell)
+    wal = crashed.with_name(crashed.name + ".wal")
+    _wait_for(lambda: wal.exists() and wal.stat().st_size > 400_000, 300, proc)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=5)
+    assert proc.returncode == 130
+    assert err.strip() == STOPPED
+    assert 0 < len(snapshot(crashed)["commits"]) < len(snapshot(clean)["commits"])
+    resumed = subprocess.run(
+        [sys.executable, "-m", "flows", "mine", f"{repo}=acme/big", "-w", str(crashed)],
+        capture_output=True, env=clean_env(tmp_path), cwd=tmp_path, timeout=600)
+    assert resumed.returncode == 0
+    assert snapshot(crashed)["commits"] == snapshot(clean)["commits"]
+
+
+def _as_from_a_shell() -> None:
+    """In a child: Ctrl-C's default disposition, as a shell gives a command (a test runner's
+    worker may ignore SIGINT, and a child inherits that)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+STOPPED_IN_A_QUERY = """
+import os, signal, time
+from flows.interrupts import stopping_on_interrupt
+with stopping_on_interrupt():
+    try:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(5)
+    except KeyboardInterrupt:  # what DuckDB raises in its place when a query notices it
+        raise RuntimeError("Query interrupted") from None
+"""
+
+FAILED_ON_ITS_OWN = """
+from flows.interrupts import stopping_on_interrupt
+with stopping_on_interrupt():
+    raise RuntimeError("Query failed")
+"""
+
+
+def test_an_interrupt_that_surfaces_as_another_error_is_a_stop_not_a_traceback(
+        tmp_path: Path) -> None:
+    """DuckDB turns a SIGINT it notices during a query into an error of its own (a
+    RuntimeError, "Query interrupted"); the command still stops with the sentence and
+    status 130. The same error with no Ctrl-C is a failure, shown as one."""
+    def run(code: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              env=clean_env(tmp_path), cwd=Path.cwd(), timeout=60,
+                              preexec_fn=_as_from_a_shell)
+
+    stopped = run(STOPPED_IN_A_QUERY)
+    assert (stopped.returncode, stopped.stderr.strip()) == (130, STOPPED)
+    failed = run(FAILED_ON_ITS_OWN)
+    assert failed.returncode == 1
+    assert "RuntimeError: Query failed" in failed.stderr and STOPPED not in failed.stderr
