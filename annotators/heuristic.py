@@ -56,7 +56,7 @@ from annotators.steps import derive_steps
 # diffs.py): a new version labels every stored commit anew on the next mine, an unchanged one
 # keeps the labels made before. tests/test_rules_version.py holds the labels of a fixed set of
 # commits for this version and fails when they change without it.
-RULES_VERSION = 83
+RULES_VERSION = 84
 ANNOTATOR_ID = f"heuristic/rules-v{RULES_VERSION}/schema-{SCHEMA_VERSION}"
 
 
@@ -226,12 +226,19 @@ def _the_point(message: str, subject: str, cue: MessageCue, m: re.Match[str]) ->
 
 
 def _best_cue(message: str) -> tuple[MessageCue | None, str, float]:
-    """The strongest cue, its phrase, and its weight (the first of equals, in rule order)."""
-    best, phrase, weight = None, "", 0.0
+    """The strongest cue, its phrase, and its weight (the first of equals, in rule order);
+    one the subject holds outranks a body's that is at most a little stronger: the subject
+    says what the commit fixes ("fix pid leak when init failed"), the body how it shows."""
+    subject = prose(message).split("\n", 1)[0].lower()
+    best, phrase, weight, rank = None, "", 0.0, 0.0
     for cue, text, w in cue_weights(message):
-        if w > weight:
-            best, phrase, weight = cue, text, w
+        r = w + (_SUBJECT_BONUS if text.lower() in subject else 0.0)
+        if r > rank:
+            best, phrase, weight, rank = cue, text, w, r
     return best, phrase, weight
+
+
+_SUBJECT_BONUS = 0.1
 
 
 _FENCED = re.compile(r"```.*?(?:```|\Z)", re.DOTALL)

@@ -1036,6 +1036,21 @@ def test_a_test_that_now_waits_beside_a_production_change_needs_a_named_problem(
     assert alone is not None and alone.is_concurrency_bug
 
 
+@pytest.mark.parametrize(("message", "bug_type"), [
+    # the subject's word outranks the body's, a little stronger, that says how it shows
+    ("Fix pid leak when init failed\n\nThe caller gets a stray EXIT message from the "
+     "linked process.", BugType.RESOURCE_LEAK),
+    ("Fix possible deadlock when calling the code server\n\nThere is a race between the "
+     "two calls.", BugType.DEADLOCK),
+    # ...but not a much stronger one: the body names the bug the flaky test showed
+    ("Fix flaky pool test\n\nThe checkout deadlocks when the pool restarts.",
+     BugType.DEADLOCK),
+])
+def test_the_subject_says_what_bug_the_commit_fixes(message: str, bug_type: BugType) -> None:
+    label = _label_of_message(message)
+    assert label is not None and label.bug_type == bug_type
+
+
 def test_a_stated_cause_in_the_body_counts_whole() -> None:
     """A neutral subject whose body states the bug keeps the cue's full weight."""
     for body in ("There is a race between checkout and checkin.",
