@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager
 from types import TracebackType
 
 from miners.functions import function_pairs_jobs
@@ -133,6 +134,24 @@ def _context(then: Then | None) -> multiprocessing.context.BaseContext:
     return context
 
 
+@contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """Hold a Ctrl-C back until the block ends (in the main thread, where Python raises it):
+    a submit may start a worker, and one interrupted between starting it and recording it
+    leaves it to fail on the pool's queue once the pool is gone, and print that failure."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if held:
+        signal.raise_signal(signal.SIGINT)
+
+
 class FunctionParser:
     """Submits file pairs for function extraction; a context manager owning the workers."""
 
@@ -167,7 +186,8 @@ class FunctionParser:
         def submit(cf: CommitFiles) -> Future[_Parsed]:
             # a commit with nothing to parse costs the pool a round trip for no work
             if any(_parseable(f) for f in cf.files):
-                return pool.submit(_parse_commit, cf, then)
+                with _interrupts_deferred():
+                    return pool.submit(_parse_commit, cf, then)
             return _Done(_parse_commit(cf, then))
 
         return ParsedBatch(submit)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
+import sys
+from pathlib import Path
 
 from miners.parallel import FunctionParser
 from miners.records import ChangeType, CommitFiles, CommitMeta, FilePair
@@ -40,3 +43,24 @@ def test_workers_hold_no_pipe_another_thread_feeds() -> None:
     finally:
         feeder.kill()
         feeder.wait()
+
+
+DEFERRED = """
+import os, signal, time
+from miners.parallel import _interrupts_deferred
+try:
+    with _interrupts_deferred():
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.2)  # a KeyboardInterrupt here would leave a worker half-started
+        print("block finished")
+except KeyboardInterrupt:
+    print("interrupted after")
+"""
+
+
+def test_a_ctrl_c_during_a_submit_is_raised_once_the_submit_is_done() -> None:
+    """Starting a worker is not cut in two by Ctrl-C: the interrupt waits for the block."""
+    done = subprocess.run([sys.executable, "-c", DEFERRED], capture_output=True, text=True,
+                          cwd=Path(__file__).parent.parent, timeout=60,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert done.stdout.split("\n")[:2] == ["block finished", "interrupted after"], done.stderr
