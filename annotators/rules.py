@@ -259,9 +259,13 @@ NEGATIVE_CUES: tuple[tuple[str, re.Pattern[str]], ...] = (
                                r"\s+(?:\w+\s+){0,3}concurrency\b")),
     # (a Conventional Commits "feat:" says so by its type)
     ("feature", _re(r"^\s*feat(?:\([^)\n]*\))?!?:|"
-                    r"^\s*(?:add|adds|added|support|allow|introduce|implement|expose|deprecate|"
-                    r"optionally|make [\w ]{0,30}configurable|"
-                    r"optimi[sz]e|refactor|clean ?up|cleanup|simplify|rename|move|format|remove "
+                    # (in any form: "Implemented inactivity timeouts", "Adding hibernation")
+                    r"^\s*(?:add(?:s|ed|ing)?|support(?:s|ed|ing)?|allow(?:s|ed|ing)?|"
+                    r"introduc(?:e|es|ed|ing)|implement(?:s|ed|ing)?|expos(?:e|es|ed|ing)|"
+                    r"deprecat(?:e|es|ed|ing)|optionally|make [\w ]{0,30}configurable|"
+                    r"optimi[sz](?:e|es|ed|ing)|refactor(?:s|ed|ing)?|clean ?up|cleanup|"
+                    r"simplif(?:y|ies|ied|ying)|renam(?:e|es|ed|ing)|mov(?:e|es|ed|ing)|"
+                    r"format(?:s|ted|ting)?|remove "
                     r"(?:the |a |an )?(?:unused|redundant|unnecessary|obsolete|superfluous))\b|"
                     # ... or ends in a noun that says so: "Playback refactor (#432)"
                     r"\b(?:refactor(?:ing)?|improvements|rework|overhaul)\s*(?:\(#\d+\))?\s*$")),

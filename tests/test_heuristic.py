@@ -462,6 +462,12 @@ def test_a_timing_issue_is_a_flaky_test(message: str, fix: bool) -> None:
     ("feat(mq): fix flaky test", True),
     ("chore(sessions): remove redundant trap_exit flag\n\nThe process no longer links to "
      "its workers, so EXIT messages cannot arrive.", False),
+    # the verb in any form
+    ("Adding libp2p_connection:session for direct access to a session.\n\nThis avoids "
+     "race conditions in retrieving a session that is not registered yet.", False),
+    ("Implemented inactivity timeouts for client and acceptor.\n\nA linked acceptor "
+     "crashed the client on shutdown: its EXIT signal is trapped now.", False),
+    ("Moved the lookup inside the lock to fix the race", True),
 ])
 def test_a_feature_subject_outweighs_a_race_its_body_names(message: str, fix: bool) -> None:
     """A commit whose subject adds or refactors something is that, whatever race its body
