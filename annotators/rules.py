@@ -325,9 +325,10 @@ HAPPENED = _re(r"(?:hung|deadlocked|livelocked|raced|blocked forever)")
 # avoid races" adds a key, "And fix a race condition flake" fixes one.
 FIX_STATED = _re(r"\b(?:fix\w*|solv\w*|resolv\w*)\b[^.!?\n]{0,40}$")
 # ...or words after it, in its sentence, that say when or why the bug happens: "a race occurs
-# when", "the test was flaky because" (not a reason for something else after a comma: "a
-# test that would run forever to provoke a race condition, because EUnit stops it").
-CAUSE_FOLLOWS = _re(r"^(?:[^.!?\n]{0,50}\b(?:occur\w*|happen\w*|when|whereby|if the|between|"
+# when", "a race condition where rows may be updated twice", "the test was flaky because"
+# (not a reason for something else after a comma: "a test that would run forever to provoke
+# a race condition, because EUnit stops it").
+CAUSE_FOLLOWS = _re(r"^(?:[^.!?\n]{0,50}\b(?:occur\w*|happen\w*|when|where(?:by)?|if the|between|"
                     r"caus\w*|leads? to|result\w* in|"
                     r"(?:is|was|are|were)\s+(?:(?!not\b|never\b|no\b)\w+\s+)?possible)|"
                     r"[^.!?\n,;]{0,50}\b(?:because|due to))\b")

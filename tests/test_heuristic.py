@@ -1075,7 +1075,8 @@ def test_a_stated_cause_in_the_body_counts_whole() -> None:
                  "The bare assertions raced the asynchronous failover.",
                  "A stream that outran the send window blocked forever inside a call.",
                  "Two pods ran the same migration at once and deadlocked.",
-                 "The node hung waiting for the gatherer."):
+                 "The node hung waiting for the gatherer.",
+                 "That allows a race condition where rows may be updated twice."):
         label = _label_of_message(f"Rework checkout\n\n{body}")
         assert label is not None and label.is_concurrency_bug, body
 
