@@ -346,7 +346,9 @@ RULED_OUT = _re(r"^[^.!?\n]{0,30}\b(?:(?:is|are|was|were)\s+(?:not|no longer|nev
                 r"(?:happen|occur))\b")
 
 # Message words that make a fix intent explicit; a "feature" subject with them is a fix.
-FIX_INTENT = _re(r"\b(?:fix\w*|bug\w*|avoid\w*|prevent\w*|solve\w*|address\w*|handle[sd]?|"
+# (not a handle that is a thing: "file handle cache stats", "the handle write buffer")
+FIX_INTENT = _re(r"\b(?:fix\w*|bug\w*|avoid\w*|prevent\w*|solve\w*|address\w*|"
+                 r"(?<!file )(?<!socket )(?<!the )(?<!a )handle[sd]?|"
                  r"ensure\w*|workaround|regression(?! tests?)|correct\w*|properly|do not|don't|"
                  r"no longer|(?:get|make)s? (?:the |this |these |that )?tests? (?:to )?pass|"
                  # what must happen when a process fails: "Clean up handlers when the owner dies"

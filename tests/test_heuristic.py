@@ -1057,6 +1057,17 @@ def test_the_subject_says_what_bug_the_commit_fixes(message: str, bug_type: BugT
     assert label is not None and label.bug_type == bug_type
 
 
+@pytest.mark.parametrize(("message", "fix"), [
+    ("Enable write_concurrency for file handle cache stats\n\nValues are then written "
+     "concurrently without taking a global lock.", False),
+    ("Handle concurrent checkouts of the same worker", True),
+])
+def test_a_handle_that_is_a_thing_says_no_fix(message: str, fix: bool) -> None:
+    """"handle" says the commit fixes something when it is what the commit does, not when
+    it is a file handle."""
+    assert _is_fix(message, "lib/fhc.ex") is fix, message
+
+
 def test_a_stated_cause_in_the_body_counts_whole() -> None:
     """A neutral subject whose body states the bug keeps the cue's full weight."""
     for body in ("There is a race between checkout and checkin.",
