@@ -137,11 +137,8 @@ def _places(units: list[Unit], removed: list[tuple[int, str]], added: list[tuple
 
 
 def _shows(rule: DiffRule, removed: str, added: str) -> bool:
-    """Whether a change's removed and added code (lowered) show the rule's construct new or
-    gone; for a construct changed in place, some spelling of it on one side only."""
-    if rule.added is rule.removed:
-        assert rule.added is not None
-        return _changed(rule.added, removed, added)
+    """Whether a change's removed and added code (lowered) show the rule's construct new
+    (its added pattern) or gone (its removed one)."""
     return (rule.added is not None and _grew(rule.added, added, removed)) or (
         rule.removed is not None and _grew(rule.removed, removed, added))
 
@@ -305,7 +302,7 @@ class Place:
 
 
 def _locate(signal: Signal | None, files: tuple[FileInput, ...], message: str,
-            hunks: dict[str, list[Hunk]], units: list[Unit]) -> Place:
+            hunks: dict[str, list[Hunk]], units: list[Unit], moved: frozenset[int]) -> Place:
     """The changed function holding the signal, else the changed function most likely to
     hold the bug (see choose_unit); never an export list, spec, import, attribute or doc
     line. Files with no changed function give a line range at most."""
@@ -323,7 +320,7 @@ def _locate(signal: Signal | None, files: tuple[FileInput, ...], message: str,
             return Place(BugLocation(file=signal.file.path, function=function,
                                      start_line=signal.start, end_line=signal.end), None,
                          at_signal=True)
-    unit = choose_unit(units, message)
+    unit = choose_unit(units, message, moved)
     if unit is not None:
         return Place(location_of(unit), unit)
     with_diff = [f for f in files if hunks[f.path]]
@@ -395,7 +392,7 @@ def annotate_heuristic(commit: CommitInput) -> Annotation:
     # a fingerprint: the subject says what the commit is for.
     outweighed = msg_weight < 0.9 or ("feature" in negatives and _only_named_in_body(
         commit.message, cue))
-    place = _locate(top, files, commit.message, hunks, changed)
+    place = _locate(top, files, commit.message, hunks, changed, moved)
     if not files and _not_a_code_fix(commit.message, phrase, negatives, msg_weight):
         label, source = _not_bug(commit, files, None, 0.6), (
             "none: not a concurrency fix; the commit changes no Elixir or Erlang code")

@@ -9,6 +9,7 @@ that starts on a blank line is attributed to the function it lands in, not to th
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from annotators.diffs import Hunk, enclosing_function, function_after, parse_hunks
@@ -246,14 +247,14 @@ def worded_in(words: frozenset[str], name: str) -> bool:
 _BUILD_FILE = re.compile(r"(?:^|/)(?:mix\.exs|rebar\.config(?:\.\w+)?|[^/]+\.app\.src)$")
 
 
-def choose_unit(units: list[Unit], message: str) -> Unit | None:
+def choose_unit(units: list[Unit], message: str, moved: Collection[int]) -> Unit | None:
     """The changed function most likely to hold the bug: code before a build definition
     (mix.exs, rebar.config), production before tests (unless only tests changed), then one
     the message names in code form (the subject before the body, which also names its
     callers and callees), then one the before version had, then the one whose changed lines
     are most about processes, then one the subject names in words, then the one with the
-    most changed lines. A function the change only moved (see moved_whole) comes after the
-    ones it changed, unless the message names it."""
+    most changed lines. A function the change only moved (its id in moved, see moved_whole)
+    comes after the ones it changed, unless the message names it."""
     if not units:
         return None
     code = [u for u in units if not _BUILD_FILE.search(u.file.path)] or units
@@ -263,7 +264,6 @@ def choose_unit(units: list[Unit], message: str) -> Unit | None:
     subject = message.split("\n", 1)[0]
     subject_names = message_names(subject)
     words = subject_words(message)  # not those of a type: "test(x): "
-    moved = moved_whole(units)
     return max(pool, key=lambda u: (named_in(subject, u.span.name, subject_names),
                                     named_in(message, u.span.name, names),
                                     id(u) not in moved,
