@@ -6,9 +6,8 @@ lands while a DuckDB query runs and DuckDB notices it, DuckDB's own RuntimeError
 interrupted"), which would otherwise print a traceback of a hundred lines. Python's own
 SIGINT handler stays in place (DuckDB notices an interrupt only under it, and not always);
 the signal is also written to a pipe (signal.set_wakeup_fd), which tells those shapes from
-real failures. Every save is a
-transaction and every job resumes where the last commit left it, so the sentence can say
-that nothing stored is lost.
+real failures. Every save is a transaction and every job resumes where the last commit left
+it, so the sentence can say that nothing stored is lost.
 """
 
 from __future__ import annotations

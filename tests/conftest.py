@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -234,6 +235,12 @@ def clean_env(home: Path, **extra: str) -> dict[str, str]:
     env.update({"PREFECT_HOME": str(home / "prefect"), "RACEMINE_CACHE_DIR": str(home / "cache"),
                 "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "COLUMNS": "200", **extra})
     return env
+
+
+def as_from_a_shell() -> None:
+    """In a child (a preexec_fn): Ctrl-C's default disposition, as a shell gives a command (a
+    test runner's worker may ignore SIGINT, and a child inherits that)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def run_cli(*args: str, home: Path, extra: dict[str, str] | None = None

@@ -15,7 +15,7 @@ import duckdb
 import pytest
 
 from flows.interrupts import STOPPED
-from tests.conftest import clean_env, snapshot
+from tests.conftest import as_from_a_shell, clean_env, snapshot
 from tests.llm_server import FakeLLM, Reply, default_script
 
 WORKER = """defmodule Worker{n} do
@@ -297,7 +297,7 @@ def test_ctrl_c_stops_a_mine_with_one_sentence_and_the_next_run_resumes(
         [sys.executable, "-m", "flows", "mine", f"{repo}=acme/big", "-w", str(crashed)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=clean_env(tmp_path),
         cwd=tmp_path, start_new_session=True,  # a process group of its own, as in a shell
-        preexec_fn=_as_from_a_shell)
+        preexec_fn=as_from_a_shell)
     wal = crashed.with_name(crashed.name + ".wal")
     _wait_for(lambda: wal.exists() and wal.stat().st_size > 400_000, 300, proc)
     os.killpg(proc.pid, signal.SIGINT)
@@ -310,12 +310,6 @@ def test_ctrl_c_stops_a_mine_with_one_sentence_and_the_next_run_resumes(
         capture_output=True, env=clean_env(tmp_path), cwd=tmp_path, timeout=600)
     assert resumed.returncode == 0
     assert snapshot(crashed)["commits"] == snapshot(clean)["commits"]
-
-
-def _as_from_a_shell() -> None:
-    """In a child: Ctrl-C's default disposition, as a shell gives a command (a test runner's
-    worker may ignore SIGINT, and a child inherits that)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 STOPPED_IN_A_QUERY = """
@@ -344,7 +338,7 @@ def test_an_interrupt_that_surfaces_as_another_error_is_a_stop_not_a_traceback(
     def run(code: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                               env=clean_env(tmp_path), cwd=Path.cwd(), timeout=60,
-                              preexec_fn=_as_from_a_shell)
+                              preexec_fn=as_from_a_shell)
 
     stopped = run(STOPPED_IN_A_QUERY)
     assert (stopped.returncode, stopped.stderr.strip()) == (130, STOPPED)

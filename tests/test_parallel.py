@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 from miners.parallel import FunctionParser
 from miners.records import ChangeType, CommitFiles, CommitMeta, FilePair
+from tests.conftest import as_from_a_shell
 
 _BEFORE = "defmodule A do\n  def a(x), do: x + 1\nend\n"
 _AFTER = "defmodule A do\n  def a(x), do: x + 2\nend\n"
@@ -62,5 +62,5 @@ def test_a_ctrl_c_during_a_submit_is_raised_once_the_submit_is_done() -> None:
     """Starting a worker is not cut in two by Ctrl-C: the interrupt waits for the block."""
     done = subprocess.run([sys.executable, "-c", DEFERRED], capture_output=True, text=True,
                           cwd=Path(__file__).parent.parent, timeout=60,
-                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                          preexec_fn=as_from_a_shell)
     assert done.stdout.split("\n")[:2] == ["block finished", "interrupted after"], done.stderr
