@@ -16,8 +16,8 @@ from annotators.locate import (
     file_location,
     function_at,
     location_of,
-    moved_whole,
     only_docs,
+    unchanged,
     unit_at,
     units_of,
 )
@@ -56,7 +56,7 @@ from annotators.steps import derive_steps
 # diffs.py): a new version labels every stored commit anew on the next mine, an unchanged one
 # keeps the labels made before. tests/test_rules_version.py holds the labels of a fixed set of
 # commits for this version and fails when they change without it.
-RULES_VERSION = 87
+RULES_VERSION = 88
 ANNOTATOR_ID = f"heuristic/rules-v{RULES_VERSION}/schema-{SCHEMA_VERSION}"
 
 
@@ -84,7 +84,7 @@ def find_signals(file: FileInput, hunks: list[Hunk] | None = None,
                  ) -> list[Signal]:
     """Every diff rule that fires on this file (its hunks and changed functions, when read
     already), with the before-version lines it rests on. The code of functions the change
-    moved whole (the ids in moved, see moved_whole) is no change."""
+    moved whole or only re-spaced (the ids in moved, see unchanged) is no change."""
     hunks = parse_hunks(file.diff) if hunks is None else hunks
     if not hunks:
         return []
@@ -372,7 +372,7 @@ def annotate_heuristic(commit: CommitInput) -> Annotation:
     negatives = negatives_of(commit.message)
     units = {f.path: units_of(f, hunks[f.path]) for f in files}
     changed = [u for f in files for u in units[f.path]]  # every changed function, in order
-    moved = frozenset(moved_whole(changed))
+    moved = frozenset(unchanged(changed))
     signals = [s for f in files for s in find_signals(f, hunks[f.path], units[f.path], moved)]
     signals.sort(key=lambda s: (-s.rule.weight, not _agrees(s, cue)))
     top = signals[0] if signals else None

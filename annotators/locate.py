@@ -31,8 +31,11 @@ class Unit:
     def changed(self) -> int:
         return len(self.removed) + len(self.added)
 
-    def text(self) -> str:
-        return "\n".join(t for _, t in self.removed + self.added)
+    def process_words(self) -> int:
+        """How much this function's changed lines are about processes (process_words): a
+        word in a log message ("start a federation link") is none."""
+        return process_words("\n".join(t for _, t in self.removed + self.added),
+                             self.file.language)
 
     def before_lines(self) -> tuple[int, int] | None:
         """The before-version lines this unit's change touches, inside its before span."""
@@ -120,9 +123,19 @@ PRIMITIVES = re.compile(  # alternatives grouped by first letter: ten times fast
     r"gen(?:_server|server|_statem)|assert_receive")
 
 
-def process_words(text: str) -> int:
-    """How many spellings of BEAM concurrency a text holds."""
-    return len(PRIMITIVES.findall(text.lower()))
+# A string literal of one line: a log message's words are not code ("start a federation link").
+_STRING = re.compile(r'"(?:[^"\\\n]|\\.)*"')
+# Erlang's send operator, `Pid ! Message` (Elixir's `!` is a boolean not, or part of a name).
+_SEND_OPERATOR = re.compile(r"[\w)}\]]\s*!(?!=)")
+
+
+def process_words(text: str, language: str | None = None) -> int:
+    """How many spellings of BEAM concurrency a text holds; for a language, outside its
+    string literals, with Erlang's `!` counted as a send."""
+    if language is not None:
+        text = _STRING.sub('""', text)
+    sends = len(_SEND_OPERATOR.findall(text)) if language == "erlang" else 0
+    return len(PRIMITIVES.findall(text.lower())) + sends
 
 
 _DOC_LINE = {language: re.compile(r"^\s*(?:@(?:module|type)?doc|-(?:module)?doc)\b|^\s*"
@@ -253,8 +266,9 @@ def choose_unit(units: list[Unit], message: str, moved: Collection[int]) -> Unit
     the message names in code form (the subject before the body, which also names its
     callers and callees), then one the before version had, then the one whose changed lines
     are most about processes, then one the subject names in words, then the one with the
-    most changed lines. A function the change only moved (its id in moved, see moved_whole)
-    comes after the ones it changed, unless the message names it."""
+    most changed lines. A function whose code the change kept (its id in moved, see
+    unchanged: moved whole or re-spaced) comes after the ones it changed, unless the
+    message names it."""
     if not units:
         return None
     code = [u for u in units if not _BUILD_FILE.search(u.file.path)] or units
@@ -268,26 +282,31 @@ def choose_unit(units: list[Unit], message: str, moved: Collection[int]) -> Unit
                                     named_in(message, u.span.name, names),
                                     id(u) not in moved,
                                     u.span.before is not None,
-                                    process_words(u.text()),
+                                    u.process_words(),
                                     worded_in(words, u.span.name), u.changed,
                                     -_order(units, u)))
 
 
-def moved_whole(units: list[Unit]) -> set[int]:
-    """The ids of the functions a change moved whole: removed in one place and added with the
-    same code, spaces aside, in another of the same change (a helper taken out into a
-    shared test module, tests moved to a file of their own)."""
+def unchanged(units: list[Unit]) -> set[int]:
+    """The ids of the functions whose code a change did not change: moved whole (removed in
+    one place and added with the same code, spaces aside, in another of the same change: a
+    helper taken out into a shared test module, tests moved to a file of their own) or only
+    re-spaced in place (re-indented, lines joined or split)."""
     def code(lines: list[tuple[int, str]]) -> tuple[str, ...]:
         return tuple(" ".join(t.split()) for _, t in lines if t.strip())
     removed: dict[tuple[str, ...], list[Unit]] = {}
+    kept: set[int] = set()
     for u in units:
         if u.span.after is None and u.removed:
             removed.setdefault(code(u.removed), []).append(u)
-    moved: set[int] = set()
+        elif u.span.before is not None and u.span.after is not None and (
+                " ".join(t for _, t in u.removed).split()
+                == " ".join(t for _, t in u.added).split()):
+            kept.add(id(u))
     for u in units:
         if u.span.before is None and u.added and (twins := removed.get(code(u.added))):
-            moved |= {id(u), *(id(t) for t in twins)}
-    return moved
+            kept |= {id(u), *(id(t) for t in twins)}
+    return kept
 
 
 def caller_of(unit: Unit, units: list[Unit]) -> Unit | None:
@@ -302,7 +321,7 @@ def caller_of(unit: Unit, units: list[Unit]) -> Unit | None:
     callers = [u for u in units if u.span.before is not None and u is not unit
                and any(call.search(t) for _, t in u.added)]
     return max(callers, default=None,
-               key=lambda u: (u.file is unit.file, process_words(u.text()), u.changed))
+               key=lambda u: (u.file is unit.file, u.process_words(), u.changed))
 
 
 def _order(units: list[Unit], unit: Unit) -> int:

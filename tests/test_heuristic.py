@@ -6,6 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from annotators.heuristic import ANNOTATOR_ID, annotate_heuristic, find_signals, flowed, prose
+from annotators.locate import process_words
 from annotators.rules import _code
 from annotators.schema import BugLabel, BugType, CommitInput, Scope
 from tests.conftest import (
@@ -824,6 +825,34 @@ def test_a_function_moved_whole_is_not_where_the_fix_is() -> None:
     assert label is not None and label.bug_location is not None
     assert (label.bug_location.file, label.bug_location.function) == (
         "test/a_test.erl", "scenario/0")
+
+
+def test_a_function_only_re_indented_is_not_where_the_fix_is() -> None:
+    """A function whose lines a change only re-indented or re-wrapped (its code, spaces
+    aside, is the same) is not the fix, though its lines are many and about processes: the
+    located function is the one whose code changed."""
+    before = ("-module(pool).\n-export([notify/2, checkin/2]).\n\n"
+              "notify(Pid, Msg) ->\n    case Pid of\n        undefined -> ok;\n"
+              "        Pid ->\n            Pid ! Msg,\n            erlang:monitor(process, Pid)\n"
+              "    end.\n\n"
+              "checkin(Socket, State) ->\n    ok = inet:setopts(Socket, [{active, once}]),\n"
+              "    State.\n")
+    after = before.replace("        Pid ->\n            Pid ! Msg,\n            erlang:",
+                           "        Pid -> Pid ! Msg, erlang:").replace(
+        "    ok = inet:setopts", "    inet:setopts")
+    label = _label(_commit("Do not leak sockets on errors", "src/pool.erl", before, after,
+                           language="erlang"))
+    assert label.is_concurrency_bug and label.bug_location is not None
+    assert label.bug_location.function == "checkin/2"
+
+
+def test_process_words_are_read_in_code_not_in_log_messages() -> None:
+    """How much a change is about processes counts its code: a log message's words are
+    none, and Erlang's send operator is a send (Elixir's `!` is a boolean not)."""
+    assert process_words('debug("start a federation link for ~s", [X])', "erlang") == 0
+    assert process_words("Parent ! finished, X =/= Y", "erlang") == 1
+    assert process_words("if !ready?(state), do: :ok", "elixir") == 0
+    assert process_words('Logger.info("monitor the link")') == 2  # no language: all words
 
 
 def test_the_subject_names_the_function_before_the_body() -> None:
