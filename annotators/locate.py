@@ -264,11 +264,11 @@ def choose_unit(units: list[Unit], message: str, moved: Collection[int]) -> Unit
     """The changed function most likely to hold the bug: code before a build definition
     (mix.exs, rebar.config), production before tests (unless only tests changed), then one
     the message names in code form (the subject before the body, which also names its
-    callers and callees), then one the before version had, then the one whose changed lines
-    are most about processes, then one the subject names in words, then the one with the
+    callers and callees), then one the before version had, then one the subject names in
+    words, then the one whose changed lines are most about processes, then the one with the
     most changed lines. A function whose code the change kept (its id in moved, see
-    unchanged: moved whole or re-spaced) comes after the ones it changed, unless the
-    message names it."""
+    unchanged: moved whole, re-spaced or only commented) comes after the ones it changed,
+    unless the message names it."""
     if not units:
         return None
     code = [u for u in units if not _BUILD_FILE.search(u.file.path)] or units
@@ -282,16 +282,22 @@ def choose_unit(units: list[Unit], message: str, moved: Collection[int]) -> Unit
                                     named_in(message, u.span.name, names),
                                     id(u) not in moved,
                                     u.span.before is not None,
-                                    u.process_words(),
-                                    worded_in(words, u.span.name), u.changed,
+                                    worded_in(words, u.span.name),
+                                    u.process_words(), u.changed,
                                     -_order(units, u)))
+
+
+def _tokens(lines: list[tuple[int, str]], language: str) -> list[str]:
+    """The words of some lines of code, spaces and whole-line comments aside."""
+    comment = _COMMENT.get(language, "#")
+    return " ".join(t for _, t in lines if not t.lstrip().startswith(comment)).split()
 
 
 def unchanged(units: list[Unit]) -> set[int]:
     """The ids of the functions whose code a change did not change: moved whole (removed in
     one place and added with the same code, spaces aside, in another of the same change: a
     helper taken out into a shared test module, tests moved to a file of their own) or only
-    re-spaced in place (re-indented, lines joined or split)."""
+    re-spaced or commented in place (re-indented, lines joined or split, a comment added)."""
     def code(lines: list[tuple[int, str]]) -> tuple[str, ...]:
         return tuple(" ".join(t.split()) for _, t in lines if t.strip())
     removed: dict[tuple[str, ...], list[Unit]] = {}
@@ -300,8 +306,7 @@ def unchanged(units: list[Unit]) -> set[int]:
         if u.span.after is None and u.removed:
             removed.setdefault(code(u.removed), []).append(u)
         elif u.span.before is not None and u.span.after is not None and (
-                " ".join(t for _, t in u.removed).split()
-                == " ".join(t for _, t in u.added).split()):
+                _tokens(u.removed, u.file.language) == _tokens(u.added, u.file.language)):
             kept.add(id(u))
     for u in units:
         if u.span.before is None and u.added and (twins := removed.get(code(u.added))):

@@ -915,6 +915,31 @@ def test_the_subject_names_the_function_in_words(subject: str, function: str) ->
     assert label.bug_location.function == function
 
 
+def test_the_subject_s_words_outrank_how_much_a_change_is_about_processes() -> None:
+    """The function the subject names in words is the location, though another changed
+    function's lines speak more of processes (a call it now makes through a server)."""
+    after = _CHECKER.replace("&verify/1", "&verify!/1").replace(
+        "Enum.map(module.specs(), &to_string/1)",
+        "GenServer.call(Specs, {:translate, module.specs()})")
+    label = annotate_heuristic(_commit("Avoid race conditions on behaviour checks",
+                                       "lib/checker.ex", _CHECKER, after)).label
+    assert label is not None and label.bug_location is not None
+    assert label.bug_location.function == "check_behaviours/1"
+
+
+def test_a_function_only_commented_is_not_where_the_fix_is() -> None:
+    """A function whose change is a comment (one explaining the fix, full of process words)
+    is not where the fix is: the function whose code changed is."""
+    after = _CHECKER.replace("&verify/1", "&verify!/1").replace(
+        "  def translate_specs(module) do\n",
+        "  def translate_specs(module) do\n    # No race with the monitor: the caller's"
+        " call is\n    # serialised by the server process, which links the reply.\n")
+    label = annotate_heuristic(_commit("Fix a race condition in the checker",
+                                       "lib/checker.ex", _CHECKER, after)).label
+    assert label is not None and label.bug_location is not None
+    assert label.bug_location.function == "check_behaviours/1"
+
+
 def test_a_call_made_a_cast_backs_a_weak_word() -> None:
     """A synchronous call made asynchronous backs a weak "non-blocking": the caller no
     longer waits on a process that may be waiting on it."""
