@@ -56,7 +56,7 @@ from annotators.steps import derive_steps
 # diffs.py): a new version labels every stored commit anew on the next mine, an unchanged one
 # keeps the labels made before. tests/test_rules_version.py holds the labels of a fixed set of
 # commits for this version and fails when they change without it.
-RULES_VERSION = 89
+RULES_VERSION = 90
 ANNOTATOR_ID = f"heuristic/rules-v{RULES_VERSION}/schema-{SCHEMA_VERSION}"
 
 
@@ -246,7 +246,10 @@ _NOT_PROSE = re.compile(r"^(?:    |\t|\*\*|=\w+ REPORT|"
                         r"\s*(?:\(\w+\) )?[\w./-]+\.(?:exs?|[eh]rl):\d+|"
                         r"\s*[\w./-]+\.(?:exs?|[eh]rl)\s*$|\s+\d+:\s|"
                         r"\s*[{\[]|\s*>|\s*\$ |\s*iex|\s*\d+>)")
-_TERMS = re.compile(r"\{\s*(?:atomic|aborted)\s*,[^}]*\}")
+# An Erlang or Elixir term written into the prose: a transaction's result ({atomic, ok}), or
+# a tuple of atoms and variables ({shutdown, timeout}, {:error, :timeout}, {'EXIT', Pid, _}).
+_TERMS = re.compile(r"\{\s*(?:atomic|aborted)\s*,[^}]*\}|"
+                    r"\{\s*:?(?:'[^'\n]*'|[\w?!@]+)(?:\s*,\s*:?(?:'[^'\n]*'|[\w?!@.]+))+\s*\}")
 
 
 def prose(message: str) -> str:

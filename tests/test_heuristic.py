@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from annotators.heuristic import ANNOTATOR_ID, annotate_heuristic, find_signals, flowed, prose
+from annotators.heuristic import (
+    ANNOTATOR_ID,
+    annotate_heuristic,
+    cue_weights,
+    find_signals,
+    flowed,
+    prose,
+)
 from annotators.locate import process_words
 from annotators.rules import _code
 from annotators.schema import BugLabel, BugType, CommitInput, Scope
@@ -1045,6 +1052,17 @@ def test_pasted_output_is_not_prose() -> None:
         "    {atomic, ok}\n")
     assert label is not None and not label.is_concurrency_bug
     assert prose("Fix\n\n```\n{'EXIT', x}\n```\nThere is a race") == "Fix\n\n \nThere is a race"
+
+
+@pytest.mark.parametrize("term", ["{shutdown, timeout}", "{:error, :timeout}",
+                                  "{'EXIT', Pid, killed}", "{atomic, ok}"])
+def test_a_term_written_into_a_sentence_is_code_not_a_cue(term: str) -> None:
+    """A tuple of atoms and variables in a sentence ("avoid a generic {shutdown, timeout}
+    error") is a value the code handles, not the author naming a timeout or an exit."""
+    message = f"Log the point of origin of errors\n\nAvoid a generic {term} error."
+    assert term not in prose(message)
+    assert not [c for c, _, _ in cue_weights(message) if c.name in ("timeout", "exit_signal")]
+    assert prose("Fix {a, b} and %{a: 1}") == "Fix   and %{a: 1}"  # a map is no tuple
 
 
 def test_a_subject_is_prose_whatever_it_starts_with() -> None:
