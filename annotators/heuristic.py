@@ -56,7 +56,7 @@ from annotators.steps import derive_steps
 # diffs.py): a new version labels every stored commit anew on the next mine, an unchanged one
 # keeps the labels made before. tests/test_rules_version.py holds the labels of a fixed set of
 # commits for this version and fails when they change without it.
-RULES_VERSION = 90
+RULES_VERSION = 91
 ANNOTATOR_ID = f"heuristic/rules-v{RULES_VERSION}/schema-{SCHEMA_VERSION}"
 
 
@@ -124,16 +124,56 @@ def find_signals(file: FileInput, hunks: list[Hunk] | None = None,
 
 def _places(units: list[Unit], removed: list[tuple[int, str]], added: list[tuple[int, str]]
             ) -> list[tuple[str, str]]:
-    """The (removed, added) code, lowered, of each function the change modified, and of the
-    rest of the file's change (functions added or removed whole, lines outside functions): a
-    construct moved or re-wrapped inside one function is no change; one moved from one
-    function to another (a link now made by the other process) is."""
+    """The (removed, added) code, lowered, of each function the change modified (with the
+    helpers it added and now calls or removed and called before), and of the rest of the
+    file's change (other functions added or removed whole, lines outside functions): a
+    construct moved or re-wrapped inside one function, or taken out into a helper it calls,
+    is no change; one moved from one function to another that was there before (a link now
+    made by the other process) is."""
     modified = [u for u in units if u.span.before is not None and u.span.after is not None]
-    held = ({n for u in modified for n, _ in u.removed}, {n for u in modified for n, _ in u.added})
+    groups = _with_helpers(units, modified)
+    grouped = [u for g in groups for u in g]
+    held = ({n for u in grouped for n, _ in u.removed}, {n for u in grouped for n, _ in u.added})
     rest = ("\n".join(t for n, t in removed if n not in held[0]),
             "\n".join(t for n, t in added if n not in held[1]))
-    return [("\n".join(t for _, t in u.removed).lower(), "\n".join(t for _, t in u.added).lower())
-            for u in modified] + [(rest[0].lower(), rest[1].lower())]
+    return [("\n".join(t for u in g for _, t in u.removed).lower(),
+             "\n".join(t for u in g for _, t in u.added).lower()) for g in groups] + [
+        (rest[0].lower(), rest[1].lower())]
+
+
+_CALLED = re.compile(r"(?<![\w?!])([a-z_][\w?!]*)(?:\s*\(|/\d)")
+
+
+def _with_helpers(units: list[Unit], modified: list[Unit]) -> list[list[Unit]]:
+    """The modified functions, each with the helpers the change added and it now calls, or
+    removed and it called before (and theirs in turn); functions that call a common helper
+    form one group."""
+    helpers: dict[tuple[str, bool], list[Unit]] = {}  # (name, added) -> functions
+    for u in units:
+        if (u.span.before is None) != (u.span.after is None) and not u.span.name.startswith(
+                "test "):
+            helpers.setdefault((u.span.name.split("/")[0], u.span.before is None), []).append(u)
+    parent = {id(u): id(u) for u in units}
+
+    def root(key: int) -> int:
+        while parent[key] != key:
+            parent[key] = parent[parent[key]]
+            key = parent[key]
+        return key
+
+    for u in units:
+        for lines, added in ((u.added, True), (u.removed, False)):
+            for name in {m.group(1) for _, t in lines for m in _CALLED.finditer(t)}:
+                for h in helpers.get((name, added), ()):
+                    parent[root(id(h))] = root(id(u))
+    held = {root(id(u)) for u in modified}
+    changed = {id(u) for u in modified}
+    groups: dict[int, list[Unit]] = {}
+    for u in units:
+        if root(id(u)) in held and (id(u) in changed or u.span.before is None
+                                    or u.span.after is None):
+            groups.setdefault(root(id(u)), []).append(u)
+    return list(groups.values())
 
 
 def _shows(rule: DiffRule, removed: str, added: str) -> bool:

@@ -710,6 +710,26 @@ def test_a_link_renamed_in_place_is_no_link_change_but_one_moved_to_another_proc
     assert "link_changed" in _rules_fired("src/hc.erl", before, moved, "erlang")
 
 
+def test_a_construct_taken_out_into_a_helper_is_no_change_but_a_new_one_there_is() -> None:
+    """A `catch :exit` moved out of a function into a new helper it now calls (or into one
+    that replaces a helper of another name) is the same code in the same process: no rule
+    fires. The helper gaining a monitor the old code never had is a change."""
+    before = ("defmodule Mgr do\n  def dispatch(job) do\n    Logger.debug(\"go\")\n"
+              "    run(job)\n  catch\n    :exit, reason -> {:error, reason}\n  end\n\n"
+              "  defp run(job), do: job\nend\n")
+    helper = before.replace("    run(job)\n  catch\n    :exit, reason -> {:error, reason}\n",
+                            "    safely(job)\n").replace(
+        "job\nend\n", "job\n\n  defp safely(job) do\n    try do\n      run(job)\n"
+        "    catch\n      :exit, r -> {:error, r}\n    end\n  end\nend\n")
+    assert _rules_fired("lib/mgr.ex", before, helper) == []
+    plain = before.replace("  catch\n    :exit, reason -> {:error, reason}\n", "")
+    assert "trap_exit" in _rules_fired("lib/mgr.ex", plain, helper)  # a catch it never had
+    guarded = helper.replace("safely(", "guarded(").replace("{:error, r}", "{:failed, r}")
+    assert _rules_fired("lib/mgr.ex", guarded, helper) == []
+    watched = helper.replace("      run(job)\n", "      Process.monitor(job)\n      run(job)\n")
+    assert "monitor_added" in _rules_fired("lib/mgr.ex", before, watched)
+
+
 def test_a_timeout_fires_when_its_value_changes_not_when_its_line_moves() -> None:
     before = ("defmodule C do\n  def get(s) do\n    Client.get(s, timeout: 5_000)\n  end\n\n"
               "  def put(s, v), do: GenServer.cast(s, {:put, v})\nend\n")
