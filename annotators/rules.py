@@ -118,8 +118,9 @@ MESSAGE_CUES: tuple[MessageCue, ...] = (
                _re(r"\b(?:synchronous(?:ly)?|non-?blocking)\b"), 0.45),
     MessageCue("hang", B.DEADLOCK,
                # (not what a function returns: "never returns nil", "never returns an ok tuple";
-               # nor a client that "hangs up")
-               _re(r"(?<!low[ -])\b(?:(?:hangs?|hanging|hung)(?!\s+up\b)|stuck|"
+               # nor a client that "hangs up"; nor the idiom "we're stuck with it")
+               _re(r"(?<!low[ -])\b(?:(?:hangs?|hanging|hung)(?!\s+up\b)|"
+                   r"stuck(?!\s+with\s+(?:it|this|that|them|these|those)\b)|"
                    r"block(?:s|ed)? forever|never returns?"
                    r"(?!\s+(?:an?|any|nil|null|none|undefined|true|false|ok|error)\b|"
                    r"\s*[{\[:`'\"])|"
@@ -222,7 +223,11 @@ NEGATIVE_CUES: tuple[tuple[str, re.Pattern[str]], ...] = (
                       r"examples?|comments?)\b|typo\b)")),
     # A first commit or import brings whole subsystems, races named in passing included.
     ("initial_import", _re(r"^\s*(?:initial|first) (?:commit|import|version|implementation)\b")),
-    ("release", _re(r"^\s*(?:release|bump|prepare|update changelog|changelog|v?\d+\.\d+\.\d+)\b")),
+    # A release's changelog lists the fixes it ships ("chore: publish new package versions",
+    # a Changesets pull request; "Version Packages"; "chore(main): release 2.1.0").
+    ("release", _re(r"^\s*(?:release|bump|prepare|update changelog|changelog|v?\d+\.\d+\.\d+|"
+                    r"publish(?:es|ed|ing)? (?:new |the )?(?:package )?versions?|"
+                    r"version packages)\b")),
     # (not across a word that fixes: "Fix the error message, fix a race in ...", "Logger
     # exchange: fix race during init", "disable reporting, remove race for nodes" fix it; a
     # logger is a process that can race; a "race error" is what a race caused, a "deadlock

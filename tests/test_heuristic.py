@@ -539,6 +539,15 @@ def test_a_client_that_hangs_up_is_no_hang(message: str, fix: bool) -> None:
 
 
 @pytest.mark.parametrize(("message", "fix"), [
+    ("Fix directory recursion in the compiler\n\nWe turned it on by accident and now people "
+     "rely on it, so we're stuck with it.", False),
+    ("Fix a consumer stuck with a full mailbox", True),
+])
+def test_stuck_with_it_is_an_idiom_not_a_hang(message: str, fix: bool) -> None:
+    assert _is_fix(message, "src/compiler.erl") is fix, message
+
+
+@pytest.mark.parametrize(("message", "fix"), [
     ("Skip symlinks when walking tarballs and raise storage transfer concurrency", False),
     ("fix: check the max concurrent users per tenant", False),
     ("Fix concurrent checkouts of one connection", True),
@@ -1083,6 +1092,17 @@ def test_a_term_written_into_a_sentence_is_code_not_a_cue(term: str) -> None:
     assert term not in prose(message)
     assert not [c for c, _, _ in cue_weights(message) if c.name in ("timeout", "exit_signal")]
     assert prose("Fix {a, b} and %{a: 1}") == "Fix   and %{a: 1}"  # a map is no tuple
+
+
+@pytest.mark.parametrize("subject", ["chore: publish new package versions (#4659)",
+                                     "Version Packages", "chore(main): release 2.1.0"])
+def test_a_release_that_lists_its_fixes_is_not_one(subject: str) -> None:
+    """A release commit's body is the changelog of what it ships, fixed races included; the
+    release fixes nothing itself."""
+    label = _label_of_message(f"{subject}\n\n## @app/sync-service@1.2.3\n\n"
+                              "- Fix a race condition between shape removal and the log "
+                              "collector.\n")
+    assert label is not None and not label.is_concurrency_bug
 
 
 def test_a_subject_is_prose_whatever_it_starts_with() -> None:
