@@ -56,7 +56,7 @@ from annotators.steps import derive_steps
 # diffs.py): a new version labels every stored commit anew on the next mine, an unchanged one
 # keeps the labels made before. tests/test_rules_version.py holds the labels of a fixed set of
 # commits for this version and fails when they change without it.
-RULES_VERSION = 92
+RULES_VERSION = 93
 ANNOTATOR_ID = f"heuristic/rules-v{RULES_VERSION}/schema-{SCHEMA_VERSION}"
 
 
@@ -462,8 +462,10 @@ def annotate_heuristic(commit: CommitInput) -> Annotation:
 
 # A subject that updates something (a dependency, a version) in a commit with no Elixir or
 # Erlang code: "Update postgrex with fixed race condition" fixes nothing here; nor does one
-# that is a dependency's name and version ("Ra v2.11.0"), whose notes are the body.
-_UPDATE = re.compile(r"^\W*(?:update|updating|bump|bumping|upgrade|upgrading)\b|"
+# that is a dependency's name and version ("Ra v2.11.0"), whose notes are the body, or that
+# depends on a release ("Explicitly depend on tzdata 0.5.20").
+_UPDATE = re.compile(r"^\W*(?:update|updating|bump|bumping|upgrade|upgrading|"
+                     r"(?:explicitly )?depend(?:s|ing)? on)\b|"
                      r"^[\w.-]+ v?\d+(?:\.\d+)+\W*$", re.IGNORECASE)
 
 

@@ -111,7 +111,10 @@ MESSAGE_CUES: tuple[MessageCue, ...] = (
     MessageCue("exit_signal", B.EXIT_SIGNAL,
                _re(r"\b(?:trap_exit|trap(?:s|ped|ping)? exits?|exit signals?|EXIT messages?|:EXIT|"
                    r"catch(?:es|ing)? (?:\w+ ){0,2}exits|"
-                   r"'EXIT'|DOWN messages?|linked process\w* (?:crash|exit|die)\w*)\b"), 0.75),
+                   # (not a phrasal verb: "slowed down message progress")
+                   r"'EXIT'|(?<!slow )(?<!slowed )(?<!slows )(?<!slowing )(?<!shut )"
+                   r"(?<!shutting )DOWN messages?|linked process\w* (?:crash|exit|die)\w*)\b"),
+               0.75),
     # Making a call synchronous (or a blocking one not block) orders what was racing; alone
     # the word also names designs, so it is weak and needs a production diff signal.
     MessageCue("synchronous", B.RACE_CONDITION,

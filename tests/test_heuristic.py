@@ -163,7 +163,9 @@ def test_a_flaky_test_with_no_code_is_not_a_fix(subject: str) -> None:
 @pytest.mark.parametrize("subject", ["Update postgrex with fixed race condition",
                                      "fix(pulsar): update pulsar -> 0.8.3 to fix a deadlock",
                                      "Bump gen_leader: fixes the race on DOWN",
-                                     "gen_leader v2.11.0\n\n* Fix a deadlock on DOWN"])
+                                     "gen_leader v2.11.0\n\n* Fix a deadlock on DOWN",
+                                     "Explicitly depend on tzdata 0.5.20\n\nThis release fixes "
+                                     "the intermittent GenServer error."])
 def test_a_dependency_update_with_no_code_is_not_a_fix(subject: str) -> None:
     """A commit with no Elixir or Erlang code whose subject updates a dependency or version
     fixes nothing in this repository, whatever it says was fixed upstream; nor does one that
@@ -545,6 +547,16 @@ def test_a_client_that_hangs_up_is_no_hang(message: str, fix: bool) -> None:
 ])
 def test_stuck_with_it_is_an_idiom_not_a_hang(message: str, fix: bool) -> None:
     assert _is_fix(message, "src/compiler.erl") is fix, message
+
+
+@pytest.mark.parametrize(("message", "fix"), [
+    ("Slow down message generation!", False),
+    ("Correct a function pattern match\n\nIt counted every progress message as an attempt, "
+     "which slowed down message progress.", False),
+    ("Handle down messages from the delegate", True),
+])
+def test_slowing_down_messages_is_no_down_message(message: str, fix: bool) -> None:
+    assert _is_fix(message, "src/gen.erl") is fix, message
 
 
 @pytest.mark.parametrize(("message", "fix"), [
