@@ -56,7 +56,7 @@ from annotators.steps import derive_steps
 # diffs.py): a new version labels every stored commit anew on the next mine, an unchanged one
 # keeps the labels made before. tests/test_rules_version.py holds the labels of a fixed set of
 # commits for this version and fails when they change without it.
-RULES_VERSION = 93
+RULES_VERSION = 94
 ANNOTATOR_ID = f"heuristic/rules-v{RULES_VERSION}/schema-{SCHEMA_VERSION}"
 
 
@@ -443,6 +443,10 @@ def annotate_heuristic(commit: CommitInput) -> Annotation:
             _updates_dependency(commit.message):
         label, source = _not_bug(commit, files, None, 0.65), (
             "none: not a concurrency fix; the commit updates a dependency")
+    elif cue is not None and _one_item_of_many(commit.message):
+        label, source = _not_bug(commit, files, place, 0.6), (
+            "none: not a concurrency fix; the message names the bug only as one item of a "
+            "list of changes made for something else")
     elif files and only_docs(list(files), hunks):
         label, source = _not_bug(commit, files, place, 0.7), (
             "none: not a concurrency fix; the change touches only documentation and comments")
@@ -475,6 +479,29 @@ def _only_named_in_body(message: str, cue: MessageCue | None) -> bool:
     m = cue.regex.search(text) if cue else None
     return m is not None and m.start() > len(text.split("\n", 1)[0]) and not \
         FIX_STATED.search(text, 0, m.start())
+
+
+# A list item of a body: a squashed pull request lists the commits it brought in.
+_ITEM = re.compile(r"^\s*(?:[-*+\u2022]|\d+[.)])\s+")
+# A subject that says what the change fixes or makes safer (beyond FIX_INTENT's words).
+_MENDS = re.compile(r"\b(?:resolv\w*|stabili[sz]\w*|reliab\w*|resilien\w*|robust\w*|safer|"
+                    r"safely)\b", re.IGNORECASE)
+
+
+def _one_item_of_many(message: str) -> bool:
+    """Whether a message names the bug only in one item of a list of changes made for
+    something else: the subject names no bug and no mending ("Instant block mining",
+    "Message Containers (#5077)"), the body lists two or more items, and every line of it
+    that holds a cue is one of them ("* Fix very rare race") — a squashed pull request whose
+    race fix is a side note of a feature, a refactoring or an upgrade."""
+    subject = message.split("\n", 1)[0]
+    if cue_weights(subject) or FIX_INTENT.search(subject) or _MENDS.search(subject):
+        return False
+    lines = prose(message).split("\n")[1:]
+    if sum(1 for line in lines if _ITEM.match(line)) < 2:
+        return False
+    cued = [line for line in lines if cue_weights("-\n\n" + line)]
+    return bool(cued) and all(_ITEM.match(line) for line in cued)
 
 
 def _not_a_code_fix(message: str, phrase: str, negatives: list[str], msg_weight: float

@@ -550,6 +550,27 @@ def test_stuck_with_it_is_an_idiom_not_a_hang(message: str, fix: bool) -> None:
 
 
 @pytest.mark.parametrize(("message", "fix"), [
+    ("Instant block mining (#3399)\n\n* Instant block mining\n\n* Enable it in more suites\n\n"
+     "* Fix very rare race", False),
+    ("Message Containers (#5077)\n\n* Introduce message containers\n* Fix test flake\n", False),
+    # the subject says what the change mends, or the body says it outside the list
+    ("Fix reuse connections (#2454)\n\n* Reuse connections\n* There was a race condition where "
+     "the worker reused a closed connection", True),
+    ("Improve test reliability (#488)\n\n- Fix a race-condition in the debugger tests\n"
+     "- Wait for the server to start", True),
+    ("Reimplement the registry\n\nThis fixes a race condition between two writers.\n\n"
+     "* Use persistent_term\n* Drop the old table", True),
+])
+def test_a_race_fixed_as_one_item_of_a_squashed_feature_is_no_fix(message: str,
+                                                                    fix: bool) -> None:
+    """A squashed pull request made for something else (a feature, an upgrade, a
+    refactoring) that lists a race fix among its commits is not a concurrency fix: its pairs
+    are the feature's. A subject that mends something, or a body that names the bug outside
+    the list, keeps it."""
+    assert _is_fix(message, "src/chain.erl") is fix, message
+
+
+@pytest.mark.parametrize(("message", "fix"), [
     ("Slow down message generation!", False),
     ("Correct a function pattern match\n\nIt counted every progress message as an attempt, "
      "which slowed down message progress.", False),
