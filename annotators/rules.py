@@ -285,7 +285,9 @@ NEGATIVE_CUES: tuple[tuple[str, re.Pattern[str]], ...] = (
                        r"(?:(?:re-?)?(?:skip|disabl|mark|tag|quarantin|exclud)\w*\b.{0,60}\b"
                        r"(?:flak\w*|intermittent\w*|unstable|racy|non-?deterministic\w*|"
                        r"race(?:[ -]conditions?)? (?:tests?|groups?|suites?|cases?))\b|"
-                       r"(?:delet|remov|drop)\w*\b.{0,40}\b(?:flak\w*|intermittent\w*|"
+                       # (removing a test's flakiness fixes it: "remove flakyness of the test")
+                       r"(?:delet|remov|drop)\w*\b(?!\s+(?:the\s+|some\s+)?flak\w*ness)"
+                       r".{0,40}\b(?:flak\w*|intermittent\w*|"
                        r"non-?deterministic\w*|unstable|racy)\b.{0,30}\b(?:tests?|suites?|"
                        r"cases?|testcases?)\b(?!\s+assert)|"
                        r"(?:repeat|retr|re-?run)\w*\b.{0,40}\b(?:flak\w*|intermittent\w*)\b|"

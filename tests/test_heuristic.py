@@ -496,6 +496,7 @@ def test_a_feature_subject_outweighs_a_race_its_body_names(message: str, fix: bo
     ("Delete non-deterministic mining test from the conductor suite", False),
     ("Remove a racy test assertion", True),
     ("test(gateway): temporarily remove flaky case", False),
+    ("test: remove flakyness of the test for delete_alert_query/1", True),  # fixes it
     ("Repeat the flaky payment test until it passes", False),
     ("Tests for a race condition between unload/1 and calls to the mocked module", False),
     ("Reproduce and fix the race between the worker pool and its supervisor", True),
