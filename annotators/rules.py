@@ -156,6 +156,16 @@ MESSAGE_CUES: tuple[MessageCue, ...] = (
                    # state or clocks than processes coordinated; what lacked it is a race)
                    r"unsynchroni[sz]ed|"
                    r"at the same time|simultaneous\w*)\b|"
+                   # parallel work as the cause, not as a feature ("run checks in parallel"):
+                   # undone ("do not start modules in parallel"), colliding, or said to fail
+                   r"\b(?:avoid\w*|do(?:es)?\s+not|don't|never|instead\s+of|no\s+longer|"
+                   r"prevent\w*)\s+(?:\w+\s+){0,4}?(?:in\s+parallel|parallel\s+(?:execution|"
+                   r"runs?|starts?))\b|"
+                   r"\bin\s+parallel\b(?=[^.\n]{0,80}\b(?:(?:could|might|may|would)\s+"
+                   r"(?:\w+\s+)?(?:happen|lead|cause|result|crash|fail)\w*|results?\s+in|"
+                   r"collid\w*|collisions?|clash\w*|step\s+on)\b)|"
+                   r"\b(?:collisions?|clash\w*|conflicts?)\s+(?:\w+\s+){0,2}(?:across|between|"
+                   r"among)\s+(?:\w+\s+){0,2}parallel\b|"
                    # atomic about shared state only: in Ash or Ecto an "atomic update" or
                    # "atomic validation" is a kind of query, not a cure for a race
                    r"\b(?:ets|tables?|counters?|registr\w*|sessions?)\b.{0,30}\b(?:non-?)?"

@@ -572,6 +572,23 @@ def test_a_race_fixed_as_one_item_of_a_squashed_feature_is_no_fix(message: str,
 
 
 @pytest.mark.parametrize(("message", "fix"), [
+    ("Fix presence_SUITE: do not start modules in parallel", True),
+    ("Avoid parallel execution of the tests with the host types group", True),
+    ("Fix test resource name collision across parallel outer groups", True),
+    ("Fix webhook cache entries\n\nWhen requests with identical client ids arrive almost in "
+     "parallel, it could happen that two entries are stored for one key.", True),
+    ("Recover vhosts message stores in parallel after a crash", False),
+    ("fix(portal): check repo health in parallel", False),
+    ("Run parallel tests in parallel", False),
+])
+def test_parallel_work_named_as_the_cause_is_concurrency(message: str, fix: bool) -> None:
+    """Work done in parallel is the cause of a bug when the fix undoes it, when parallel runs
+    collide, or when the message says what parallel arrival could do; as what a change
+    introduces ("check repo health in parallel") it is a feature."""
+    assert _is_fix(message, "src/presence.erl") is fix, message
+
+
+@pytest.mark.parametrize(("message", "fix"), [
     ("Slow down message generation!", False),
     ("Correct a function pattern match\n\nIt counted every progress message as an attempt, "
      "which slowed down message progress.", False),
