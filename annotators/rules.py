@@ -156,6 +156,8 @@ MESSAGE_CUES: tuple[MessageCue, ...] = (
                    # state or clocks than processes coordinated; what lacked it is a race)
                    r"unsynchroni[sz]ed|"
                    r"at the same time|simultaneous\w*)\b|"
+                   # a check that went stale: "it may be dead by the time we inspect it"
+                   r"\b(?:dead|gone|exited|stopped|terminated)\s+by\s+the\s+time\b|"
                    # parallel work as the cause, not as a feature ("run checks in parallel"):
                    # undone ("do not start modules in parallel"), colliding, or said to fail
                    r"\b(?:avoid\w*|do(?:es)?\s+not|don't|never|instead\s+of|no\s+longer|"
@@ -208,11 +210,13 @@ MESSAGE_CUES: tuple[MessageCue, ...] = (
     # caller dies").
     MessageCue("cleanup_on_exit", B.RESOURCE_LEAK,
                _re(r"\b(?:clean(?:s|ed|ing)?(?:[ -]?up)?|(?:remov|delet|purg)\w* stale|"
-                   r"(?:kill|close|release|stop)(?:s|ing)?)\b.{0,50}"
+                   r"(?:kill|close|release|stop|terminate)(?:s|ing)?|"
+                   r"exit(?:s|ing)?(?!\s+(?:codes?|status\w*|values?|reasons?)\b))\b.{0,50}"
                    r"\b(?:after|on|when|if)\s+"
                    r"(?:(?:a |the )?(?:normal |abnormal )?(?:shutdown|exit\w*|termination|"
                    r"crash\w*)|"
-                   r"(?:the |a |its )?\w+ (?:dies|died|exits?|goes away|stops|terminates)|"
+                   r"(?:the |a |its )?(?:\w+ ){1,2}(?:dies|died|exits?|goes away|stops|"
+                   r"terminates)|"
                    r"(?:\w+ ){0,2}(?:of )?(?:a |the )?(?-i:DOWN|'DOWN'|:DOWN))"
                    r"(?![\w'])"),
                0.6),

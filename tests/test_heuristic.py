@@ -279,7 +279,10 @@ def test_dropping_a_link_with_a_link_message() -> None:
     ("Remove stale registry entries after abnormal exit", BugType.RESOURCE_LEAK),
     ("Clean up handlers when the owner dies", BugType.RESOURCE_LEAK),
     ("Worker monitors caller to kill the connection if caller dies", BugType.RESOURCE_LEAK),
+    ("Make index_hashtree process exit when related vnode exits", BugType.RESOURCE_LEAK),
     ("Fix the watcher blocking during slow termination", BugType.DEADLOCK),
+    ("fix: Only log the queue if the process is alive\n\nWe should guard against it being dead "
+     "by the time we try to inspect it.", BugType.RACE_CONDITION),
 ])
 def test_process_lifecycle_cues(message: str, bug_type: BugType) -> None:
     """Tests that pass once they wait, problems with shutdown, state left behind when a
@@ -294,6 +297,7 @@ def test_process_lifecycle_cues(message: str, bug_type: BugType) -> None:
     "Make enabling the stream non-blocking",
     "Set the default shutdown of child supervisors to infinity",
     "Clean up the build directory",
+    "Use a special exit code when the server reports an error on shutdown",
 ])
 def test_lifecycle_words_without_a_problem_are_not_fixes(message: str) -> None:
     label = _label_of_message(message)
