@@ -139,8 +139,8 @@ MESSAGE_CUES: tuple[MessageCue, ...] = (
                    # build: "non-deterministic hostname resolution", "number of events")
                    r"non-?determinis\w*(?=[^.;\n]{0,30}\b" + _RUNS + r")|"
                    r"\b" + _RUNS + r"\b[^.;\n]{0,60}\bnon-?determinis\w*|"
-                   r"timing[ -](?:issues?|problems?|bugs?|errors?|failures?|sensitiv\w*|"
-                   r"dependen\w*))\b"), 0.7),
+                   r"timing[ -](?:issues?|problems?|bugs?|errors?|failures?|fix(?:es)?|"
+                   r"sensitiv\w*|dependen\w*))\b"), 0.7),
     # Not SQL's sense: PostgreSQL builds, drops and refreshes indexes and views CONCURRENTLY
     # (`create index(..., concurrently: true)` in an Ecto migration); nor a quoted `name`,
     # nor the read or write concurrency an ETS table is tuned for.
@@ -210,13 +210,13 @@ MESSAGE_CUES: tuple[MessageCue, ...] = (
     # caller dies").
     MessageCue("cleanup_on_exit", B.RESOURCE_LEAK,
                _re(r"\b(?:clean(?:s|ed|ing)?(?:[ -]?up)?|(?:remov|delet|purg)\w* stale|"
-                   r"(?:kill|close|release|stop|terminate)(?:s|ing)?|"
+                   r"(?:kill|close|release|stop|terminate)(?:s|ing)?|shut(?:s|ting)? down|"
                    r"exit(?:s|ing)?(?!\s+(?:codes?|status\w*|values?|reasons?)\b))\b.{0,50}"
                    r"\b(?:after|on|when|if)\s+"
                    r"(?:(?:a |the )?(?:normal |abnormal )?(?:shutdown|exit\w*|termination|"
                    r"crash\w*)|"
                    r"(?:the |a |its )?(?:\w+ ){1,2}(?:dies|died|exits?|goes away|stops|"
-                   r"terminates)|"
+                   r"terminates|shuts?[ -]?down)|"
                    r"(?:\w+ ){0,2}(?:of )?(?:a |the )?(?-i:DOWN|'DOWN'|:DOWN))"
                    r"(?![\w'])"),
                0.6),

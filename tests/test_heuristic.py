@@ -280,6 +280,9 @@ def test_dropping_a_link_with_a_link_message() -> None:
     ("Clean up handlers when the owner dies", BugType.RESOURCE_LEAK),
     ("Worker monitors caller to kill the connection if caller dies", BugType.RESOURCE_LEAK),
     ("Make index_hashtree process exit when related vnode exits", BugType.RESOURCE_LEAK),
+    ("[dap] correctly shut down dap when the project node shuts down", BugType.RESOURCE_LEAK),
+    ("Fix C2S session close on server shutdown", BugType.RESOURCE_LEAK),
+    ("Test timing fixes and async notifier tests", BugType.RACE_CONDITION),
     ("Fix the watcher blocking during slow termination", BugType.DEADLOCK),
     ("fix: Only log the queue if the process is alive\n\nWe should guard against it being dead "
      "by the time we try to inspect it.", BugType.RACE_CONDITION),
@@ -298,6 +301,7 @@ def test_process_lifecycle_cues(message: str, bug_type: BugType) -> None:
     "Set the default shutdown of child supervisors to infinity",
     "Clean up the build directory",
     "Use a special exit code when the server reports an error on shutdown",
+    'Log "Node shutdown initialized" on authorized shutdown',
 ])
 def test_lifecycle_words_without_a_problem_are_not_fixes(message: str) -> None:
     label = _label_of_message(message)
