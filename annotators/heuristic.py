@@ -167,11 +167,9 @@ def _with_helpers(units: list[Unit], modified: list[Unit]) -> list[list[Unit]]:
                 for h in helpers.get((name, added), ()):
                     parent[root(id(h))] = root(id(u))
     held = {root(id(u)) for u in modified}
-    changed = {id(u) for u in modified}
     groups: dict[int, list[Unit]] = {}
-    for u in units:
-        if root(id(u)) in held and (id(u) in changed or u.span.before is None
-                                    or u.span.after is None):
+    for u in units:  # each is modified, added or removed
+        if root(id(u)) in held:
             groups.setdefault(root(id(u)), []).append(u)
     return list(groups.values())
 
