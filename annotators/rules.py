@@ -73,7 +73,9 @@ _RUNS = (r"(?:tests?|specs?|suites?|CI|fail\w*|errors?|async\w*|parallel\w*|conc
 
 MESSAGE_CUES: tuple[MessageCue, ...] = (
     MessageCue("race", B.RACE_CONDITION,
-               _re(r"\b(?:data[ -])?rac(?:e|es|ed|y|ing|iness)\b(?:[ -]?conditions?)?"), 0.9),
+               # (a TOCTOU, time-of-check to time-of-use, is a race by its other name)
+               _re(r"\b(?:data[ -])?rac(?:e|es|ed|y|ing|iness)\b(?:[ -]?conditions?)?|"
+                   r"\btoctou\b|\btime[ -]of[ -]check\b"), 0.9),
     MessageCue("deadlock", B.DEADLOCK, _re(r"\bdead[ -]?lock(?:s|ed|ing)?\b|"
                                           r"\bmutual(?:ly)?\s+block\w*|"
                                           r"\b(?:block|wait)\w*\s+(?:on\s+|for\s+)?each\s+other\b"),
@@ -335,6 +337,8 @@ TOOLING = _re(r"\b(?:makefile|make(?: -j| ci| check| test)?\b.{0,20}\b(?:target|
 # potential race".
 CUE_STATED = _re(r"(?:\b(?:fix\w*|solv\w*|resolv\w*|prevent\w*|avoid\w*|reduc\w*|mitigat\w*|"
                  r"minimi[sz]\w*|clos(?:e|es|ed|ing)|caus\w*|led to|leads? to|result\w* in|"
+                 # (a window shrunk or narrowed; not a property test's shrinking)
+                 r"(?:shr[iu]nk|narrow)\w*\s+(?:the|a|this|that|its)\b|"
                  r"trigger\w*)\b[^.!?\n]{0,40}|"
                  r"\b(?:as|since|because)\s+(?:this|that|it|they)\s+(?:\w+\s+)?|"
                  r"(?<!\bif )(?<!whether )(?<!in case )\bthere(?: is|'s| was| are|"

@@ -38,6 +38,9 @@ CASES = [
     ("Rewrite the client to run synchronously", False, ("synchronous",)),
     ("Ensure stop is synchronous", True, ("synchronous",)),
     ("Check for {atomic, ok} from the transaction", False, ()),
+    # a race by its other name
+    ("Verify the port hand-off\n\nThis shrinks the TOCTOU window.", True, ("race",)),
+    ("Re-read the row after the time-of-check", True, ("race",)),
 ]
 
 
