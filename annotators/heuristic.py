@@ -56,7 +56,7 @@ from annotators.steps import derive_steps
 # diffs.py): a new version labels every stored commit anew on the next mine, an unchanged one
 # keeps the labels made before. tests/test_rules_version.py holds the labels of a fixed set of
 # commits for this version and fails when they change without it.
-RULES_VERSION = 99
+RULES_VERSION = 100
 ANNOTATOR_ID = f"heuristic/rules-v{RULES_VERSION}/schema-{SCHEMA_VERSION}"
 
 
@@ -345,8 +345,9 @@ class Place:
 def _locate(signal: Signal | None, files: tuple[FileInput, ...], message: str,
             hunks: dict[str, list[Hunk]], units: list[Unit], moved: frozenset[int]) -> Place:
     """The changed function holding the signal, else the changed function most likely to
-    hold the bug (see choose_unit); never an export list, spec, import, attribute or doc
-    line. Files with no changed function give a line range at most."""
+    hold the bug (see choose_unit), or, when that is a new production function a changed
+    test calls, that test; never an export list, spec, import, attribute or doc line. Files
+    with no changed function give a line range at most."""
     if signal is not None and signal.file.is_test and any(not u.file.is_test for u in units):
         signal = None  # a test that now waits for the fix's effect: the fix is elsewhere
     if signal is not None:
@@ -362,6 +363,12 @@ def _locate(signal: Signal | None, files: tuple[FileInput, ...], message: str,
                                      start_line=signal.start, end_line=signal.end), None,
                          at_signal=True)
     unit = choose_unit(units, message, moved)
+    if unit is not None and unit.span.before is None and not unit.file.is_test:
+        # A production function the fix added that only a changed test calls is what the
+        # test needed ("max_event_age_us/0" for a flaky test): the bug lived in the test.
+        caller = caller_of(unit, units)
+        if caller is not None and caller.file.is_test:
+            unit = caller
     if unit is not None:
         return Place(location_of(unit), unit)
     with_diff = [f for f in files if hunks[f.path]]

@@ -1362,6 +1362,29 @@ def test_a_function_given_another_arity_is_not_a_new_helper() -> None:
     assert label.bug_location is not None and label.bug_location.function == "fetch/2"
 
 
+def test_a_new_production_function_only_a_test_calls_locates_the_test() -> None:
+    """A flaky test fixed with the help of a new accessor in production: the test, which
+    the before version had and which now calls the accessor, is where the bug lived."""
+    lib = "defmodule Q do\n  @max_age 60\n\n  def put(x), do: x\nend\n"
+    lib_after = lib.replace("  def put", "  def max_age, do: @max_age\n\n  def put")
+    test = ("defmodule QTest do\n  use ExUnit.Case\n\n  test \"drops old events\" do\n"
+            "    t = now() - 3600\n    assert Q.put(t)\n  end\nend\n")
+    test_after = test.replace("now() - 3600", "now() - div(Q.max_age(), 2)")
+    commit = CommitInput("r", "s", "Fix time-of-day flake in the queue test", (
+        file_input("lib/q.ex", lib, lib_after, "elixir", False),
+        file_input("test/q_test.exs", test, test_after, "elixir", True)))
+    label = _label(commit)
+    assert label.is_concurrency_bug and label.bug_location is not None
+    assert label.bug_location.file == "test/q_test.exs"
+    assert label.bug_location.function == 'test "drops old events"'
+    # the same new function called from production code stays the production fix's place
+    lib_called = lib_after.replace("def put(x), do: x", "def put(x), do: {x, max_age()}")
+    other = _label(CommitInput("r", "s", "Fix time-of-day flake in the queue test", (
+        file_input("lib/q.ex", lib, lib_called, "elixir", False),
+        file_input("test/q_test.exs", test, test_after, "elixir", True))))
+    assert other.bug_location is not None and other.bug_location.file == "lib/q.ex"
+
+
 def test_the_location_prefers_a_function_the_before_version_had() -> None:
     """With no rule to point at a line, a changed function that existed is chosen over a
     new one, however much the new one speaks of processes."""
