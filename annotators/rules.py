@@ -244,7 +244,9 @@ NEGATIVE_CUES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("initial_import", _re(r"^\s*(?:initial|first) (?:commit|import|version|implementation)\b")),
     # A release's changelog lists the fixes it ships ("chore: publish new package versions",
     # a Changesets pull request; "Version Packages"; "chore(main): release 2.1.0").
-    ("release", _re(r"^\s*(?:release|bump|prepare|update changelog|changelog|v?\d+\.\d+\.\d+|"
+    # (not the verb that frees something: "Release structs before asserting deadlock")
+    ("release", _re(r"^\s*(?:release(?!\s+(?:\S+\s+){1,5}(?:when|before|after|once|if)\b)|"
+                    r"bump|prepare|update changelog|changelog|v?\d+\.\d+\.\d+|"
                     r"publish(?:es|ed|ing)? (?:new |the )?(?:package )?versions?|"
                     r"version packages)\b")),
     # (not across a word that fixes: "Fix the error message, fix a race in ...", "Logger
@@ -363,7 +365,9 @@ CAUSE_FOLLOWS = _re(r"^(?:[^.!?\n]{0,50}\b(?:occur\w*|happen\w*|when|where(?:by)
 # ...or, for the words that name a race or deadlock outright, what the old code was: "the
 # former is racy", "the post condition is race prone", "this was a deadlock".
 NAMED_AS = _re(r"(?<!\bif )(?<!whether )(?<!there )\b(?:is|was|are|were|became)\s+"
-               r"(?:(?:a|an|also|still|quite|very|inherently|potentially|known to be)\s+){0,2}$")
+               r"(?:(?:a|an|also|still|quite|very|inherently|potentially|known to be)\s+){0,2}"
+               # "operations are subject to race conditions", "the check is prone to races"
+               r"(?:(?:subject|prone|susceptible|vulnerable|open|exposed)\s+to\s+(?:an?\s+)?)?$")
 # (the cues as clear as a fingerprint diff: race, deadlock, livelock)
 STRONG_CUES = frozenset(c.name for c in MESSAGE_CUES if c.weight >= 0.9)
 NAMING_CUES = STRONG_CUES | {"hang"}  # words that name the bug, read in whole sentences

@@ -1164,6 +1164,14 @@ def test_a_release_that_lists_its_fixes_is_not_one(subject: str) -> None:
     assert label is not None and not label.is_concurrency_bug
 
 
+def test_release_the_verb_is_no_release() -> None:
+    """"Release" that frees something when something happens is what a fix does."""
+    assert _is_fix("Release pool slots when the pool stops\n\nStopping a pool leaked slots "
+                   "of checked-out connections, so a race with checkin starved the host.")
+    assert _is_fix("Release structs before asserting deadlock")
+    assert not _is_fix("Release 2.1.0 with a fix for a race condition")
+
+
 def test_a_subject_is_prose_whatever_it_starts_with() -> None:
     """A "[component]" tag before a subject does not make it a pasted Erlang list."""
     label = _label_of_message("[worker_pool] Fix deadlock caused by a restarted worker\n\n"
@@ -1262,7 +1270,10 @@ def test_a_stated_cause_in_the_body_counts_whole() -> None:
                  # a race by its other name, and a window made smaller
                  "Read then insert leaves a TOCTOU window: the producer can die between them.",
                  "Re-bind the port to prove it is ours: this shrinks the TOCTOU window.",
-                 "Hold the lock longer to narrow the race window."):
+                 "Hold the lock longer to narrow the race window.",
+                 # what the old code was open to
+                 "Some file:position/2 operations are subject to race conditions.",
+                 "The check is prone to races when two nodes join."):
         label = _label_of_message(f"Rework checkout\n\n{body}")
         assert label is not None and label.is_concurrency_bug, body
 
