@@ -55,6 +55,21 @@ def parse_hunks(diff: str | None) -> list[Hunk]:
     return hunks
 
 
+# What reads or sets a file's modification time, in Elixir and Erlang.
+_FILE_TIME = re.compile(r"\bmtime\b|\bFile\.(?:touch|stat)|\bfile:(?:change_time|read_file_info|"
+                        r"write_file_info|last_modified)|:file\.(?:change_time|read_file_info|"
+                        r"write_file_info)|filelib:last_modified")
+
+
+def about_file_times(hunks: list[list[Hunk]]) -> bool:
+    """Whether a change is about files' modification times: at least a third of its changed
+    lines (blank lines aside) read or set one, as a test does that waits for an mtime to move
+    on ("a file touched within the same second is not seen as newer")."""
+    lines = [t for file_hunks in hunks for h in file_hunks for _, t in (*h.removed, *h.added)
+             if t.strip()]
+    return bool(lines) and 3 * sum(1 for t in lines if _FILE_TIME.search(t)) >= len(lines)
+
+
 _ELIXIR_DEF = re.compile(r"^\s*(defp?|defmacrop?|defguardp?)\s+([a-z_][\w?!]*)\s*(\(?)")
 _ERLANG_FUN = re.compile(r"^([a-z][\w@]*)\s*\(")
 # ExUnit test bodies are where flaky-test fixes live; name them like functions.

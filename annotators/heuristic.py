@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from annotators.checks import check_label
-from annotators.diffs import Hunk, parse_hunks
+from annotators.diffs import Hunk, about_file_times, parse_hunks
 from annotators.locate import (
     Unit,
     caller_of,
@@ -56,7 +56,7 @@ from annotators.steps import derive_steps
 # diffs.py): a new version labels every stored commit anew on the next mine, an unchanged one
 # keeps the labels made before. tests/test_rules_version.py holds the labels of a fixed set of
 # commits for this version and fails when they change without it.
-RULES_VERSION = 101
+RULES_VERSION = 102
 ANNOTATOR_ID = f"heuristic/rules-v{RULES_VERSION}/schema-{SCHEMA_VERSION}"
 
 
@@ -452,6 +452,11 @@ def annotate_heuristic(commit: CommitInput) -> Annotation:
         label, source = _not_bug(commit, files, place, 0.6), (
             "none: not a concurrency fix; the message names the bug only as one item of a "
             "list of changes made for something else")
+    elif files and (cue is None or cue.bug_type != BugType.DEADLOCK) and \
+            about_file_times(list(hunks.values())):
+        label, source = _not_bug(commit, files, place, 0.6), (
+            "none: not a concurrency fix; the change is about files' modification times, not "
+            "processes")
     elif files and only_docs(list(files), hunks):
         label, source = _not_bug(commit, files, place, 0.7), (
             "none: not a concurrency fix; the change touches only documentation and comments")

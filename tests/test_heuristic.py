@@ -1164,6 +1164,40 @@ def test_a_release_that_lists_its_fixes_is_not_one(subject: str) -> None:
     assert label is not None and not label.is_concurrency_bug
 
 
+_MIX_TEST = """defmodule Mix.Tasks.CompileTest do
+  use MixTest.Case
+
+  test "recompiles after a change" do
+    File.touch!("lib/a.ex")
+    assert Mix.Tasks.Compile.run([]) == {:ok, []}
+  end
+end
+"""
+
+
+def test_a_race_with_file_modification_times_is_no_concurrency_fix() -> None:
+    """A test that waits for a file's mtime to move on (a file touched within the same second
+    is not seen as newer) fixes no interleaving of processes; a deadlock so fixed still is
+    one, and a test race whose fix touches a file in passing still is a race."""
+    after = _MIX_TEST.replace('    File.touch!("lib/a.ex")\n', '    mtime = File.stat!("lib/a.ex")'
+                              '.mtime\n    File.touch!("lib/a.ex", bump(mtime))\n')
+    race = _commit("Fix race condition in the compile test", "test/compile_test.exs",
+                   _MIX_TEST, after, is_test=True)
+    assert not _label(race).is_concurrency_bug
+    deadlock = _commit("Fix deadlock in the compile test", "test/compile_test.exs",
+                       _MIX_TEST, after, is_test=True)
+    assert _label(deadlock).is_concurrency_bug
+    waits = _MIX_TEST.replace("    assert Mix", "    pid = start_supervised!(Watcher)\n"
+                              "    ref = Process.monitor(pid)\n    send(pid, :scan)\n"
+                              "    assert_receive {:scanned, ^pid}\n"
+                              "    refute_received {:DOWN, ^ref, _, _, _}\n"
+                              "    Watcher.stop(pid)\n    assert Mix")
+    passing = _commit("Fix race condition in the compile test", "test/compile_test.exs",
+                      _MIX_TEST, waits.replace('File.touch!("lib/a.ex")',
+                                               'File.touch!("lib/a.ex", 0)'), is_test=True)
+    assert _label(passing).is_concurrency_bug
+
+
 def test_release_the_verb_is_no_release() -> None:
     """"Release" that frees something when something happens is what a fix does."""
     assert _is_fix("Release pool slots when the pool stops\n\nStopping a pool leaked slots "
