@@ -56,7 +56,7 @@ from annotators.steps import derive_steps
 # diffs.py): a new version labels every stored commit anew on the next mine, an unchanged one
 # keeps the labels made before. tests/test_rules_version.py holds the labels of a fixed set of
 # commits for this version and fails when they change without it.
-RULES_VERSION = 102
+RULES_VERSION = 103
 ANNOTATOR_ID = f"heuristic/rules-v{RULES_VERSION}/schema-{SCHEMA_VERSION}"
 
 
@@ -492,7 +492,10 @@ def _only_named_in_body(message: str, cue: MessageCue | None) -> bool:
 
 
 # A list item of a body: a squashed pull request lists the commits it brought in.
-_ITEM = re.compile(r"^\s*(?:[-*+\u2022]|\d+[.)])\s+")
+_ITEM = re.compile(r"^\s*(?:[-*+\u2022]|\d+[.)])\s+|"
+                   # (a squashed commit's subjects: "fix: sleep to avoid a flaky test")
+                   r"^\s*(?:feat|fix|improvement|chore|test|docs|refactor|perf|ci|build|style)"
+                   r"(?:\([^)\n]*\))?!?:\s")
 # A subject that says what the change fixes or makes safer (beyond FIX_INTENT's words).
 _MENDS = re.compile(r"\b(?:resolv\w*|stabili[sz]\w*|reliab\w*|resilien\w*|robust\w*|safer|"
                     r"safely)\b", re.IGNORECASE)

@@ -486,6 +486,9 @@ def test_a_timing_issue_is_a_flaky_test(message: str, fix: bool) -> None:
     ("Implemented inactivity timeouts for client and acceptor.\n\nA linked acceptor "
      "crashed the client on shutdown: its EXIT signal is trapped now.", False),
     ("Moved the lookup inside the lock to fix the race", True),
+    # an API that takes more options is a feature, whatever mailbox its options can cap
+    ("Accept keyword options in add_logger_handler/1\n\nApps can set :discard_threshold to "
+     "avoid unbounded mailbox growth under error bursts.", False),
 ])
 def test_a_feature_subject_outweighs_a_race_its_body_names(message: str, fix: bool) -> None:
     """A commit whose subject adds or refactors something is that, whatever race its body
@@ -562,6 +565,9 @@ def test_stuck_with_it_is_an_idiom_not_a_hang(message: str, fix: bool) -> None:
     ("Instant block mining (#3399)\n\n* Instant block mining\n\n* Enable it in more suites\n\n"
      "* Fix very rare race", False),
     ("Message Containers (#5077)\n\n* Introduce message containers\n* Fix test flake\n", False),
+    # a squashed pull request whose body is its commits' subjects
+    ("improvement: bulk destroy for array changes\n\nimprovement: set the union tag\n"
+     "fix: sleep to avoid a flaky uuid test\ntest: remove unused variable\n", False),
     # the subject says what the change mends, or the body says it outside the list
     ("Fix reuse connections (#2454)\n\n* Reuse connections\n* There was a race condition where "
      "the worker reused a closed connection", True),
