@@ -152,7 +152,9 @@ MESSAGE_CUES: tuple[MessageCue, ...] = (
                    r"\b(?:(?<!max )(?<!maximum )(?<!\d )"
                    r"concurrent(?:ly\b(?!`|:| (?:create|drop|refresh|reindex)))?|"
                    r"(?<!max )(?<!maximum )(?<!max_)(?<!default )(?<!min )(?<!read )"
-                   r"(?<!write )concurrency"
+                   # (nor a load, or one tuned: "under high concurrency", "reduce concurrency")
+                   r"(?<!write )(?<!high )(?<!heavy )(?<!more )(?<!less )(?<!reduce )"
+                   r"(?<!lower )(?<!limit )concurrency"
                    r"(?![ _-](?:level|limit|option|setting|factor|param\w*|to \d))|"
                    # (not "synchronize": far more often a sync of data, versions, nodes'
                    # state or clocks than processes coordinated; what lacked it is a race)
@@ -261,6 +263,9 @@ NEGATIVE_CUES: tuple[tuple[str, re.Pattern[str]], ...] = (
                               r"[^\n]){0,60}\b(?:dead[ -]?locks?|races?|stuck|"
                               r"hung|hangs?|hanging)\b|"
                               r"\b(?:dead[ -]?lock|race)s? (?:detection|reports?)\b|"
+                              # (a run set up to find races: "a better chance at finding races")
+                              r"\b(?:finding|to find|to catch|catching|to expose|exposing)\s+"
+                              r"(?:more\s+|possible\s+|potential\s+)?(?:dead[ -]?locks?|races?)\b|"
                               r"\bdead[ -]?locks? errors?\b|"
                               r"\b(?:dead[ -]?lock|race)s? (?:is |are |was |were )?"
                               r"(?:found|detected)\b")),

@@ -699,6 +699,9 @@ def test_a_tests_new_wait_beside_a_feature_is_the_features_test(subject: str,
     ("Disable stats reporting when unset, remove race for group nodes", True),
     ("Remove debugging print, de-race the unit test", True),
     ("Log a warning when the pool deadlocks", False),
+    # a run set up to find races finds none yet
+    ("Run all tests with +T 9 to get a better chance at finding races.", False),
+    ("Fix find race in the registry", True),
 ])
 def test_a_report_does_not_reach_across_a_clause_that_fixes(subject: str, fix: bool) -> None:
     assert _is_fix(subject) is fix, subject
@@ -1330,6 +1333,18 @@ def test_a_stated_cause_in_the_body_counts_whole() -> None:
 ])
 def test_a_body_that_names_no_race_of_the_old_code_counts_half(body: str) -> None:
     assert not _is_fix(f"Rework checkout\n\n{body}"), body
+
+
+@pytest.mark.parametrize("body", [
+    "Under high concurrency, parked requests kept more heap live than they needed.",
+    "Reduce concurrency in the pagination test cases.",
+])
+def test_a_load_or_a_load_tuned_is_no_concurrency_bug(body: str) -> None:
+    """"Concurrency" that names how much runs at once, or a change to it, names no bug, even
+    beside a subject that fixes something."""
+    assert not _is_fix(f"Fix the page count of backward pagination\n\n{body}"), body
+    assert _is_fix("Fix the page count of backward pagination\n\nTwo callers ran it "
+                   "concurrently and both wrote the count.")
 
 
 def test_a_race_the_body_rules_out_is_no_fix_whatever_the_subject() -> None:
