@@ -56,7 +56,7 @@ from annotators.steps import derive_steps
 # diffs.py): a new version labels every stored commit anew on the next mine, an unchanged one
 # keeps the labels made before. tests/test_rules_version.py holds the labels of a fixed set of
 # commits for this version and fails when they change without it.
-RULES_VERSION = 104
+RULES_VERSION = 105
 ANNOTATOR_ID = f"heuristic/rules-v{RULES_VERSION}/schema-{SCHEMA_VERSION}"
 
 
@@ -452,6 +452,11 @@ def annotate_heuristic(commit: CommitInput) -> Annotation:
         label, source = _not_bug(commit, files, place, 0.6), (
             "none: not a concurrency fix; the message names the bug only as one item of a "
             "list of changes made for something else")
+    elif cue is not None and cue.name in ("hang", "blocking") and \
+            _LOOPS.search(prose(commit.message)):
+        label, source = _not_bug(commit, files, place, 0.6), (
+            "none: not a concurrency fix; what hangs is a loop that never ends, not a wait "
+            "on another process")
     elif files and (cue is None or cue.bug_type != BugType.DEADLOCK) and \
             about_file_times(list(hunks.values())):
         label, source = _not_bug(commit, files, place, 0.6), (
@@ -481,6 +486,12 @@ def annotate_heuristic(commit: CommitInput) -> Annotation:
 _UPDATE = re.compile(r"^\W*(?:update|updating|bump|bumping|upgrade|upgrading|"
                      r"(?:explicitly )?depend(?:s|ing)? on)\b|"
                      r"^[\w.-]+ v?\d+(?:\.\d+)+\W*$", re.IGNORECASE)
+
+
+# A hang that is a loop that never ends: no process waits on another.
+_LOOPS = re.compile(r"\binfinite(?:ly)? loop|\bendless loop|\bbusy[- ]loop|"
+                    r"\b(?:loop|recurs)\w* (?:\w+ ){0,5}forever|\b100\s?% (?:of )?(?:the )?CPU",
+                    re.IGNORECASE)
 
 
 def _only_named_in_body(message: str, cue: MessageCue | None) -> bool:

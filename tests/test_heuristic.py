@@ -562,6 +562,20 @@ def test_stuck_with_it_is_an_idiom_not_a_hang(message: str, fix: bool) -> None:
 
 
 @pytest.mark.parametrize(("message", "fix"), [
+    ("fix: stop the Alt-Svc parser looping on a non-token byte\n\nparse_entries recursed on "
+     "the same bytes forever, pinning a scheduler at 100% CPU: one header could hang the "
+     "connection process.", False),
+    ("Fix client hang on expired shapes\n\nA stale CDN response kept the client in an "
+     "infinite loop of 409s.", False),
+    ("Fix hang when the pool is full\n\nThe caller waited forever for a checkout reply.", True),
+])
+def test_a_loop_that_never_ends_is_no_hang_on_another_process(message: str, fix: bool) -> None:
+    """A process that "hangs" in an infinite loop waits on no other process: no concurrency
+    bug, unlike one that waits forever for a reply."""
+    assert _is_fix(message, "src/alt_svc.erl") is fix, message
+
+
+@pytest.mark.parametrize(("message", "fix"), [
     ("Instant block mining (#3399)\n\n* Instant block mining\n\n* Enable it in more suites\n\n"
      "* Fix very rare race", False),
     ("Message Containers (#5077)\n\n* Introduce message containers\n* Fix test flake\n", False),
