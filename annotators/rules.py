@@ -295,6 +295,8 @@ NEGATIVE_CUES: tuple[tuple[str, re.Pattern[str]], ...] = (
                     r"introduc(?:e|es|ed|ing)|implement(?:s|ed|ing)?|expos(?:e|es|ed|ing)|"
                     r"accept(?:s|ed|ing)? (?:\w+ )?(?:options?|opts|arguments?|args|"
                     r"param(?:eter)?s?)\b|"
+                    # (code found unneeded and dropped: "No need to trap exits")
+                    r"no (?:longer )?need(?:ed)? (?:to|for)\b|"
                     r"deprecat(?:e|es|ed|ing)|optionally|make [\w ]{0,30}configurable|"
                     r"optimi[sz](?:e|es|ed|ing)|refactor(?:s|ed|ing)?|clean ?up|cleanup|"
                     r"simplif(?:y|ies|ied|ying)|renam(?:e|es|ed|ing)|mov(?:e|es|ed|ing)|"

@@ -489,6 +489,9 @@ def test_a_timing_issue_is_a_flaky_test(message: str, fix: bool) -> None:
     # an API that takes more options is a feature, whatever mailbox its options can cap
     ("Accept keyword options in add_logger_handler/1\n\nApps can set :discard_threshold to "
      "avoid unbounded mailbox growth under error bursts.", False),
+    # code found unneeded and dropped, whatever construct it was
+    ("No need to trap exits", False),
+    ("We no longer need to close the port.\n\nThis also fixes a hang in IEx.", True),
 ])
 def test_a_feature_subject_outweighs_a_race_its_body_names(message: str, fix: bool) -> None:
     """A commit whose subject adds or refactors something is that, whatever race its body
