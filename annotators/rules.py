@@ -265,7 +265,7 @@ NEGATIVE_CUES: tuple[tuple[str, re.Pattern[str]], ...] = (
                               r"\b(?:dead[ -]?lock|race)s? (?:detection|reports?)\b|"
                               # (a run set up to find races: "a better chance at finding races")
                               r"\b(?:finding|to find|to catch|catching|to expose|exposing)\s+"
-                              r"(?:more\s+|possible\s+|potential\s+)?(?:dead[ -]?locks?|races?)\b|"
+                              r"(?:\S+\s+){0,2}?(?:dead[ -]?locks?|races?)\b|"
                               r"\bdead[ -]?locks? errors?\b|"
                               r"\b(?:dead[ -]?lock|race)s? (?:is |are |was |were )?"
                               r"(?:found|detected)\b")),
@@ -319,7 +319,12 @@ NEGATIVE_CUES: tuple[tuple[str, re.Pattern[str]], ...] = (
                        r"cases?|testcases?)\b(?!\s+assert)|"
                        r"(?:repeat|retr|re-?run)\w*\b.{0,40}\b(?:flak\w*|intermittent\w*)\b|"
                        r"tests? (?:for|of|covering)\b|"
-                       r"(?:demonstrat|reproduc)\w*\b)")),
+                       r"(?:demonstrat|reproduc)\w*\b|"
+                       # a test added that shows a race, fixing none ("Add failing … race
+                       # test", "Adding pulse test for race condition described by bug 305")
+                       r"add(?:s|ed|ing)?\b(?![^\n]*\b(?:fix|avoid|prevent|resolv|solv)\w*)"
+                       r"(?=[^\n]*\b(?:tests?|test ?cases?)\b)"
+                       r"(?=[^\n]*\b(?:rac(?:e|es|y)|dead[ -]?locks?)\b))")),
     # A revert undoes a commit, a fix among them ('Revert "Fix iex test race condition"').
     ("revert", _re(r"^\s*revert(?:s|ed|ing)?\b")),
 )

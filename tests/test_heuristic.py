@@ -718,6 +718,11 @@ def test_a_tests_new_wait_beside_a_feature_is_the_features_test(subject: str,
     ("Log a warning when the pool deadlocks", False),
     # a run set up to find races finds none yet
     ("Run all tests with +T 9 to get a better chance at finding races.", False),
+    ("Add a hook to aid PULSE in finding issue #174's race", False),
+    # a test added that shows a race fixes none
+    ("Add failing list data files race test", False),
+    ("Add test for deadlock handling.", False),
+    ("Add a test and fix the race in list_data_files", True),
     ("Fix find race in the registry", True),
 ])
 def test_a_report_does_not_reach_across_a_clause_that_fixes(subject: str, fix: bool) -> None:
