@@ -263,6 +263,11 @@ NEGATIVE_CUES: tuple[tuple[str, re.Pattern[str]], ...] = (
                               r"[^\n]){0,60}\b(?:dead[ -]?locks?|races?|stuck|"
                               r"hung|hangs?|hanging)\b|"
                               r"\b(?:dead[ -]?lock|race)s? (?:detection|reports?)\b|"
+                              # (how an exit message is shown or logged: "Show exit messages
+                              # in IEx", "Make the exit message be a notice")
+                              r"\b(?:show\w*|log(?:s|ged|ging)?|format\w*|print\w*|display\w*)"
+                              r"\b[^\n]{0,40}\bexit messages?\b|\bexit messages? (?:be|as) "
+                              r"(?:a |an )?(?:notice|warning|info|debug|error)\b|"
                               # (a run set up to find races: "a better chance at finding races")
                               r"\b(?:finding|to find|to catch|catching|to expose|exposing)\s+"
                               r"(?:\S+\s+){0,2}?(?:dead[ -]?locks?|races?)\b|"

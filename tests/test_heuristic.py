@@ -719,6 +719,11 @@ def test_a_tests_new_wait_beside_a_feature_is_the_features_test(subject: str,
     # a run set up to find races finds none yet
     ("Run all tests with +T 9 to get a better chance at finding races.", False),
     ("Add a hook to aid PULSE in finding issue #174's race", False),
+    # how an exit message is shown or logged, not how exits are handled
+    ("Show exit messages in IEx", False),
+    ("Make the exit message be a notice", False),
+    ("Use format_reason in supervisor child exit messages, too", False),
+    ("Don't send exit messages on a normal async exit", True),
     # a test added that shows a race fixes none
     ("Add failing list data files race test", False),
     ("Add test for deadlock handling.", False),
