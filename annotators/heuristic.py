@@ -56,7 +56,7 @@ from annotators.steps import derive_steps
 # diffs.py): a new version labels every stored commit anew on the next mine, an unchanged one
 # keeps the labels made before. tests/test_rules_version.py holds the labels of a fixed set of
 # commits for this version and fails when they change without it.
-RULES_VERSION = 108
+RULES_VERSION = 109
 ANNOTATOR_ID = f"heuristic/rules-v{RULES_VERSION}/schema-{SCHEMA_VERSION}"
 
 
@@ -433,7 +433,8 @@ def annotate_heuristic(commit: CommitInput) -> Annotation:
     # it is in the code, or in a test when the message names a problem too: beside a new
     # feature, a test that now waits is the feature's test.
     strong_diff = diff_weight >= 0.9 and (not top.file.is_test or msg_weight >= 0.6
-                                          or all(f.is_test for f in files))
+                                          or (all(f.is_test for f in files)
+                                              and "feature" not in negatives))
     # A subject that reads as a feature outweighs even a clear word that only its body holds
     # (a test added to find a race, an option that avoids one) unless the body says the
     # commit fixes it ("Refactor credit/5\n\nAnd fix a race condition flake") or the diff is

@@ -91,6 +91,20 @@ def test_call_to_self_is_a_deadlock_even_with_vague_message() -> None:
     assert label.bug_location is not None and label.bug_location.function == "handle_call/3"
 
 
+@pytest.mark.parametrize(("subject", "fix"), [
+    ("Rework the counter test", True),  # the fingerprint speaks for a neutral subject
+    ("HTTP/1 test refactor (#616)", False),
+    ("Refactor the counter test\n\nIt raced the listener: a sleep waited for the bump.", True),
+])
+def test_a_tests_fingerprint_does_not_outweigh_a_refactoring_that_names_no_problem(
+        subject: str, fix: bool) -> None:
+    """A sleep made a wait in a commit that only changes tests makes a fix of a neutral
+    subject, but not of a refactoring of the tests whose message names no problem."""
+    label = annotate_heuristic(_commit(subject, "test/counter_test.exs", COUNTER_TEST_FLAKY,
+                                       COUNTER_TEST_FIXED, is_test=True)).label
+    assert label is not None and label.is_concurrency_bug is fix, subject
+
+
 def test_sleep_replaced_by_assert_receive_is_a_test_race() -> None:
     """A sleep replaced by assert_receive in a test is a race in test scope."""
     label = annotate_heuristic(_commit("Fix flaky counter test", "test/counter_test.exs",
