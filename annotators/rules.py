@@ -332,6 +332,13 @@ NEGATIVE_CUES: tuple[tuple[str, re.Pattern[str]], ...] = (
                        r"(?=[^\n]*\b(?:rac(?:e|es|y)|dead[ -]?locks?)\b))")),
     # A revert undoes a commit, a fix among them ('Revert "Fix iex test race condition"').
     ("revert", _re(r"^\s*revert(?:s|ed|ing)?\b")),
+    # Types written for Dialyzer: what "can never return" there is the checker's verdict on
+    # a spec, not a process that waits ("Fix type specs for Cachex.expire", "Fix dialyzer
+    # warnings"); a race the subject names still outweighs it.
+    ("typing", _re(r"^\s*(?:fix|correct|updat|improv|add|tighten|relax|refin)\w*\s+"
+                   r"(?:the\s+|some\s+|a\s+|missing\s+|wrong\s+|incorrect\s+|broken\s+)?"
+                   r"(?:type\s*specs?|typespecs?|@?specs?|types?|dialyzer)\b|"
+                   r"\bdialyzer\s+(?:warnings?|errors?|complaints?|issues?)\b")),
 )
 
 # A Conventional Commits type, "chore(deps): " or "refactor!: ", gitmoji ("✨ ", ":bug: ")
