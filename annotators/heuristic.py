@@ -56,7 +56,7 @@ from annotators.steps import derive_steps
 # diffs.py): a new version labels every stored commit anew on the next mine, an unchanged one
 # keeps the labels made before. tests/test_rules_version.py holds the labels of a fixed set of
 # commits for this version and fails when they change without it.
-RULES_VERSION = 110
+RULES_VERSION = 111
 ANNOTATOR_ID = f"heuristic/rules-v{RULES_VERSION}/schema-{SCHEMA_VERSION}"
 
 
@@ -453,8 +453,7 @@ def annotate_heuristic(commit: CommitInput) -> Annotation:
         label, source = _not_bug(commit, files, place, 0.6), (
             "none: not a concurrency fix; the message names the bug only as one item of a "
             "list of changes made for something else")
-    elif cue is not None and cue.name in ("hang", "blocking") and \
-            _LOOPS.search(prose(commit.message)):
+    elif cue is not None and _a_loop(commit.message, cue):
         label, source = _not_bug(commit, files, place, 0.6), (
             "none: not a concurrency fix; what hangs is a loop that never ends, not a wait "
             "on another process")
@@ -493,6 +492,16 @@ _UPDATE = re.compile(r"^\W*(?:update|updating|bump|bumping|upgrade|upgrading|"
 _LOOPS = re.compile(r"\binfinite(?:ly)? loop|\bendless loop|\bbusy[- ]loop|"
                     r"\b(?:loop|recurs)\w* (?:\w+ ){0,5}forever|\b100\s?% (?:of )?(?:the )?CPU",
                     re.IGNORECASE)
+
+
+def _a_loop(message: str, cue: MessageCue) -> bool:
+    """Whether what the message calls a hang is a loop that never ends: a hang or blocking
+    it names beside a loop, or a subject that fixes a loop and names no concurrency problem
+    ("Fixed infinite loop in document updates", whose body calls it the "deadlocks" seen)."""
+    subject = prose(message).split("\n", 1)[0]
+    if cue.name in ("hang", "blocking"):
+        return _LOOPS.search(prose(message)) is not None
+    return _LOOPS.search(subject) is not None and not cue_weights(subject)
 
 
 def _only_named_in_body(message: str, cue: MessageCue | None) -> bool:

@@ -87,8 +87,11 @@ MESSAGE_CUES: tuple[MessageCue, ...] = (
                    r"storms?)\b|"
                    r"\b(?:grow\w*|overflow\w*|flood\w*|unbounded)\b.{0,30}\b(?:mailbox|message "
                    r"queue)"), 0.85),
+    # (not a tool that looks for leaks: "Reducing delay to 5 minutes for leak monitor")
     MessageCue("leak", B.RESOURCE_LEAK,
-               _re(r"\b(?:leak\w*|orphan\w*|zombie\w*|dangling)\b.{0,40}\b(?:process\w*|pids?|"
+               _re(r"\b(?:leak(?!\s+(?:monitor|detector|detection|checker|check|tracker|"
+                   r"tracking|hunter|finder)s?\b)\w*|orphan\w*|zombie\w*|dangling)\b.{0,40}\b"
+                   r"(?:process\w*|pids?|"
                    r"monitors?|links?|timers?|ports?|sockets?|connections?|tasks?|messages?|"
                    r"ets|tables?|refs?|references?|children|workers?|listeners?|clients?|sessions?|"
                    r"consumers?|subscri\w+)\b|"

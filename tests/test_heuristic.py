@@ -446,6 +446,19 @@ def test_what_a_function_never_returns_is_no_hang(message: str, fix: bool) -> No
 
 
 @pytest.mark.parametrize(("message", "fix"), [
+    ("Reducing delay to 5 minutes for leak monitor\n\nA 5 minutes check ought to be "
+     "sufficient.", False),
+    ("Add a leak detector for connections", False),
+    ("Fix leaked monitors on checkout", True),
+    ("Fix leak of monitors when the caller dies", True),
+])
+def test_a_tool_that_looks_for_leaks_is_no_leak(message: str, fix: bool) -> None:
+    """A "leak monitor" or "leak detector" is a tool that looks for leaks, not a leaked
+    monitor."""
+    assert _is_fix(message, "src/pool.erl") is fix, message
+
+
+@pytest.mark.parametrize(("message", "fix"), [
     ("Fix type specs for Cache.fetch\n\nWithout nil in the spec Dialyzer concludes that the "
      "function can never return.", False),
     ("Fix dialyzer warnings\n\nThe loop can never return, so spec it as no_return().", False),
@@ -598,6 +611,10 @@ def test_stuck_with_it_is_an_idiom_not_a_hang(message: str, fix: bool) -> None:
     ("Fix client hang on expired shapes\n\nA stale CDN response kept the client in an "
      "infinite loop of 409s.", False),
     ("Fix hang when the pool is full\n\nThe caller waited forever for a checkout reply.", True),
+    # a subject that fixes a loop: the "deadlocks" its body names were the loop
+    ("Fixed infinite loop in document updates\n\nI also think that the deadlocks I was "
+     "experiencing were due to this bug.", False),
+    ("Fix infinite loop caused by a race between the two readers", True),
 ])
 def test_a_loop_that_never_ends_is_no_hang_on_another_process(message: str, fix: bool) -> None:
     """A process that "hangs" in an infinite loop waits on no other process: no concurrency
