@@ -56,7 +56,7 @@ from annotators.steps import derive_steps
 # diffs.py): a new version labels every stored commit anew on the next mine, an unchanged one
 # keeps the labels made before. tests/test_rules_version.py holds the labels of a fixed set of
 # commits for this version and fails when they change without it.
-RULES_VERSION = 111
+RULES_VERSION = 112
 ANNOTATOR_ID = f"heuristic/rules-v{RULES_VERSION}/schema-{SCHEMA_VERSION}"
 
 
@@ -603,6 +603,8 @@ def _bug(commit: CommitInput, cue: MessageCue | None, phrase: str, top: Signal |
         bug_type = BugType.DEADLOCK
     if bug_type == BugType.RACE_CONDITION and _about_order(commit.message, top):
         bug_type = BugType.MESSAGE_ORDERING
+    if bug_type == BugType.RACE_CONDITION:
+        bug_type = _effect_of_race(commit.message) or bug_type
     agree = top is not None and cue is not None and top.rule.bug_type == cue.bug_type
     confidence = min(0.95, 0.35 + 0.4 * msg_weight + 0.2 * diff_weight + (0.1 if agree else 0))
     if not files:  # the fix is in code racemine does not extract (JavaScript, C, ...)
@@ -650,6 +652,22 @@ _RELATED = {frozenset({BugType.EXIT_SIGNAL, BugType.RESOURCE_LEAK}),
 def _explains(rule_type: BugType, label_type: BugType) -> bool:
     """Whether a diff rule's mechanism explains a bug of the label's type."""
     return rule_type == label_type or frozenset({rule_type, label_type}) in _RELATED
+
+
+# What a race caused, as the subject names it: "fix potential leak due to race", "deadlock
+# caused by a startup race" — the bug is the leak or the deadlock, the race its cause.
+_EFFECT_OF_RACE = re.compile(
+    r"\b(?:(leak\w*)|(dead[ -]?lock\w*|hang(?:s|ing)?|hung|stuck))\s+(?:\w+\s+){0,2}?"
+    r"(?:due to|caused by|because of|from)\s+(?:an?\s+|the\s+)?(?:\w+\s+)?rac(?:e|es|y|ing)\b",
+    re.IGNORECASE)
+
+
+def _effect_of_race(message: str) -> BugType | None:
+    """The bug type of what the subject says a race caused, if it says so."""
+    m = _EFFECT_OF_RACE.search(bare_subject(message))
+    if m is None:
+        return None
+    return BugType.RESOURCE_LEAK if m.group(1) else BugType.DEADLOCK
 
 
 def _about_order(message: str, top: Signal | None) -> bool:

@@ -222,6 +222,10 @@ def test_label_schema_rejects_inconsistent_type() -> None:
     ("Fix event/message out of order", BugType.MESSAGE_ORDERING),
     ("Fix replies reordered after a reconnect", BugType.MESSAGE_ORDERING),
     ("Fix the pool and its workers waiting on each other", BugType.DEADLOCK),
+    # what a race caused is the bug; the race is its cause
+    ("fix(resource manager): fix potential leak due to race", BugType.RESOURCE_LEAK),
+    ("Fix deadlock caused by a startup race", BugType.DEADLOCK),
+    ("Fix race in the leak check", BugType.RACE_CONDITION),
 ])
 def test_bug_type_names_the_cause(message: str, bug_type: BugType) -> None:
     """Messages left in a mailbox are delivery bugs; leaked processes are leaks."""
