@@ -111,6 +111,11 @@ MESSAGE_CUES: tuple[MessageCue, ...] = (
                _re(r"\b(?:out[ -]of[ -]order(?![ -](?:arguments?|args|param\w*|fields?|keys?|"
                    r"elements?|options?|clauses?|functions?|columns?|imports?|items?))|"
                    r"message order\w*|ordering of (?:messages|events)|arriv\w+ (?:before|after))\b|"
+                   # (a message that waits its turn: "the EXIT message would come in behind
+                   # the checkout messages")
+                   r"\b(?:arriv\w*|com(?:e|es|ing) in|queued?|land\w*|sits?|sitting|stuck|"
+                   r"delivered|processed)\s+(?:\w+\s+)?behind\s+(?:\w+\s+){0,2}?(?:messages?|"
+                   r"requests?|calls?|casts?)\b|"
                    r"\b(?:" + _EXCHANGED + r")\b.{0,20}\breorder\w*|"
                    r"\breorder\w*\b.{0,20}\b(?:" + _EXCHANGED + r")\b"), 0.7),
     MessageCue("exit_signal", B.EXIT_SIGNAL,

@@ -225,6 +225,9 @@ def test_label_schema_rejects_inconsistent_type() -> None:
     # what a race caused is the bug; the race is its cause
     ("fix(resource manager): fix potential leak due to race", BugType.RESOURCE_LEAK),
     ("Fix deadlock caused by a startup race", BugType.DEADLOCK),
+    # an EXIT queued behind requests is the order messages are handled in
+    ("Fix uncovered bug\n\nThis caused a race condition: the EXIT message would come in "
+     "behind the checkout messages.", BugType.MESSAGE_ORDERING),
     ("Fix race in the leak check", BugType.RACE_CONDITION),
 ])
 def test_bug_type_names_the_cause(message: str, bug_type: BugType) -> None:
