@@ -238,7 +238,8 @@ MESSAGE_CUES: tuple[MessageCue, ...] = (
                    r"while|when|on|in|until|the|its|calls?|callers?|process\w*|forever)\b|"
                    r"\bblock(?:s|ed|ing)?\s+(?:the\s+)?(?:caller|calling process|gen_?server|"
                    r"supervisor|event loop|mailbox)s?\b"), 0.6),
-    MessageCue("timeout", B.TIMEOUT, _re(r"\b(?:time[ -]?outs?|timed[ -]out)\b"), 0.45),
+    MessageCue("timeout", B.TIMEOUT,
+               _re(r"\b(?:time[ -]?outs?|timed[ -]out|tim(?:es|ing) out)\b"), 0.45),
     # Links tie processes' lifetimes together; on its own the word is weak (a "link" may be
     # a URL), so it needs a production diff signal.
     MessageCue("links", B.EXIT_SIGNAL, _re(r"\b(?:spawn_link|(?:un)?link(?:s|ed|ing)?)\b"), 0.45),

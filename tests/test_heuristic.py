@@ -1652,3 +1652,13 @@ def test_a_rule_explains_only_a_bug_of_its_kind() -> None:
                                       _SERVER, after))
     assert leak.label is not None and leak.label.bug_type == BugType.RESOURCE_LEAK
     assert leak.label.explanation is not None and "handle_call/3" in leak.label.explanation
+
+
+@pytest.mark.parametrize(("subject", "phrase"), [
+    ("Fix the manager timing out on a large initial request count", "timing out"),
+    ("Fix the checkout that times out under load", "times out"),
+    ("Fix the reader that timed out", "timed out"),
+])
+def test_every_form_of_timing_out_is_a_timeout(subject: str, phrase: str) -> None:
+    """"timing out" and "times out" name a timeout as "timed out" does."""
+    assert [(c.name, p) for c, p, _ in cue_weights(subject)] == [("timeout", phrase)]
