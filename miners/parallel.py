@@ -123,14 +123,16 @@ def _context(then: Then | None) -> multiprocessing.context.BaseContext:
     context.set_forkserver_preload(modules)
     if threading.current_thread() is threading.main_thread():
         # The fork server imports those modules before it shields itself from Ctrl-C, so a
-        # Ctrl-C in that second would print its traceback: it starts ignoring SIGINT (the
-        # processes it starts inherit that), and the mining process, which handles the
-        # interrupt, stops the workers. (Ctrl-C in the milliseconds of the start is lost.)
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        # Ctrl-C in that second would print its traceback: it starts with SIGINT blocked
+        # (the processes it starts inherit the mask), and the mining process, which handles
+        # the interrupt, stops the workers. Blocked, not ignored: a Ctrl-C that reaches the
+        # mining process while the server starts (seconds on a loaded machine) waits,
+        # pending, and stops the run once the server is up, instead of being lost.
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
             multiprocessing.forkserver.ensure_running()
         finally:
-            signal.signal(signal.SIGINT, previous)
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
     return context
 
 

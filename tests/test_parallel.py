@@ -64,3 +64,34 @@ def test_a_ctrl_c_during_a_submit_is_raised_once_the_submit_is_done() -> None:
                           cwd=Path(__file__).parent.parent, timeout=60,
                           preexec_fn=as_from_a_shell)
     assert done.stdout.split("\n")[:2] == ["block finished", "interrupted after"], done.stderr
+
+
+FORK_SERVER_START = """
+import os, signal, time
+import multiprocessing.forkserver as forkserver
+from miners.parallel import _context
+
+started = forkserver.ensure_running
+
+def start_while_interrupted():
+    os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C lands while the server starts
+    time.sleep(0.2)
+    started()
+
+forkserver.ensure_running = start_while_interrupted
+try:
+    _context(None)
+    time.sleep(0.5)
+    print("not interrupted")
+except KeyboardInterrupt:
+    print("interrupted")
+"""
+
+
+def test_a_ctrl_c_while_the_fork_server_starts_is_not_lost() -> None:
+    """A Ctrl-C that reaches the mine while its parse workers' server starts stops the run
+    once the server is up; before, it was ignored and the run went on to the end."""
+    done = subprocess.run([sys.executable, "-c", FORK_SERVER_START], capture_output=True,
+                          text=True, cwd=Path(__file__).parent.parent, timeout=60,
+                          preexec_fn=as_from_a_shell)
+    assert done.stdout.split("\n")[0] == "interrupted", done.stderr
