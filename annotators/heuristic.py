@@ -56,7 +56,7 @@ from annotators.steps import derive_steps
 # diffs.py): a new version labels every stored commit anew on the next mine, an unchanged one
 # keeps the labels made before. tests/test_rules_version.py holds the labels of a fixed set of
 # commits for this version and fails when they change without it.
-RULES_VERSION = 114
+RULES_VERSION = 115
 ANNOTATOR_ID = f"heuristic/rules-v{RULES_VERSION}/schema-{SCHEMA_VERSION}"
 
 
@@ -490,7 +490,10 @@ _UPDATE = re.compile(r"^\W*(?:update|updating|bump|bumping|upgrade|upgrading|"
 
 # A hang that is a loop that never ends: no process waits on another.
 _LOOPS = re.compile(r"\binfinite(?:ly)? loop|\bendless loop|\bbusy[- ]loop|"
-                    r"\b(?:loop|recurs)\w* (?:\w+ ){0,5}forever|\b100\s?% (?:of )?(?:the )?CPU",
+                    r"\b(?:loop|recurs)\w* (?:\w+ ){0,5}forever|\b100\s?% (?:of )?(?:the )?CPU|"
+                    # (a hang that eats CPU spins: "would hang forever chewing up a significant
+                    # amount of cpu")
+                    r"\b(?:chew|burn|eat|spin|pegg?)\w*\s+(?:up\s+)?(?:\w+\s+){0,5}?CPU\b",
                     re.IGNORECASE)
 
 

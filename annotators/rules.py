@@ -84,9 +84,10 @@ MESSAGE_CUES: tuple[MessageCue, ...] = (
     MessageCue("mailbox", B.MAILBOX_OVERFLOW,
                _re(r"\b(?:mailbox|message[ _]queue(?:_len)?)\b.{0,40}\b(?:grow\w*|overflow\w*|"
                    r"full|flood\w*|pil\w+ up|unbounded|build\w* up|back ?pressure|scan\w*|"
-                   r"storms?)\b|"
+                   r"storms?|too (?:big|large|long)|huge)\b|"
                    r"\b(?:grow\w*|overflow\w*|flood\w*|unbounded)\b.{0,30}\b(?:mailbox|message "
-                   r"queue)"), 0.85),
+                   r"queue)|\b(?:giant|huge|large|big)\s+(?:mailbox|message queue)"),
+               0.85),
     # (not a tool that looks for leaks: "Reducing delay to 5 minutes for leak monitor")
     MessageCue("leak", B.RESOURCE_LEAK,
                _re(r"\b(?:leak(?!\s+(?:monitor|detector|detection|checker|check|tracker|"
@@ -116,8 +117,11 @@ MESSAGE_CUES: tuple[MessageCue, ...] = (
                    r"\b(?:arriv\w*|com(?:e|es|ing) in|queued?|land\w*|sits?|sitting|stuck|"
                    r"delivered|processed)\s+(?:\w+\s+)?behind\s+(?:\w+\s+){0,2}?(?:messages?|"
                    r"requests?|calls?|casts?)\b|"
+                   # (not lines a log shows: "Reorder log messages")
+                   r"(?<!\blog )(?<!\blogged )(?<!\bdebug )(?<!\berror )(?<!\bwarning )"
                    r"\b(?:" + _EXCHANGED + r")\b.{0,20}\breorder\w*|"
-                   r"\breorder\w*\b.{0,20}\b(?:" + _EXCHANGED + r")\b"), 0.7),
+                   r"\breorder\w*\b(?:(?!\b(?:log|logs|logged|logging|debug|error|warning|info)"
+                   r"\b).){0,20}\b(?:" + _EXCHANGED + r")\b"), 0.7),
     MessageCue("exit_signal", B.EXIT_SIGNAL,
                _re(r"\b(?:trap_exit|trap(?:s|ped|ping)? exits?|exit signals?|EXIT messages?|:EXIT|"
                    r"catch(?:es|ing)? (?:\w+ ){0,2}exits|"
@@ -137,7 +141,10 @@ MESSAGE_CUES: tuple[MessageCue, ...] = (
                    r"block(?:s|ed)? forever|never returns?"
                    r"(?!\s+(?:an?|any|nil|null|none|undefined|true|false|ok|error)\b|"
                    r"\s*[{\[:`'\"])|"
-                   r"wait\w* forever|(?:block|hang)\w* (?:\w+ ){0,3}indefinitely)\b"
+                   r"wait\w* forever|(?:block|hang)\w* (?:\w+ ){0,3}indefinitely|"
+                   # ("Fixed fullsync lockup if status called during sync", "to avoid infinite
+                   # blocking")
+                   r"lock(?:s|ed)?[ -]?ups?|infinite(?:ly)? block\w*)\b"
                    r"(?![ -]fruit)"), 0.6),
     MessageCue("flaky", B.RACE_CONDITION,
                # (not a Nix flake: "fix up flake packaging", "update flake.lock")
@@ -332,6 +339,10 @@ NEGATIVE_CUES: tuple[tuple[str, re.Pattern[str]], ...] = (
                        r"non-?deterministic\w*|unstable|racy)\b.{0,30}\b(?:tests?|suites?|"
                        r"cases?|testcases?)\b(?!\s+assert)|"
                        r"(?:repeat|retr|re-?run)\w*\b.{0,40}\b(?:flak\w*|intermittent\w*)\b|"
+                       # (a test removed by name: "Removed the verify_no_repair test.", not
+                       # "Remove sleep from test")
+                       r"(?:delet|remov|drop)\w*\s+(?:the\s+|a\s+|an\s+|this\s+)?[\w`'./:-]+\s+"
+                       r"(?:tests?|test ?cases?|suites?)\b\W*$|"
                        r"tests? (?:for|of|covering)\b|"
                        r"(?:demonstrat|reproduc)\w*\b|"
                        # a test added that shows a race, fixing none ("Add failing … race

@@ -11,6 +11,7 @@ from annotators.heuristic import (
     cue_weights,
     find_signals,
     flowed,
+    negatives_of,
     prose,
 )
 from annotators.locate import process_words
@@ -1662,3 +1663,38 @@ def test_a_rule_explains_only_a_bug_of_its_kind() -> None:
 def test_every_form_of_timing_out_is_a_timeout(subject: str, phrase: str) -> None:
     """"timing out" and "times out" name a timeout as "timed out" does."""
     assert [(c.name, p) for c, p, _ in cue_weights(subject)] == [("timeout", phrase)]
+
+
+@pytest.mark.parametrize(("message", "bug_type"), [
+    ("Fixed fullsync lockup if status called during sync.", BugType.DEADLOCK),
+    ("Change communications with sink to avoid infinite blocking.", BugType.DEADLOCK),
+    ("Don't forward realtime messages if the destination mailbox is too big",
+     BugType.MAILBOX_OVERFLOW),
+    ("Make bloom folding avoid giant message queues", BugType.MAILBOX_OVERFLOW),
+    # a queue of stored messages is no mailbox; log lines are not messages processes exchange
+    ("If big offline message queue, show only subset on WebAdmin", None),
+    ("Reorder log messages.\n\nSo that the set_env calls generate no false errors.", None),
+    # a hang that eats CPU is a loop
+    ("Fixed function clause error when migrating queue\n\nShutting down a node would hang "
+     "forever chewing up a significant amount of cpu.", None),
+])
+def test_more_words_for_lockups_and_full_mailboxes(message: str,
+                                                   bug_type: BugType | None) -> None:
+    """"lockup", "infinite blocking", a mailbox "too big" and "giant message queues" name
+    the bug; a big queue of stored messages, log messages reordered and a hang that eats CPU
+    do not."""
+    label = _label_of_message(message)
+    assert label is not None
+    assert label.bug_type == (bug_type or BugType.NOT_CONCURRENCY), message
+
+
+@pytest.mark.parametrize(("subject", "set_aside"), [
+    ("Removed the verify_no_repair_for_non_indexed_data test.", True),
+    ("Drop the `yz_errors` suite", True),
+    ("Remove sleep from test", False),
+    ("Remove race in test", False),
+])
+def test_a_test_removed_by_name_is_set_aside(subject: str, set_aside: bool) -> None:
+    """Removing a test fixes no race, whatever race its body says the test could not
+    tolerate; removing something from a test may."""
+    assert ("sets_aside" in negatives_of(subject)) is set_aside, subject
