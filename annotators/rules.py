@@ -210,7 +210,14 @@ MESSAGE_CUES: tuple[MessageCue, ...] = (
                    r"wait(?:s|ing)?\s+(?:for|until)\b|(?:ensure|make sure)\b[^.\n]{0,60}?\b"
                    r"(?:terminat\w*|stop(?:s|ped)?|exit(?:s|ed)?|die[sd]?|shut\w* down|"
                    r"(?:is|are|has|have been) (?:started|ready|registered|running|alive|dead|"
-                   r"down|gone|stopped|terminated))\b)[^.\n]{0,60}?\bbefore\b"), 0.6),
+                   r"down|gone|stopped|terminated))\b)[^.\n]{0,60}?\bbefore\b|"
+                   # ... or makes a test wait for what another process does ("test(bridge):
+                   # wait for all cluster nodes to resubscribe", "Wait for subscription to
+                   # receive DOWN notification in unit test")
+                   r"\A\s*(?:test\w*(?:\([^)\n]*\))?:\s*|[\w./-]*(?:_SUITE|_tests?|Test)\w*:\s*)"
+                   r"(?:make sure (?:to |we )?)?wait(?:s|ing)?\s+(?:for|until)\b|"
+                   r"\A\s*(?:make sure (?:to |we )?)?wait(?:s|ing)?\s+(?:for|until)\b[^\n]*"
+                   r"\b(?:tests?|suites?|specs?)\b"), 0.6),
     # A subject about a process found dead (noproc) or already started: another process's
     # life ran concurrently with the code that assumed it ("catch noproc instead of doing
     # alive check", "handle already_started errors").

@@ -1698,3 +1698,16 @@ def test_a_test_removed_by_name_is_set_aside(subject: str, set_aside: bool) -> N
     """Removing a test fixes no race, whatever race its body says the test could not
     tolerate; removing something from a test may."""
     assert ("sets_aside" in negatives_of(subject)) is set_aside, subject
+
+
+@pytest.mark.parametrize(("subject", "fix"), [
+    ("test(bridge_mqtt): wait for all cluster nodes to resubscribe", True),
+    ("coordination_SUITE: Wait for a condition in `shrink_cluster_with_snapshot`", True),
+    ("Wait for subscription to receive DOWN notification in unit test", True),
+    # a design that waits is no test made to wait
+    ("Wait for the cluster upgrade in the background", False),
+])
+def test_a_test_made_to_wait_for_another_process_is_a_race_fix(subject: str,
+                                                                fix: bool) -> None:
+    """A test that now waits for what another process does was racing it."""
+    assert _is_fix(subject, "test/bridge_SUITE.erl") is fix, subject
