@@ -41,6 +41,8 @@ CASES = [
     # a race by its other name
     ("Verify the port hand-off\n\nThis shrinks the TOCTOU window.", True, ("race",)),
     ("Re-read the row after the time-of-check", True, ("race",)),
+    # every form of timing out, as the annotator reads them
+    ("Fix the checkout that times out under load", True, ("timeout",)),
 ]
 
 
