@@ -56,7 +56,7 @@ from annotators.steps import derive_steps
 # diffs.py): a new version labels every stored commit anew on the next mine, an unchanged one
 # keeps the labels made before. tests/test_rules_version.py holds the labels of a fixed set of
 # commits for this version and fails when they change without it.
-RULES_VERSION = 116
+RULES_VERSION = 117
 ANNOTATOR_ID = f"heuristic/rules-v{RULES_VERSION}/schema-{SCHEMA_VERSION}"
 
 
@@ -438,9 +438,11 @@ def annotate_heuristic(commit: CommitInput) -> Annotation:
     # A subject that reads as a feature outweighs even a clear word that only its body holds
     # (a test added to find a race, an option that avoids one) unless the body says the
     # commit fixes it ("Refactor credit/5\n\nAnd fix a race condition flake") or the diff is
-    # a fingerprint: the subject says what the commit is for.
+    # a fingerprint: the subject says what the commit is for. Moving code is how many races
+    # close (a check moved into the transaction, a call moved before the spawn): a subject
+    # that moves code, whose body names the race or deadlock as the point, is the fix.
     outweighed = msg_weight < 0.9 or ("feature" in negatives and _only_named_in_body(
-        commit.message, cue))
+        commit.message, cue) and not _MOVES.match(bare_subject(commit.message)))
     place = _locate(top, files, commit.message, hunks, changed, moved)
     if not files and _not_a_code_fix(commit.message, phrase, negatives, msg_weight):
         label, source = _not_bug(commit, files, None, 0.6), (
@@ -515,6 +517,7 @@ def _only_named_in_body(message: str, cue: MessageCue | None) -> bool:
         FIX_STATED.search(text, 0, m.start())
 
 
+_MOVES = re.compile(r"\s*mov(?:e|es|ed|ing)\b", re.IGNORECASE)
 # A list item of a body: a squashed pull request lists the commits it brought in.
 _ITEM = re.compile(r"^\s*(?:[-*+\u2022]|\d+[.)])\s+|"
                    # (a squashed commit's subjects: "fix: sleep to avoid a flaky test")
@@ -525,19 +528,28 @@ _MENDS = re.compile(r"\b(?:resolv\w*|stabili[sz]\w*|reliab\w*|resilien\w*|robust
                     r"safely)\b", re.IGNORECASE)
 
 
+# An item that says what the change does to the bug: "This removes the race …", "Avoids …".
+_MENDS_ITEM = re.compile(r"\s*(?:(?:this|it|which)\s+(?:\w+\s+)?)?(?:avoids|prevents|fixes|"
+                         r"removes|eliminates|resolves|solves)\b", re.IGNORECASE)
+
+
 def _one_item_of_many(message: str) -> bool:
     """Whether a message names the bug only in one item of a list of changes made for
     something else: the subject names no bug and no mending ("Instant block mining",
     "Message Containers (#5077)"), the body lists two or more items, and every line of it
     that holds a cue is one of them ("* Fix very rare race") — a squashed pull request whose
-    race fix is a side note of a feature, a refactoring or an upgrade."""
+    race fix is a side note of a feature, a refactoring or an upgrade. An item that says
+    what the change mends ("* Avoids deadlock on syncing queues") is the subject's reason,
+    not one more change."""
     subject = message.split("\n", 1)[0]
     if cue_weights(subject) or FIX_INTENT.search(subject) or _MENDS.search(subject):
         return False
     lines = prose(message).split("\n")[1:]
-    if sum(1 for line in lines if _ITEM.match(line)) < 2:
-        return False
     cued = [line for line in lines if cue_weights("-\n\n" + line)]
+    changes = [line for line in lines if _ITEM.match(line)
+               and not (line in cued and _MENDS_ITEM.match(_ITEM.sub("", line, count=1)))]
+    if len(changes) < 2:
+        return False
     return bool(cued) and all(_ITEM.match(line) for line in cued)
 
 

@@ -395,6 +395,8 @@ CUE_STATED = _re(r"(?:\b(?:fix\w*|solv\w*|resolv\w*|prevent\w*|avoid\w*|reduc\w*
                  # (a window shrunk or narrowed; not a property test's shrinking)
                  r"(?:shr[iu]nk|narrow)\w*\s+(?:the|a|this|that|its)\b|"
                  r"trigger\w*)\b[^.!?\n]{0,40}|"
+                 # (what the change takes away: "This removes the race condition that …")
+                 r"\b(?:this|it|which)\s+(?:\w+\s+)?(?:remov|eliminat)\w*\b[^.!?\n]{0,40}|"
                  r"\b(?:as|since|because)\s+(?:this|that|it|they)\s+(?:\w+\s+)?|"
                  r"(?<!\bif )(?<!whether )(?<!in case )\bthere(?: is|'s| was| are|"
                  r" were| can be| could be| might be)\b[^.!?\n]{0,20}|"

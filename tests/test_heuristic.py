@@ -534,6 +534,12 @@ def test_a_timing_issue_is_a_flaky_test(message: str, fix: bool) -> None:
     ("Implemented inactivity timeouts for client and acceptor.\n\nA linked acceptor "
      "crashed the client on shutdown: its EXIT signal is trapped now.", False),
     ("Moved the lookup inside the lock to fix the race", True),
+    # moving code is how races close: a move whose body names the race as the point fixes it
+    ("Move the reader check into the GC action\n\nThe check for readers may race with a "
+     "queue's reader update, crashing the store.", True),
+    ("Move the store to ets\n\nReads went through the server, which deadlocked when a "
+     "conversion called back into it.", True),
+    ("Move the store to ets\n\nIt speeds up reads under load.", False),
     # an API that takes more options is a feature, whatever mailbox its options can cap
     ("Accept keyword options in add_logger_handler/1\n\nApps can set :discard_threshold to "
      "avoid unbounded mailbox growth under error bursts.", False),
@@ -644,6 +650,13 @@ def test_a_loop_that_never_ends_is_no_hang_on_another_process(message: str, fix:
      "- Wait for the server to start", True),
     ("Reimplement the registry\n\nThis fixes a race condition between two writers.\n\n"
      "* Use persistent_term\n* Drop the old table", True),
+    # an item that says what the subject's change mends is its reason, not another change
+    ("Stop the stale member when a partial partition is detected\n\n* Avoids deadlock on "
+     "syncing queues\n* The queue must restart and rejoin the group", True),
+    ("Set socket options in the keylist stanza\n\n* This removes the race condition that "
+     "let a message reach the source before its owner\n* Document ownership changes.", True),
+    ("Revamp the socket module\n\n* Avoids race conditions in tests\n* Add a stanza parser\n"
+     "* Add OTP-compliant start", False),
 ])
 def test_a_race_fixed_as_one_item_of_a_squashed_feature_is_no_fix(message: str,
                                                                     fix: bool) -> None:
