@@ -517,6 +517,7 @@ def _only_named_in_body(message: str, cue: MessageCue | None) -> bool:
         FIX_STATED.search(text, 0, m.start())
 
 
+# A subject (after a conventional-commit type) that moves code: "Move check for reader to …".
 _MOVES = re.compile(r"\s*mov(?:e|es|ed|ing)\b", re.IGNORECASE)
 # A list item of a body: a squashed pull request lists the commits it brought in.
 _ITEM = re.compile(r"^\s*(?:[-*+\u2022]|\d+[.)])\s+|"
