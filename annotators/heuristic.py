@@ -503,9 +503,10 @@ def _a_loop(message: str, cue: MessageCue) -> bool:
     """Whether what the message calls a hang is a loop that never ends: a hang or blocking
     it names beside a loop, or a subject that fixes a loop and names no concurrency problem
     ("Fixed infinite loop in document updates", whose body calls it the "deadlocks" seen)."""
-    subject = prose(message).split("\n", 1)[0]
+    text = prose(message)
     if cue.name in ("hang", "blocking"):
-        return _LOOPS.search(prose(message)) is not None
+        return _LOOPS.search(text) is not None
+    subject = text.split("\n", 1)[0]
     return _LOOPS.search(subject) is not None and not cue_weights(subject)
 
 
@@ -519,6 +520,7 @@ def _only_named_in_body(message: str, cue: MessageCue | None) -> bool:
 
 # A subject (after a conventional-commit type) that moves code: "Move check for reader to …".
 _MOVES = re.compile(r"\s*mov(?:e|es|ed|ing)\b", re.IGNORECASE)
+
 # A list item of a body: a squashed pull request lists the commits it brought in.
 _ITEM = re.compile(r"^\s*(?:[-*+\u2022]|\d+[.)])\s+|"
                    # (a squashed commit's subjects: "fix: sleep to avoid a flaky test")
